@@ -1,0 +1,276 @@
+"""Build the student's training mixture: conversations JSONL plus per-source statistics.
+
+    python -m training.mixture --out .train/mixture.jsonl [--tokens 1100000]
+
+Sources: the TRAIN splits (and files with no split) of `supervised/` and
+`open_types/`, plus `pile_ner/` (the SLIMER Pile-NER subset asked with type
+names, and GLiNER's Pile-NER sample), with the natural-language label names of
+`uniner_spacy.evaluation.labels`. Nothing from `zeroshot_dev/` is read, nor any
+dev or test split of a benchmark set.
+
+Every data set gets a token budget (a share of `--tokens`), so that no set
+dominates: the CoNLL and bio benchmark sets get a larger share (their quality
+needs many examples), every open-type set a small equal share (type variety is
+what zero-shot quality depends on), Pile-NER is taken whole. Conversations are
+picked at random up to the budget, preferring passages with mentions;
+passages without any mention make up at most `--empty-share` of a set.
+
+Writes `<out>` (one `Conversation` a line), `<out stem>.stats.json` (per-source
+counts, `[]` share, distinct types, licences) and, with `--uniner-json`, the
+official UniNER conversation JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from uniner_spacy.conversations import (
+    BuildOptions,
+    Conversation,
+    build_conversations,
+    load_definitions,
+    negative_share,
+    type_frequencies,
+    write_jsonl,
+    write_uniner_json,
+)
+from uniner_spacy.ty import Example
+
+DATA_ROOT = Path(os.environ.get("UNINER_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+FOLDERS = ("supervised", "open_types", "pile_ner")
+FORBIDDEN = "zeroshot_dev"
+
+# Share of the token budget per data set (the rest is split evenly among the others).
+SHARES: Dict[str, float] = {
+    "conll2003": 0.20,
+    "anatem": 0.065,
+    "bc2gm": 0.065,
+    "bc5cdr": 0.065,
+    "ncbi": 0.065,
+    "wikiann_en": 0.02,
+    "broad_twitter": 0.02,
+    "harveyner": 0.01,
+}
+TAKE_ALL = {"pile_ner_slimer", "pile_ner_gliner"}
+# Same data asked another way, benchmark-overlapping, or no train split.
+EXCLUDE = {
+    "pile_ner_slimer_falsedef",  # the TrueDef file's passages again
+    "jnlpba",  # GENIA abstracts: overlaps the GENIA test benchmark; dev/test only
+    "wikineural_en",  # validation split only
+    "genia",  # test only
+}
+# Data sets without a train split whose only file may still be trained on.
+EXTRA_SPLITS = {"fewnerd_inter_episodes": ("dev",)}
+
+LICENCES: Dict[str, str] = {
+    "conll2003": "CoNLL-2003 (Reuters RCV1 terms)",
+    "anatem": "CC BY 4.0 (cambridgeltl)",
+    "bc2gm": "CC BY 4.0 (cambridgeltl)",
+    "bc5cdr": "CC BY 4.0 (cambridgeltl)",
+    "ncbi": "CC BY 4.0 (cambridgeltl)",
+    "wikiann_en": "none stated (WikiANN)",
+    "broad_twitter": "CC BY 4.0",
+    "harveyner": "none stated",
+    "pile_ner_slimer": "CC BY-NC 4.0 (Pile-NER, research use)",
+    "pile_ner_gliner": "CC BY-NC 4.0 (Pile-NER, research use)",
+    "finer_ord": "CC BY-NC 4.0",
+    "hipe2022_topres19th_en": "CC BY-NC-SA 4.0",
+    "hipe2022_hipe2020_en": "CC BY-NC-SA 4.0",
+    "hipe2022_ajmc_en": "CC BY 4.0",
+    "gum": "CC BY 4.0 annotations; texts CC BY / CC BY-SA / CC BY-NC-SA (WikiHow)",
+    "wnut16": "GPL-3.0 repository",
+    "wnut17": "CC BY 4.0",
+    "scierc": "none stated",
+    "few_tk": "none stated",
+    "multiconer2_en": "none stated (copy)",
+    "tasteset2": "MIT",
+    "musicreconer": "MIT",
+    "cyner_mitre": "MIT",
+    "anem": "CC BY-SA 3.0",
+    "re3d": "OGL / CC BY / public domain (mixed)",
+    "sec_filings": "CC BY 3.0",
+    "wikigold": "CC BY 4.0",
+}
+
+
+def source_files(root: Path) -> List[Tuple[str, str, Path, str]]:
+    """(folder, data set, path, format) of every file the mixture may use."""
+    from uniner_spacy.evaluation.loaders import iter_data_files
+
+    out = []
+    for f in iter_data_files(root, folders=FOLDERS):
+        if FORBIDDEN in f.path.parts:
+            raise RuntimeError(f"refusing to train on {f.path}")
+        if f.dataset in EXCLUDE:
+            continue
+        if f.split in ("train", "all") or f.split in EXTRA_SPLITS.get(f.dataset, ()):
+            out.append((f.folder, f.dataset, f.path, f.format))
+    return out
+
+
+def load_sources(root: Path) -> Dict[str, List[Example]]:
+    from uniner_spacy.evaluation.loaders import load
+
+    by_set: Dict[str, List[Example]] = {}
+    for folder, dataset, path, fmt in source_files(root):
+        examples = load(path, format=fmt, source=dataset)
+        by_set.setdefault(dataset, []).extend(ex for ex in examples if ex.text.strip() and ex.labels)
+    return by_set
+
+
+def build_mixture(
+    root: Path,
+    tokenizer,
+    total_tokens: int,
+    options: BuildOptions,
+    empty_share: float = 0.1,
+    eos: str = "<|im_end|>",
+    seed: int = 0,
+) -> Tuple[List[Conversation], dict]:
+    by_set = load_sources(root)
+    freq = type_frequencies(ex for exs in by_set.values() for ex in exs)
+
+    def offsets(text: str):
+        return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+
+    others = [d for d in by_set if d not in SHARES and d not in TAKE_ALL]
+    fixed = sum(SHARES.get(d, 0.0) for d in by_set)
+    budget: Dict[str, Optional[int]] = {}
+    for d in by_set:
+        if d in TAKE_ALL:
+            budget[d] = None
+        elif d in SHARES:
+            budget[d] = int(SHARES[d] * total_tokens)
+    picked: Dict[str, List[Conversation]] = {}
+    # take-all sets first: what they use comes out of the others' budget
+    used = 0
+    for d in sorted(TAKE_ALL & set(by_set)):
+        convs = build_conversations(by_set[d], _opts(options, seed, d), freq, offsets)
+        picked[d] = convs
+        used += sum(_length(c, tokenizer, eos) for c in convs)
+    rest = max(0, total_tokens - used - int(fixed * total_tokens))
+    for d in others:
+        budget[d] = rest // max(1, len(others))
+    for d in sorted(by_set):
+        if d in TAKE_ALL:
+            continue
+        rng = random.Random(f"{seed}-{d}")
+        examples = list(by_set[d])
+        rng.shuffle(examples)
+        limit = budget[d] or 0
+        # build lazily: shuffle, convert in slices until the budget is met
+        with_mentions: List[Conversation] = []
+        empty: List[Conversation] = []
+        tokens_pos = tokens_empty = 0
+        for start in range(0, len(examples), 256):
+            convs = build_conversations(examples[start : start + 256], _opts(options, seed + start, d), freq, offsets)
+            for c in convs:
+                n = _length(c, tokenizer, eos)
+                if c.n_negative == len(c.turns):
+                    if tokens_empty + n <= empty_share * limit:
+                        empty.append(c)
+                        tokens_empty += n
+                elif tokens_pos + n <= (1 - empty_share) * limit:
+                    with_mentions.append(c)
+                    tokens_pos += n
+            if tokens_pos >= (1 - empty_share) * limit * 0.98:
+                break
+        picked[d] = with_mentions + empty
+    mixture = [c for d in sorted(picked) for c in picked[d]]
+    random.Random(seed).shuffle(mixture)
+    return mixture, _stats(picked, tokenizer, eos, total_tokens, options)
+
+
+def _opts(options: BuildOptions, seed: int, dataset: str) -> BuildOptions:
+    from dataclasses import replace
+
+    return replace(options, seed=_stable_seed(seed, dataset))
+
+
+def _stable_seed(seed: int, name: str) -> int:
+    import zlib
+
+    return (zlib.crc32(name.encode()) + seed) & 0xFFFFFFFF
+
+
+def _length(conv: Conversation, tokenizer, eos: str) -> int:
+    text, _ = conv.render(eos)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _stats(picked: Dict[str, List[Conversation]], tokenizer, eos: str, total: int, options: BuildOptions) -> dict:
+    sources = {}
+    all_types: Counter = Counter()
+    for d, convs in sorted(picked.items()):
+        types: Counter = Counter()
+        for c in convs:
+            for t, (_, ans) in zip(c.types, c.turns):
+                if ans != "[]":
+                    types[t] += 1
+        all_types.update(types)
+        sources[d] = {
+            "conversations": len(convs),
+            "turns": sum(len(c.turns) for c in convs),
+            "negatives": sum(c.n_negative for c in convs),
+            "types": len(types),
+            "tokens": sum(_length(c, tokenizer, eos) for c in convs),
+            "licence": LICENCES.get(d, "see open_types/MANIFEST.md"),
+        }
+    every = [c for convs in picked.values() for c in convs]
+    return {
+        "conversations": len(every),
+        "turns": sum(len(c.turns) for c in every),
+        "negative_share": round(negative_share(every), 4),
+        "distinct_types": len(all_types),
+        "tokens": sum(s["tokens"] for s in sources.values()),
+        "token_budget": total,
+        "options": {k: v for k, v in options.__dict__.items() if k != "definitions"},
+        "sources": sources,
+    }
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    from transformers import AutoTokenizer
+
+    from uniner_spacy.models import EMBEDDED_EOS, convert_gguf, embedded_gguf
+
+    p = argparse.ArgumentParser(description="Build the student's training mixture.")
+    p.add_argument("--out", default=".train/mixture.jsonl")
+    p.add_argument("--data", default=str(DATA_ROOT), help="the shared data folder")
+    p.add_argument("--tokens", type=int, default=1_100_000, help="token budget of the whole mixture")
+    p.add_argument("--negative-share", type=float, default=0.3, help="wanted share of [] among turns of passages with mentions")
+    p.add_argument("--empty-share", type=float, default=0.1, help="at most this share of a set's tokens from passages with no mention")
+    p.add_argument("--definition-mode", default="type", choices=["type", "definition", "both"])
+    p.add_argument("--dataset-prompt", action="store_true", help="the dataset-specific template")
+    p.add_argument("--uniner-json", help="also write the official UniNER conversation JSON here")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    tokenizer = AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
+    definitions = None
+    if args.definition_mode != "type":
+        definitions = load_definitions(Path(args.data) / "pile_ner" / "all_423_NE_definitions.json")
+    options = BuildOptions(
+        negative_share=args.negative_share,
+        definitions=definitions,
+        definition_mode=args.definition_mode,
+        dataset_prompt=args.dataset_prompt,
+        seed=args.seed,
+    )
+    mixture, stats = build_mixture(Path(args.data), tokenizer, args.tokens, options, args.empty_share, EMBEDDED_EOS, args.seed)
+    out = Path(args.out)
+    write_jsonl(mixture, out)
+    Path(str(out).rsplit(".", 1)[0] + ".stats.json").write_text(json.dumps(stats, indent=1))
+    if args.uniner_json:
+        write_uniner_json(mixture, args.uniner_json)
+    print(json.dumps({k: v for k, v in stats.items() if k != "sources"}))
+    for d, s in stats["sources"].items():
+        print(f"{d:28s} conv {s['conversations']:6d} turns {s['turns']:6d} [] {s['negatives']:5d} types {s['types']:3d} tokens {s['tokens']}")
+
+
+if __name__ == "__main__":
+    main()

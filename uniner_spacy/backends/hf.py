@@ -1,0 +1,196 @@
+"""`uniner.HF.v1`: any Hugging Face causal LM, local folder or GGUF file.
+
+All (chunk, type) queries of an `nlp.pipe` batch are sorted by length and
+generated together, left-padded and greedy, which is where the speed comes
+from: one query per `generate` call (`batch_size=1`) is the slow baseline.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+from ..models import fix_tokenizer, resolve_model
+from ..parsing import scan_list
+from ..ty import Generation, Query
+from .base import Prompter, describe
+
+logger = logging.getLogger(__name__)
+
+
+class HFBackend:
+    def __init__(
+        self,
+        model: str = "embedded",
+        *,
+        adapter: Optional[str] = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 32,
+        max_new_tokens: int = 256,
+        threads: Optional[int] = None,
+        stop_at_list_end: bool = True,
+        system: str = "text",
+        dataset: Optional[str] = None,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be ≥ 1, got {max_new_tokens}")
+        self.name = model
+        self.adapter = adapter
+        self.device_name = device
+        self.dtype_name = dtype
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.threads = threads
+        self.stop_at_list_end = stop_at_list_end
+        self.prompter = Prompter(system=system, dataset=dataset)
+        self._model = None
+        self._tokenizer = None
+
+    # -- loading ---------------------------------------------------------
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        path, _ = resolve_model(self.name)
+        device = self.device_name
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = {
+            "auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
+            "float32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "float16": torch.float16,
+        }[self.dtype_name]
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        fix_tokenizer(tokenizer, None)
+        model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype)
+        if self.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter).merge_and_unload()
+        model.to(device).eval()
+        self.device = device
+        self._model, self._tokenizer = model, tokenizer
+        self.template = self.prompter.template(tokenizer.eos_token)
+
+    @property
+    def tokenizer(self):
+        self._load()
+        return self._tokenizer
+
+    @property
+    def model(self):
+        self._load()
+        return self._model
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the weights and decoding settings (part of cache keys)."""
+        from ..models import file_digest
+
+        p = Path(self.name)
+        ident = f"{self.name}@{file_digest(p)}" if p.exists() else self.name
+        if self.adapter:
+            ident += f"+{file_digest(self.adapter)}"
+        return ident + "|" + describe(
+            {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype_name,
+             "stop": self.stop_at_list_end, "system": self.prompter.system,
+             "dataset": self.prompter.dataset}
+        )
+
+    def token_offsets(self, text: str) -> List[Tuple[int, int]]:
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [tuple(o) for o in enc["offset_mapping"]]
+
+    # -- generation ------------------------------------------------------
+    def prompts(self, queries: Sequence[Query]) -> List[str]:
+        self._load()
+        return [self.template.render(q.passage, q.entity_type) for q in queries]
+
+    def __call__(self, queries: Sequence[Query]) -> List[Generation]:
+        prompts = self.prompts(queries)
+        lengths = [len(self.tokenizer(p, add_special_tokens=True).input_ids) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: lengths[i], reverse=True)
+        out: List[Optional[Generation]] = [None] * len(prompts)
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b : b + self.batch_size]
+            for i, gen in zip(idx, self.generate([prompts[i] for i in idx])):
+                out[i] = gen
+        return out  # type: ignore[return-value]
+
+    def generate(self, prompts: List[str]) -> List[Generation]:
+        """Greedy generation for one padded batch, with per-token log-probs."""
+        import torch
+
+        tok, model = self.tokenizer, self.model
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
+        prompt_len = enc.input_ids.shape[1]
+        stopping = []
+        if self.stop_at_list_end:
+            stopping.append(ListClosed(tok, prompt_len))
+        with torch.inference_mode():
+            out = model.generate(
+                **enc,
+                do_sample=False,
+                max_new_tokens=self.max_new_tokens,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+                stopping_criteria=stopping or None,
+                output_scores=True,
+                return_dict_in_generate=True,
+            )
+            logprobs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        gens = []
+        for row, lps in zip(out.sequences[:, prompt_len:].tolist(), logprobs.tolist()):
+            pieces = []
+            for t, lp in zip(row, lps):
+                if t == tok.eos_token_id:
+                    break
+                pieces.append((tok.decode([t]), float(lp)))
+            text = "".join(p for p, _ in pieces)
+            gens.append(Generation(text=text, token_logprobs=pieces))
+        return gens
+
+
+class ListClosed:
+    """Stops a row once its answer list is closed: small models ramble on after `]`."""
+
+    def __init__(self, tokenizer, prompt_len: int):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        done = []
+        for row in input_ids[:, self.prompt_len :].tolist():
+            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            _, found, closed = scan_list(text)
+            done.append(found and closed)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def make_hf_backend(
+    model: str = "embedded",
+    adapter: Optional[str] = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 32,
+    max_new_tokens: int = 256,
+    threads: Optional[int] = None,
+    stop_at_list_end: bool = True,
+    system: str = "text",
+    dataset: Optional[str] = None,
+) -> HFBackend:
+    return HFBackend(
+        model, adapter=adapter, device=device, dtype=dtype, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, threads=threads, stop_at_list_end=stop_at_list_end,
+        system=system, dataset=dataset,
+    )

@@ -1,0 +1,158 @@
+"""`uniner.OpenAI.v1`: any OpenAI-compatible server (vLLM, llama.cpp, OpenAI).
+
+UniNER-format models are asked through the completions endpoint with the raw
+prompt; chat models through the chat endpoint with the same four turns.
+Requests run with bounded concurrency; the official client retries 429, 5xx
+and time-outs with exponential back-off. A query that still fails comes back
+as a `Generation` with `error` set, so one bad request never loses a batch.
+"""
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Optional, Sequence, Tuple
+
+from ..prompts import ACK, question
+from ..ty import Generation, Query
+from .base import Prompter, approx_token_offsets, describe
+
+
+class OpenAIBackend:
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: Optional[str] = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        endpoint: str = "completions",
+        concurrency: int = 8,
+        max_retries: int = 3,
+        timeout: float = 60.0,
+        max_new_tokens: int = 256,
+        logprobs: bool = True,
+        eos: str = "</s>",
+        tokenizer: Optional[str] = None,
+        system: str = "text",
+        dataset: Optional[str] = None,
+    ):
+        if endpoint not in ("completions", "chat"):
+            raise ValueError(f"endpoint must be 'completions' or 'chat', got {endpoint!r}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be ≥ 1, got {concurrency}")
+        self.name = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.endpoint = endpoint
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.max_new_tokens = max_new_tokens
+        self.logprobs = logprobs
+        self.eos = eos
+        self.tokenizer_name = tokenizer
+        self.template = Prompter(system=system, dataset=dataset).template(eos)
+        self._client = None
+        self._tokenizer = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            import openai
+
+            key = os.environ.get(self.api_key_env) or "EMPTY"  # local servers take any key
+            self._client = openai.OpenAI(
+                base_url=self.base_url, api_key=key, timeout=self.timeout,
+                max_retries=self.max_retries,
+            )
+        return self._client
+
+    @property
+    def model_id(self) -> str:
+        return f"openai:{self.base_url}:{self.name}|" + describe(
+            {"endpoint": self.endpoint, "max_new_tokens": self.max_new_tokens,
+             "system": self.template.system, "dataset": self.template.dataset}
+        )
+
+    def token_offsets(self, text: str) -> List[Tuple[int, int]]:
+        if self.tokenizer_name:
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
+            enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            return [tuple(o) for o in enc["offset_mapping"]]
+        return approx_token_offsets(text)
+
+    def messages(self, query: Query) -> list:
+        return [
+            {"role": "system", "content": self.template.system},
+            {"role": "user", "content": self.template.first_user_turn(query.passage)},
+            {"role": "assistant", "content": ACK},
+            {"role": "user", "content": question(query.entity_type)},
+        ]
+
+    def __call__(self, queries: Sequence[Query]) -> List[Generation]:
+        if not queries:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(queries))) as pool:
+            return list(pool.map(self._ask, queries))
+
+    def _ask(self, query: Query) -> Generation:
+        try:
+            if self.endpoint == "completions":
+                resp = self.client.completions.create(
+                    model=self.name,
+                    prompt=self.template.render(query.passage, query.entity_type),
+                    max_tokens=self.max_new_tokens, temperature=0, stop=[self.eos],
+                    logprobs=1 if self.logprobs else None,
+                )
+                choice = resp.choices[0]
+                text = choice.text
+                pieces = None
+                lp = getattr(choice, "logprobs", None)
+                if lp is not None and getattr(lp, "tokens", None) and lp.token_logprobs:
+                    pieces = [(t, float(v if v is not None else -math.inf))
+                              for t, v in zip(lp.tokens, lp.token_logprobs)]
+            else:
+                resp = self.client.chat.completions.create(
+                    model=self.name, messages=self.messages(query),
+                    max_tokens=self.max_new_tokens, temperature=0,
+                    logprobs=self.logprobs or None,
+                )
+                choice = resp.choices[0]
+                text = choice.message.content or ""
+                pieces = None
+                lp = getattr(choice, "logprobs", None)
+                if lp is not None and getattr(lp, "content", None):
+                    pieces = [(c.token, float(c.logprob)) for c in lp.content]
+            if not isinstance(text, str):
+                raise TypeError(f"server returned {type(text).__name__} instead of text")
+            if pieces is not None and "".join(p for p, _ in pieces) != text:
+                pieces = None  # tokens that do not spell the text cannot place scores
+            return Generation(text=text, token_logprobs=pieces)
+        except Exception as err:  # noqa: BLE001 - recorded per query, never lost silently
+            return Generation(text="", error=f"{type(err).__name__}: {err}")
+
+
+def make_openai_backend(
+    model: str,
+    base_url: Optional[str] = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    endpoint: str = "completions",
+    concurrency: int = 8,
+    max_retries: int = 3,
+    timeout: float = 60.0,
+    max_new_tokens: int = 256,
+    logprobs: bool = True,
+    eos: str = "</s>",
+    tokenizer: Optional[str] = None,
+    system: str = "text",
+    dataset: Optional[str] = None,
+) -> OpenAIBackend:
+    return OpenAIBackend(
+        model, base_url=base_url, api_key_env=api_key_env, endpoint=endpoint,
+        concurrency=concurrency, max_retries=max_retries, timeout=timeout,
+        max_new_tokens=max_new_tokens, logprobs=logprobs, eos=eos, tokenizer=tokenizer,
+        system=system, dataset=dataset,
+    )

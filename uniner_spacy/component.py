@@ -1,0 +1,307 @@
+"""The `uniner` pipe: chunk → ask → parse → align → resolve → write spans.
+
+The class keeps the behaviour and the factory only wires configuration, as in
+spaCy's own SpanRuler. All (chunk, label) queries of an `nlp.pipe` batch go to
+the backend together, so batching across documents is the backend's job.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import srsly
+from spacy.language import Language
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example
+from spacy.util import ensure_path, minibatch
+
+from .align import align_mention, token_bounds_in
+from .chunking import chunk_text, doc_units
+from .parsing import mention_scores, parse_answer
+from .prompts import type_phrase
+from .resolve import POLICIES, dedupe, resolve
+from .ty import Backend, Candidate, Generation, Passage, Query, Stats
+
+logger = logging.getLogger(__name__)
+
+Labels = Union[Sequence[str], Dict[str, str]]
+
+DEFAULT_BACKEND = {"@misc": "uniner.HF.v1", "model": "embedded"}
+
+
+def register_extensions() -> None:
+    """Extra data lives in extensions, never in new Doc attributes."""
+    if not Doc.has_extension("uniner_stats"):
+        Doc.set_extension("uniner_stats", default=None)
+    for name, default in (("uniner_score", None), ("uniner_source", None), ("uniner_match", None)):
+        if not Span.has_extension(name):
+            Span.set_extension(name, default=default)
+
+
+@Language.factory(
+    "uniner",
+    default_config={
+        "labels": [],
+        "backend": DEFAULT_BACKEND,
+        "spans_key": "uniner",
+        "max_passage_tokens": 256,
+        "overlap_tokens": 32,
+        "fuzzy_threshold": 90.0,
+        "threshold": 0.0,
+        "overlap_policy": "longest",
+        "write_ents": True,
+        "keep_existing_ents": False,
+        "question_mode": "type",
+        "on_error": "record",
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_uniner(
+    nlp: Language,
+    name: str,
+    labels: Labels,
+    backend: Backend,
+    spans_key: str,
+    max_passage_tokens: int,
+    overlap_tokens: int,
+    fuzzy_threshold: float,
+    threshold: float,
+    overlap_policy: str,
+    write_ents: bool,
+    keep_existing_ents: bool,
+    question_mode: str,
+    on_error: str,
+    scorer: Optional[Callable],
+) -> "UniNER":
+    return UniNER(
+        nlp.vocab, backend, name=name, labels=labels, spans_key=spans_key,
+        max_passage_tokens=max_passage_tokens, overlap_tokens=overlap_tokens,
+        fuzzy_threshold=fuzzy_threshold, threshold=threshold, overlap_policy=overlap_policy,
+        write_ents=write_ents, keep_existing_ents=keep_existing_ents,
+        question_mode=question_mode, on_error=on_error, scorer=scorer,
+    )
+
+
+def validate_labels(labels: Labels) -> Dict[str, Optional[str]]:
+    """{label: description or None}; empty or duplicate labels are a config error."""
+    if isinstance(labels, str):
+        raise ValueError(f"labels must be a list or a {{label: description}} map, not the string {labels!r}")
+    items = list(labels.items()) if isinstance(labels, dict) else [(l, None) for l in labels]
+    if not items:
+        raise ValueError(
+            "The 'uniner' component needs at least one label, e.g. "
+            "config={'labels': ['person', 'organization', 'location']}"
+        )
+    out: Dict[str, Optional[str]] = {}
+    seen: Dict[str, str] = {}
+    for label, desc in items:
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"Labels must be non-empty strings, got {label!r}")
+        key = " ".join(label.lower().split())
+        if key in seen:
+            raise ValueError(f"Duplicate label {label!r} (same as {seen[key]!r}); list each label once")
+        seen[key] = label
+        out[label] = desc
+    return out
+
+
+class UniNER:
+    def __init__(
+        self,
+        vocab,
+        backend: Backend,
+        *,
+        name: str = "uniner",
+        labels: Labels = (),
+        spans_key: str = "uniner",
+        max_passage_tokens: int = 256,
+        overlap_tokens: int = 32,
+        fuzzy_threshold: float = 90.0,
+        threshold: float = 0.0,
+        overlap_policy: str = "longest",
+        write_ents: bool = True,
+        keep_existing_ents: bool = False,
+        question_mode: str = "type",
+        on_error: str = "record",
+        scorer: Optional[Callable] = None,
+    ):
+        if overlap_policy not in POLICIES:
+            raise ValueError(f"overlap_policy must be one of {POLICIES}, got {overlap_policy!r}")
+        if question_mode not in ("type", "definition", "both"):
+            raise ValueError(f"question_mode must be 'type', 'definition' or 'both', got {question_mode!r}")
+        if on_error not in ("record", "raise"):
+            raise ValueError(f"on_error must be 'record' or 'raise', got {on_error!r}")
+        if not 0 <= overlap_tokens < max_passage_tokens:
+            raise ValueError("overlap_tokens must be ≥ 0 and smaller than max_passage_tokens")
+        register_extensions()
+        self.vocab = vocab
+        self.name = name
+        self.backend = backend
+        self.label_map = validate_labels(labels)
+        self.spans_key = spans_key
+        self.max_passage_tokens = max_passage_tokens
+        self.overlap_tokens = overlap_tokens
+        self.fuzzy_threshold = fuzzy_threshold
+        self.threshold = threshold
+        self.overlap_policy = overlap_policy
+        self.write_ents = write_ents
+        self.keep_existing_ents = keep_existing_ents
+        self.question_mode = question_mode
+        self.on_error = on_error
+        self.scorer = scorer
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.label_map)
+
+    def add_label(self, label: str, description: Optional[str] = None) -> None:
+        self.label_map = validate_labels({**self.label_map, label: description})
+
+    # -- stages ------------------------------------------------------------
+    def passages(self, doc: Doc) -> List[Passage]:
+        if not doc.text.strip():
+            return []
+        offsets = self.backend.token_offsets(doc.text)
+        return chunk_text(doc.text, offsets, doc_units(doc), self.max_passage_tokens, self.overlap_tokens)
+
+    def queries(self, passage: Passage) -> List[Query]:
+        return [
+            Query(passage.text, self.entity_type(label), label) for label in self.label_map
+        ]
+
+    def entity_type(self, label: str) -> str:
+        """What the question names: the label, its description, or both."""
+        return type_phrase(label, self.label_map.get(label), self.question_mode)
+
+    def ask(self, queries: List[Query]) -> List[Generation]:
+        if not queries:
+            return []
+        try:
+            gens = self.backend(queries)
+            if len(gens) != len(queries):
+                raise RuntimeError(f"backend returned {len(gens)} answers for {len(queries)} queries")
+            return gens
+        except Exception as err:
+            if self.on_error == "raise":
+                raise
+            logger.warning("uniner backend failed for %d queries: %s", len(queries), err)
+            return [Generation(text="", error=f"{type(err).__name__}: {err}") for _ in queries]
+
+    def predict(self, docs: Sequence[Doc]) -> List[Tuple[List[Candidate], Stats]]:
+        start = time.perf_counter()
+        stats = [Stats() for _ in docs]
+        owners: List[Tuple[int, Passage]] = []
+        queries: List[Query] = []
+        for i, doc in enumerate(docs):
+            passages = self.passages(doc)
+            stats[i].passages = len(passages)
+            for p in passages:
+                for q in self.queries(p):
+                    owners.append((i, p))
+                    queries.append(q)
+        gens = self.ask(queries)
+        found: List[List[Candidate]] = [[] for _ in docs]
+        bounds = [[(t.idx, t.idx + len(t)) for t in doc] for doc in docs]
+        for (i, passage), query, gen in zip(owners, queries, gens):
+            stats[i].queries += 1
+            found[i].extend(self.read_answer(passage, query, gen, bounds[i], stats[i]))
+        elapsed = time.perf_counter() - start
+        total = max(1, len(queries))
+        results = []
+        for i in range(len(docs)):
+            stats[i].seconds = elapsed * stats[i].queries / total
+            kept = [c for c in dedupe(found[i]) if c.score >= self.threshold]
+            results.append((kept, stats[i]))
+        return results
+
+    def read_answer(
+        self, passage: Passage, query: Query, gen: Generation,
+        doc_bounds: List[Tuple[int, int]], stats: Stats,
+    ) -> List[Candidate]:
+        """parse → score → align for one answer; failures go to `stats`."""
+        if gen.error is not None:
+            stats.backend_errors += 1
+            return []
+        parsed = parse_answer(gen.text)
+        if not parsed.ok:
+            stats.parse_failures += 1
+            return []
+        scores = mention_scores(gen.text, gen.token_logprobs, parsed.mentions)
+        local = token_bounds_in(doc_bounds, passage.start, passage.start + len(passage.text))
+        out = []
+        for k, mention in enumerate(parsed.mentions):
+            matches = align_mention(mention, passage.text, local, self.fuzzy_threshold)
+            if not matches:
+                stats.unaligned.append((query.label, mention))
+            score = scores[k] if scores is not None else 1.0
+            for m in matches:
+                out.append(Candidate(
+                    passage.start + m.start, passage.start + m.end, query.label,
+                    score=score, source=query.entity_type, match=m.kind,
+                ))
+        return out
+
+    def set_annotations(self, docs: Sequence[Doc], results) -> None:
+        for doc, (candidates, stats) in zip(docs, results):
+            spans = []
+            for c in candidates:
+                span = doc.char_span(c.start, c.end, label=c.label)
+                if span is None:  # cannot happen for token-boundary matches; keep it visible
+                    stats.unaligned.append((c.label, doc.text[c.start : c.end]))
+                    continue
+                span._.uniner_score = c.score
+                span._.uniner_source = c.source
+                span._.uniner_match = c.match
+                spans.append(span)
+            doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=spans)
+            if self.write_ents:
+                existing = list(doc.ents) if self.keep_existing_ents else []
+                taken = [(e.start_char, e.end_char) for e in existing]
+                chosen = resolve(candidates, self.overlap_policy, taken)
+                by_key = {(s.start_char, s.end_char, s.label_): s for s in spans}
+                new = [by_key[(c.start, c.end, c.label)] for c in chosen if (c.start, c.end, c.label) in by_key]
+                doc.ents = sorted(existing + new, key=lambda s: s.start)
+            doc._.uniner_stats = stats.to_dict()
+
+    # -- spaCy pipe API ----------------------------------------------------
+    def __call__(self, doc: Doc) -> Doc:
+        self.set_annotations([doc], self.predict([doc]))
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        for docs in minibatch(stream, size=batch_size):
+            self.set_annotations(docs, self.predict(docs))
+            yield from docs
+
+    def initialize(self, get_examples: Optional[Callable[[], Iterable[Example]]] = None, *, nlp=None, labels: Optional[Labels] = None) -> None:
+        if labels is not None:
+            self.label_map = validate_labels(labels)
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, object]:
+        if self.scorer is None:
+            raise ValueError("This 'uniner' component has no scorer")
+        return self.scorer(examples, **kwargs)
+
+    # -- serialisation -----------------------------------------------------
+    def _cfg(self) -> Dict[str, object]:
+        return {"labels": self.label_map}
+
+    def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
+        return srsly.msgpack_dumps(self._cfg())
+
+    def from_bytes(self, data: bytes, *, exclude: Iterable[str] = ()) -> "UniNER":
+        self.label_map = validate_labels(srsly.msgpack_loads(data)["labels"])
+        return self
+
+    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> None:
+        path = ensure_path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(path / "cfg.json", self._cfg())
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> "UniNER":
+        cfg = srsly.read_json(ensure_path(path) / "cfg.json")
+        self.label_map = validate_labels(cfg["labels"])
+        return self

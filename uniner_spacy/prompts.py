@@ -1,0 +1,102 @@
+"""The exact UniNER templates: inference, training conversations, teacher.
+
+The strings are facts the released models were trained on (UNINER.md); change
+them only through the options here, never by editing a copy elsewhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+SYSTEM_TEXT = "A virtual assistant answers questions from a user based on the provided text."
+SYSTEM_PARAGRAPH = (
+    "A virtual assistant answers questions from a user based on the provided paragraph."
+)
+ACK = "I've read this text."
+QUESTION = "What describes {entity_type} in the text?"
+LLAMA_EOS = "</s>"
+
+TEACHER_SYSTEM = "You are a helpful information extraction system."
+TEACHER_TYPE = (
+    "Given a passage, your task is to extract all entities and identify their entity types. "
+    'The output should be in a list of tuples of the following format: [("entity 1", '
+    '"type of entity 1"), ...]. Passage: {input_passage}'
+)
+TEACHER_DEFINITION = (
+    "Given a passage, your task is to extract all entities and identify their entity types. "
+    'The output should be in a list of tuples of the following format: [("entity 1", '
+    '"definition of entity type in a short sentence"), ...]. Passage: {input_passage}'
+)
+
+# Bumped whenever the rendered text changes; part of every cache key.
+TEMPLATE_VERSION = "uniner-1"
+
+
+@dataclass(frozen=True)
+class Template:
+    """How a (passage, type) query becomes a prompt.
+
+    `eos` is the model's own end-of-sequence token, which stands where the
+    LLaMA `</s>` stands in the original template.
+    """
+
+    eos: str = LLAMA_EOS
+    system: str = SYSTEM_TEXT
+    dataset: Optional[str] = None  # dataset-specific template: `Dataset: {name} Text: ...`
+
+    def first_user_turn(self, passage: str) -> str:
+        if self.dataset:
+            return f"Dataset: {self.dataset} Text: {passage}"
+        return f"Text: {passage}"
+
+    def prefix(self, passage: str) -> str:
+        """Everything before the first question: shared by all types of a passage."""
+        return f"{self.system} USER: {self.first_user_turn(passage)} ASSISTANT: {ACK}{self.eos}"
+
+    def question_turn(self, entity_type: str) -> str:
+        return f"USER: {question(entity_type)} ASSISTANT:"
+
+    def render(self, passage: str, entity_type: str) -> str:
+        """The inference prompt; the model continues with ` [..]` and EOS."""
+        return self.prefix(passage) + self.question_turn(entity_type)
+
+    def render_conversation(
+        self, passage: str, turns: Sequence[Tuple[str, str]]
+    ) -> Tuple[str, list]:
+        """A multi-turn training conversation.
+
+        Returns the full text and the (start, end) character ranges that carry
+        loss: each assistant answer plus its EOS (UNINER.md: loss on assistant
+        turns only).
+        """
+        text = self.prefix(passage)
+        targets = []
+        for entity_type, answer in turns:
+            text += self.question_turn(entity_type)
+            start = len(text)
+            text += f" {answer}{self.eos}"
+            targets.append((start, len(text)))
+        return text, targets
+
+
+def type_phrase(entity_type: str, definition: Optional[str] = None, mode: str = "type") -> str:
+    """What the question names: the type, its definition, or both."""
+    if definition and mode == "definition":
+        return definition.rstrip(".")
+    if definition and mode == "both":
+        return f"{entity_type} ({definition.rstrip('.')})"
+    return entity_type
+
+
+def question(entity_type: str, definition: Optional[str] = None, mode: str = "type") -> str:
+    """The question text; `definition` modes ask with the label's description."""
+    return QUESTION.format(entity_type=type_phrase(entity_type, definition, mode))
+
+
+def teacher_messages(passage: str, definition: bool = False) -> list:
+    """The teacher prompt as chat messages (UNINER.md, 'Teacher data construction')."""
+    template = TEACHER_DEFINITION if definition else TEACHER_TYPE
+    return [
+        {"role": "system", "content": TEACHER_SYSTEM},
+        {"role": "user", "content": template.format(input_passage=passage)},
+    ]

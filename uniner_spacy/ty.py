@@ -1,0 +1,108 @@
+"""Plain data classes that pass between the pipeline stages.
+
+The data flow is chunk → ask → parse → align → match types → apply rules → write
+spans; each stage takes and returns these, so each can be tested on its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A piece of a document small enough for one model prompt."""
+
+    text: str
+    start: int  # character offset of `text` in the document
+    n_tokens: int = 0  # length in the model's tokenizer
+
+
+@dataclass(frozen=True)
+class Query:
+    """One (passage, type) question; `label` is the user's label it answers for."""
+
+    passage: str
+    entity_type: str
+    label: str = ""
+
+
+@dataclass
+class Generation:
+    """A backend's raw answer, with per-token log-probabilities when known."""
+
+    text: str
+    error: Optional[str] = None  # set when the backend failed for this query
+    token_logprobs: Optional[List[Tuple[str, float]]] = None
+
+
+@dataclass
+class ParsedAnswer:
+    mentions: List[str]
+    ok: bool  # False when the answer was not a (possibly truncated) JSON list
+    repaired: bool = False  # True when the list was truncated or needed fixing
+    scores: Optional[List[float]] = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A mention aligned to character offsets of the document."""
+
+    start: int
+    end: int
+    label: str
+    score: float = 1.0
+    source: str = ""  # the question that found it
+    match: str = "exact"  # exact | case | fuzzy
+
+
+@dataclass
+class Stats:
+    """Per-doc counts, so failures are visible rather than silently dropped."""
+
+    queries: int = 0
+    passages: int = 0
+    parse_failures: int = 0
+    backend_errors: int = 0
+    unaligned: List[Tuple[str, str]] = field(default_factory=list)  # (label, mention)
+    seconds: float = 0.0
+
+    def to_dict(self) -> Dict[str, object]:
+        return {
+            "queries": self.queries,
+            "passages": self.passages,
+            "parse_failures": self.parse_failures,
+            "backend_errors": self.backend_errors,
+            "unaligned": [list(u) for u in self.unaligned],
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A gold or predicted entity in a loaded example: [start, end) character offsets."""
+
+    start: int
+    end: int
+    label: str
+
+
+@dataclass
+class Example:
+    """One annotated text from any data set, as the loaders return it.
+
+    `labels` is the full label set the text was annotated for (natural-language
+    names), so that absent labels are true negatives.
+    """
+
+    text: str
+    entities: List[Entity]
+    labels: List[str]
+    source: str = ""
+
+
+class Backend(Protocol):
+    """Who answers: a batch of queries in, a batch of raw answers out (same order)."""
+
+    def __call__(self, queries: Sequence[Query]) -> List[Generation]:
+        ...
