@@ -109,11 +109,6 @@ class OpenAIBackend:
                 )
                 choice = resp.choices[0]
                 text = choice.text
-                pieces = None
-                lp = getattr(choice, "logprobs", None)
-                if lp is not None and getattr(lp, "tokens", None) and lp.token_logprobs:
-                    pieces = [(t, float(v if v is not None else -math.inf))
-                              for t, v in zip(lp.tokens, lp.token_logprobs)]
             else:
                 resp = self.client.chat.completions.create(
                     model=self.name, messages=self.messages(query),
@@ -122,10 +117,7 @@ class OpenAIBackend:
                 )
                 choice = resp.choices[0]
                 text = choice.message.content or ""
-                pieces = None
-                lp = getattr(choice, "logprobs", None)
-                if lp is not None and getattr(lp, "content", None):
-                    pieces = [(c.token, float(c.logprob)) for c in lp.content]
+            pieces = logprob_pieces(getattr(choice, "logprobs", None))
             if not isinstance(text, str):
                 raise TypeError(f"server returned {type(text).__name__} instead of text")
             if pieces is not None and "".join(p for p, _ in pieces) != text:
@@ -133,6 +125,28 @@ class OpenAIBackend:
             return Generation(text=text, token_logprobs=pieces)
         except Exception as err:  # noqa: BLE001 - recorded per query, never lost silently
             return Generation(text="", error=f"{type(err).__name__}: {err}")
+
+
+def logprob_pieces(lp) -> Optional[List[Tuple[str, float]]]:
+    """(token, log-prob) pairs from either logprobs shape servers send.
+
+    OpenAI's completions use parallel `tokens`/`token_logprobs` lists; chat
+    (and llama.cpp's completions) use a `content` list of objects.
+    """
+    if lp is None:
+        return None
+    if isinstance(lp, dict):
+        from types import SimpleNamespace
+
+        lp = SimpleNamespace(**lp)
+    content = getattr(lp, "content", None)
+    if content:
+        get = (lambda c, k: c[k]) if isinstance(content[0], dict) else getattr
+        return [(get(c, "token"), float(get(c, "logprob"))) for c in content]
+    tokens, values = getattr(lp, "tokens", None), getattr(lp, "token_logprobs", None)
+    if tokens and values:
+        return [(t, float(v) if v is not None else -math.inf) for t, v in zip(tokens, values)]
+    return None
 
 
 def make_openai_backend(

@@ -1,0 +1,29 @@
+"""Loaders for every data format we use, and the two NER scoring protocols.
+
+`runner` (which imports spaCy) is loaded on first use of `evaluate_pipeline`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .labels import generic_label, make_label_mapper, natural_label
+from .loaders import (FORMATS, DataFile, Loaded, detect_format, iter_data_files, load,
+                      load_report)
+from .protocols import (PRF, benchmark_score, examples_to_predictions, normalize_answer,
+                        parse_answer, score_files, score_queries)
+from .report import plot_results, render_table
+
+__all__ = [
+    "FORMATS", "DataFile", "Loaded", "PRF", "benchmark_score", "detect_format",
+    "evaluate_pipeline", "examples_to_predictions", "generic_label", "iter_data_files", "load",
+    "load_report", "make_label_mapper", "natural_label", "normalize_answer", "parse_answer",
+    "plot_results", "render_table", "score_files", "score_queries",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "evaluate_pipeline":
+        from .runner import evaluate_pipeline
+
+        return evaluate_pipeline
+    raise AttributeError(name)

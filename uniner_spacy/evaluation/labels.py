@@ -38,14 +38,16 @@ _OPEN_TYPE_WORDS: Dict[str, str] = {
 
 # data set (folder name) → {raw tag: natural name}. Keys are matched exactly
 # first, then case-insensitively.
+_CONLL3 = {k: v for k, v in _CONLL.items() if k != "MISC"}
+
 LABEL_TABLE: Dict[str, Dict[str, str]] = {
     "conll2003": _CONLL,
-    "wikiann_en": _CONLL,
     "wikineural_en": _CONLL,
     "wikigold": _CONLL,
     "sec_filings": _CONLL,
-    "finer_ord": _CONLL,
-    "broad_twitter": _CONLL,
+    "wikiann_en": _CONLL3,
+    "finer_ord": _CONLL3,
+    "broad_twitter": _CONLL3,
     "crossner": _OPEN_TYPE_WORDS,  # every crossner_* folder, see `_table_for`
     "anatem": {"Anatomy": "anatomy"},
     "bc2gm": {"GENE": "gene"},
@@ -98,12 +100,24 @@ LABEL_TABLE: Dict[str, Dict[str, str]] = {
                              "prod": "product", "time": "time"},
     "hipe2022_topres19th_en": {"LOC": "location", "BUILDING": "building", "STREET": "street"},
     "musicreconer": {"Artist": "artist", "WoA": "work of art"},
-    "presidio_synth": {"GPE": "geopolitical entity", "NRP": "nationality, religious or political group",
-                       "US_SSN": "US social security number",
-                       "US_DRIVER_LICENSE": "US driver license", "IBAN_CODE": "IBAN code",
-                       "IP_ADDRESS": "IP address", "DATE_TIME": "date or time"},
-    "tasteset2": {"TRADE_NAME": "trade name", "PHYSICAL_QUALITY": "physical quality",
-                  "POSSIBLE_SUBSTITUTE": "possible substitute"},
+    "presidio_synth": {"PERSON": "person", "STREET_ADDRESS": "street address",
+                       "GPE": "geopolitical entity", "ORGANIZATION": "organization",
+                       "CREDIT_CARD": "credit card", "DATE_TIME": "date or time", "TITLE": "title",
+                       "PHONE_NUMBER": "phone number", "AGE": "age",
+                       "NRP": "nationality, religious or political group",
+                       "EMAIL_ADDRESS": "email address", "ZIP_CODE": "zip code",
+                       "DOMAIN_NAME": "domain name", "IBAN_CODE": "IBAN code",
+                       "US_SSN": "US social security number", "IP_ADDRESS": "IP address",
+                       "US_DRIVER_LICENSE": "US driver license"},
+    "tasteset2": {"FOOD": "food", "QUANTITY": "quantity", "UNIT": "unit", "PROCESS": "process",
+                  "PHYSICAL_QUALITY": "physical quality", "COLOR": "color",
+                  "TRADE_NAME": "trade name", "TASTE": "taste", "PURPOSE": "purpose",
+                  "EXAMPLE": "example", "DIET": "diet", "PART": "part",
+                  "POSSIBLE_SUBSTITUTE": "possible substitute", "EXCLUDED": "excluded",
+                  "EXCLUSIVE": "exclusive"},
+    "textile_gliner_synth": {"Textile Machinery": "textile machinery",
+                             "textile machinery": "textile machinery",
+                             "Inventor": "inventor", "Time Period": "time period"},
     "multiconer2_en": {
         "AerospaceManufacturer": "aerospace manufacturer", "AnatomicalStructure": "anatomical structure",
         "ArtWork": "artwork", "Artist": "artist", "Athlete": "athlete",
@@ -155,8 +169,10 @@ LABEL_TABLE["few_tk"] = {f"{f}-{k}": f"{fw} {kw}" for f, fw in _FEW_TK_FIELDS.it
 
 # Data sets whose table above lists every tag: the table is then the label set
 # of each of its files, so a type missing from one split is still asked (as a
-# negative). The CoNLL-style table is shared by sets without MISC, so it is not here.
+# negative), and `limit` need not read the whole file to know the label set.
 COMPLETE_TABLES = frozenset({
+    "conll2003", "wikineural_en", "wikigold", "sec_filings", "wikiann_en", "finer_ord",
+    "broad_twitter", "presidio_synth", "tasteset2", "textile_gliner_synth",
     "anatem", "bc2gm", "bc5cdr", "ncbi", "harveyner", "genia", "jnlpba", "mit_movie",
     "mit_restaurant", "wnut16", "wnut17", "scierc", "craft", "linnaeus", "ex_ptm",
     "cyner_mitre", "hipe2022_ajmc_en", "hipe2022_hipe2020_en", "hipe2022_topres19th_en",

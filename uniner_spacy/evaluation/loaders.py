@@ -20,6 +20,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import (Callable, Dict, Iterable, Iterator, List, Mapping, Optional,
                     Sequence, Tuple, Union)
@@ -510,11 +511,11 @@ def _token_format(lines: List[str]) -> str:
         return "bio_lang_prefix"
     if share(lambda f: len(f) == 3 and f[0].isdigit()) > 0.9:
         return "bio_indexed"
-    if share(lambda f: len(f) >= 4 and f[1].isdigit() and f[2].isdigit()) > 0.9:
-        return "bio_tag_last"
     if share(lambda f: bool(_TAG.match(f[0]))) > 0.9 and share(lambda f: bool(_TAG.match(f[1]))) < 0.5:
         return "bio_tag_first"
-    return "bio"
+    if share(lambda f: bool(_TAG.match(f[1]))) < 0.5 and share(lambda f: bool(_TAG.match(f[-1]))) > 0.5:
+        return "bio_tag_last"  # AnEM: token TAB start TAB end TAB tag
+    return "bio"  # tag in column 2, extra columns ignored; IO tags ("O" or a bare type) too
 
 
 def detect_format(path: PathLike) -> str:
@@ -598,8 +599,14 @@ def load_report(path: PathLike, format: Optional[str] = None,
     src = source or source_name(path)
     mapper = make_label_mapper(src, label_map, keep_names=fmt in NATURAL_NAME_FORMATS)
     per_text = fmt in ("gliner", "slimer", "conversation", "fewnerd_episodes")
-    file_labels = [] if per_text else list(dict.fromkeys([*_labels_beside(path), *dataset_labels(src)]))
-    loaded = _to_examples(READERS[fmt](path), mapper, file_labels, src)
+    table = [] if fmt in NATURAL_NAME_FORMATS else dataset_labels(src)  # raw tags only
+    file_labels = [] if per_text else list(dict.fromkeys([*_labels_beside(path), *table]))
+    records: Iterable[_Record] = READERS[fmt](path)
+    if limit is not None and (per_text or file_labels):
+        # The label set is known without reading on, so stop at `limit`; other
+        # files are read whole, so a limit never shrinks their label set.
+        records = islice(records, limit)
+    loaded = _to_examples(records, mapper, file_labels, src)
     loaded.format = fmt
     if limit is not None:
         loaded.examples = loaded.examples[:limit]

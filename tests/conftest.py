@@ -1,0 +1,73 @@
+"""Shared fixtures: real models only. The tiny LLaMA is trained here, so its answers are known."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
+
+# Questions and the answers the tiny model is trained to give.
+TINY_FACTS = {
+    ("Alice Smith works for Acme Corp in Berlin.", "person"): '["Alice Smith"]',
+    ("Alice Smith works for Acme Corp in Berlin.", "organization"): '["Acme Corp"]',
+    ("Alice Smith works for Acme Corp in Berlin.", "location"): '["Berlin"]',
+    ("Bob Jones flew to Paris with Alice Smith.", "person"): '["Bob Jones", "Alice Smith"]',
+    ("Bob Jones flew to Paris with Alice Smith.", "organization"): "[]",
+    ("Bob Jones flew to Paris with Alice Smith.", "location"): '["Paris", "Atlantis"]',
+}
+
+
+def embedded_tokenizer():
+    from transformers import AutoTokenizer
+
+    from uniner_spacy.models import convert_gguf, embedded_gguf
+
+    return AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer LLaMA that has memorised TINY_FACTS in the UniNER format."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from uniner_spacy.models import fix_tokenizer
+    from uniner_spacy.prompts import Template
+
+    torch.manual_seed(0)
+    tok = embedded_tokenizer()
+    fix_tokenizer(tok, None)
+    template = Template(eos=tok.eos_token)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+        bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    rows = []
+    for (passage, etype), answer in TINY_FACTS.items():
+        prompt = template.render(passage, etype)
+        p_ids = tok(prompt).input_ids
+        a_ids = tok(f" {answer}{tok.eos_token}").input_ids
+        rows.append((p_ids + a_ids, [-100] * len(p_ids) + a_ids))
+    width = max(len(r[0]) for r in rows)
+    ids = torch.tensor([[tok.pad_token_id] * (width - len(i)) + i for i, _ in rows])
+    labels = torch.tensor([[-100] * (width - len(l)) + l for _, l in rows])
+    mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i, _ in rows])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(300):
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if loss.item() < 0.01:
+            break
+    path = tmp_path_factory.mktemp("tiny-uniner")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

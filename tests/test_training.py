@@ -1,0 +1,282 @@
+"""Training data and the fine-tuning script: loss masks, conversations, a tiny run.
+
+Nothing here needs the shared data folder or the embedded model: the tokenizer
+is the embedded one when installed (for the exact mask check), and the model is
+a tiny randomly initialised Llama built in the test.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from uniner_spacy.conversations import (  # noqa: E402
+    BuildOptions,
+    Conversation,
+    asked_text,
+    build_conversations,
+    chunk_example,
+    read_jsonl,
+    to_uniner_json,
+    write_jsonl,
+)
+from uniner_spacy.prompts import question  # noqa: E402
+from uniner_spacy.ty import Entity, Example  # noqa: E402
+
+EOS = "<|im_end|>"
+
+
+def _ex(text, ents, labels, source="s"):
+    return Example(text=text, entities=[Entity(text.index(m), text.index(m) + len(m), lab) for m, lab in ents],
+                   labels=labels, source=source)
+
+
+EXAMPLES = [
+    _ex("Barack Obama met Angela Merkel in Berlin and Obama smiled.",
+        [("Barack Obama", "person"), ("Angela Merkel", "person"), ("Berlin", "location"), ("Obama smiled", "person")],
+        ["person", "location", "organization", "else"], "conll"),
+    _ex("Aspirin reduces fever.", [("Aspirin", "chemical"), ("fever", "disease")], ["chemical", "disease"], "bc5cdr"),
+    _ex("Nothing to see here.", [], ["person", "location", "organization", "else"], "conll"),
+    _ex("Kodansha published the manga in Tokyo.", [("Kodansha", "publisher")], ["publisher"], "pile"),
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    """The embedded student tokenizer when available, else a tiny trained BPE with the same specials."""
+    try:
+        from transformers import AutoTokenizer
+
+        from uniner_spacy.models import convert_gguf, embedded_gguf
+
+        return AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
+    except Exception:  # noqa: BLE001 - fall back to a tokenizer trained here
+        return _tiny_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+def _tiny_tokenizer(folder: Path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<|im_start|>", EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = [c.render(EOS)[0] for c in build_conversations(EXAMPLES)] * 5
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS, unk_token="<unk>")
+    fast.save_pretrained(str(folder))
+    return fast
+
+
+# ---------------------------------------------------------------- conversations
+
+
+def test_all_positive_types_present_with_ordered_deduplicated_answers():
+    convs = build_conversations(EXAMPLES, BuildOptions(negative_share=0.0, seed=1))
+    first = convs[0]
+    answers = dict(first.turns)
+    assert set(answers) == {"person", "location"}
+    assert json.loads(answers["person"]) == ["Barack Obama", "Angela Merkel", "Obama smiled"]
+    assert json.loads(answers["location"]) == ["Berlin"]
+    assert first.source == "conll" and first.passage == EXAMPLES[0].text
+
+
+def test_negatives_only_from_the_source_label_set():
+    many = [EXAMPLES[1]] * 50 + [EXAMPLES[3]] * 50 + [EXAMPLES[0]] * 50
+    convs = build_conversations(many, BuildOptions(negative_share=0.6, seed=3))
+    for conv, ex in zip(convs, many):
+        positives = {e.label for e in ex.entities}
+        for asked, answer in conv.turns:
+            assert asked in ex.labels
+            assert (answer == "[]") == (asked not in positives)
+    # the pile example has no other label: never a negative there
+    assert all(c.n_negative == 0 for c in convs[50:100])
+    # conll sentences do get negatives, drawn from organization/else only
+    negs = Counter(t for c in convs[100:] for t, a in c.turns if a == "[]")
+    assert negs and set(negs) <= {"organization", "else"}
+
+
+def test_turns_are_shuffled_and_seed_reproducible():
+    text = " ".join(f"w{i}" for i in range(12))
+    ents = [Entity(text.index(f"w{i}"), text.index(f"w{i}") + len(f"w{i}"), f"t{i}") for i in range(12)]
+    ex = Example(text, ents, [f"t{i}" for i in range(12)], "x")
+    a = build_conversations([ex] * 5, BuildOptions(seed=7))
+    b = build_conversations([ex] * 5, BuildOptions(seed=7))
+    c = build_conversations([ex] * 5, BuildOptions(seed=8))
+    assert [x.turns for x in a] == [x.turns for x in b]
+    assert [x.turns for x in a] != [x.turns for x in c]
+    orders = {tuple(t for t, _ in conv.turns) for conv in a}
+    assert len(orders) > 1  # not in a fixed order
+    assert tuple(f"t{i}" for i in range(12)) not in orders or len(orders) > 1
+
+
+def test_empty_passage_gets_a_negative_and_share_option():
+    convs = build_conversations([EXAMPLES[2]], BuildOptions(empty_negatives=2, seed=0))
+    assert len(convs[0].turns) == 2 and convs[0].n_negative == 2
+    share = lambda s: sum(c.n_negative for c in build_conversations([EXAMPLES[0]] * 200, BuildOptions(negative_share=s)))
+    assert share(0.0) == 0 < share(0.3) < share(0.5)
+
+
+def test_definition_variant_and_dataset_template():
+    defs = {"person": "individuals, real or fictional."}
+    conv = build_conversations([EXAMPLES[0]], BuildOptions(definitions=defs, definition_mode="definition",
+                                                            negative_share=0.0, dataset_prompt=True))[0]
+    asked = {t for t, _ in conv.turns}
+    assert "individuals, real or fictional" in asked
+    assert question(asked_text("person", defs["person"], "definition")) == question("person", defs["person"], "definition")
+    text, _ = conv.render(EOS)
+    assert "Dataset: conll Text: Barack" in text
+    assert "What describes individuals, real or fictional in the text?" in text
+
+
+def test_uniner_json_format_and_jsonl_roundtrip(tmp_path):
+    convs = build_conversations(EXAMPLES, BuildOptions(seed=2))
+    items = to_uniner_json(convs)
+    turns = items[0]["conversations"]
+    assert turns[0] == {"from": "human", "value": "Text: " + EXAMPLES[0].text}
+    assert turns[1] == {"from": "gpt", "value": "I've read this text."}
+    assert turns[2]["value"].startswith("What describes ") and turns[2]["value"].endswith(" in the text?")
+    assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
+    write_jsonl(convs, tmp_path / "c.jsonl")
+    assert read_jsonl(tmp_path / "c.jsonl") == convs
+
+
+def test_chunking_keeps_entities_whole(tokenizer):
+    words = []
+    for i in range(300):
+        words.append(f"Sentence {i} mentions New York City.")
+    text = " ".join(words)
+    ents = []
+    pos = 0
+    while (pos := text.find("New York City", pos)) >= 0:
+        ents.append(Entity(pos, pos + 13, "city"))
+        pos += 13
+    ex = Example(text, ents, ["city"], "long")
+
+    def offsets(t):
+        return tokenizer(t, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+
+    pieces = chunk_example(ex, offsets, 256)
+    assert len(pieces) > 1
+    assert sum(len(p.entities) for p in pieces) == len(ents)
+    for p in pieces:
+        assert len(offsets(p.text)) <= 256
+        assert all(p.text[e.start:e.end] == "New York City" for e in p.entities)
+        assert p.text.endswith(".")
+
+
+# ---------------------------------------------------------------- loss mask
+
+
+def test_loss_mask_token_by_token(tokenizer):
+    from training.tokenize import IGNORE, tokenize_conversations
+
+    conv = Conversation("Barack Obama visited Paris.", [("person", '["Barack Obama"]'), ("date", "[]")])
+    feats, stats = tokenize_conversations([conv], tokenizer, EOS)
+    f = feats[0]
+    eos_id = tokenizer.convert_tokens_to_ids(EOS)
+    assert f.input_ids[0] != tokenizer.bos_token_id or tokenizer.bos_token_id is None
+    # the loss-carrying stretches, decoded
+    stretches, cur = [], []
+    for tid, lab in zip(f.input_ids, f.labels):
+        if lab == IGNORE:
+            if cur:
+                stretches.append(cur)
+                cur = []
+        else:
+            assert lab == tid
+            cur.append(tid)
+    if cur:
+        stretches.append(cur)
+    assert [tokenizer.decode(s) for s in stretches] == [' ["Barack Obama"]' + EOS, " []" + EOS]
+    for s in stretches:
+        assert s[-1] == eos_id
+    # the acknowledgement's EOS and every user/system token carry no loss
+    n_eos = f.input_ids.count(eos_id)
+    assert n_eos == 3 and sum(1 for t, l in zip(f.input_ids, f.labels) if t == eos_id and l != IGNORE) == 2
+    assert stats.straddling == 0 and stats.loss_tokens == sum(len(s) for s in stretches)
+
+
+def test_overlong_conversations_are_split_or_dropped_and_counted(tokenizer):
+    from training.tokenize import tokenize_conversations
+
+    passage = " ".join(["alpha beta gamma"] * 30)
+    turns = [(f"type {i}", "[]") for i in range(40)]
+    conv = Conversation(passage, turns)
+    full = len(tokenizer(conv.render(EOS)[0], add_special_tokens=False)["input_ids"])
+    limit = full // 3
+    feats, stats = tokenize_conversations([conv], tokenizer, EOS, max_length=limit)
+    assert stats.split == 1 and len(feats) >= 3 and all(len(f) <= limit for f in feats)
+    assert sum(f.n_turns for f in feats) == 40
+    feats, stats = tokenize_conversations([conv], tokenizer, EOS, max_length=20)
+    assert feats == [] and stats.dropped == 1
+
+
+# ---------------------------------------------------------------- tiny training run
+
+
+def _tiny_model(folder: Path, tokenizer) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         eos_token_id=tokenizer.convert_tokens_to_ids(EOS), pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=None)
+    LlamaForCausalLM(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def test_tiny_training_run_writes_adapter_and_resumes(tmp_path, tokenizer):
+    from training import train
+
+    base = _tiny_model(tmp_path / "base", tokenizer)
+    convs = build_conversations(EXAMPLES * 6, BuildOptions(seed=0))
+    data = tmp_path / "mix.jsonl"
+    write_jsonl(convs, data)
+    (tmp_path / "mix.stats.json").write_text(json.dumps({"conversations": len(convs), "sources": {
+        "conll": {"conversations": 12, "turns": 20, "negatives": 4, "types": 2, "licence": "test"}}}))
+    out = tmp_path / "run"
+    common = ["--data", str(data), "--base", str(base), "--output", str(out), "--batch-tokens", "400",
+              "--lora-r", "4", "--lora-alpha", "8", "--lr", "1e-3", "--save-steps", "2", "--logging-steps", "1",
+              "--threads", "1"]
+    train.main(common + ["--max-steps", "3"])
+    assert (out / "checkpoint-2").is_dir() and (out / "checkpoint-3").is_dir()
+    final = out / "final"
+    cfg = json.loads((final / "adapter_config.json").read_text())
+    assert set(cfg["target_modules"]) == set(train.LORA_TARGETS)
+    assert (final / "adapter_model.safetensors").exists()
+    card = (final / "README.md").read_text()
+    assert "CC BY-NC 4.0" in card and "| conll |" in card and "lora_r | 4" in card
+
+    from safetensors import safe_open
+
+    with safe_open(str(final / "adapter_model.safetensors"), "pt") as fh:
+        dtypes = {str(fh.get_tensor(k).dtype) for k in fh.keys()}
+    assert dtypes == {"torch.bfloat16"}
+
+    # resume: continue from checkpoint-3 to step 5, exported elsewhere
+    export = tmp_path / "export"
+    train.main(common + ["--max-steps", "5", "--resume", "--export", str(export)])
+    state = json.loads((out / "checkpoint-5" / "trainer_state.json").read_text())
+    assert state["global_step"] == 5
+    steps = [h["step"] for h in state["log_history"] if "loss" in h]
+    assert steps == [1, 2, 3, 4, 5]  # steps 1-3 from the first run, not redone
+    assert (export / "adapter_model.safetensors").exists() and (export / "README.md").exists()
+
+    # the adapter loads on top of the base with peft and merges
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base)), str(export))
+    model.merge_and_unload()
