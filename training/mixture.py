@@ -10,8 +10,9 @@ dev or test split of a benchmark set.
 
 Every data set gets a token budget (a share of `--tokens`), so that no set
 dominates: the CoNLL and bio benchmark sets get a larger share (their quality
-needs many examples), every open-type set a small equal share (type variety is
-what zero-shot quality depends on), Pile-NER is taken whole. Conversations are
+needs many examples), the SLIMER Pile-NER subset a fixed share (hundreds of
+types), GLiNER's Pile-NER sample is taken whole, and every open-type set gets an
+equal share of the rest (type variety is what zero-shot quality depends on). Conversations are
 picked at random up to the budget, preferring passages with mentions;
 passages without any mention make up at most `--empty-share` of a set.
 
@@ -47,16 +48,17 @@ FORBIDDEN = "zeroshot_dev"
 
 # Share of the token budget per data set (the rest is split evenly among the others).
 SHARES: Dict[str, float] = {
-    "conll2003": 0.20,
-    "anatem": 0.065,
-    "bc2gm": 0.065,
-    "bc5cdr": 0.065,
-    "ncbi": 0.065,
+    "conll2003": 0.22,
+    "anatem": 0.07,
+    "bc2gm": 0.07,
+    "bc5cdr": 0.07,
+    "ncbi": 0.07,
+    "pile_ner_slimer": 0.15,
     "wikiann_en": 0.02,
     "broad_twitter": 0.02,
     "harveyner": 0.01,
 }
-TAKE_ALL = {"pile_ner_slimer", "pile_ner_gliner"}
+TAKE_ALL = {"pile_ner_gliner"}
 # Same data asked another way, benchmark-overlapping, or no train split.
 EXCLUDE = {
     "pile_ner_slimer_falsedef",  # the TrueDef file's passages again
@@ -242,7 +244,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description="Build the student's training mixture.")
     p.add_argument("--out", default=".train/mixture.jsonl")
     p.add_argument("--data", default=str(DATA_ROOT), help="the shared data folder")
-    p.add_argument("--tokens", type=int, default=1_100_000, help="token budget of the whole mixture")
+    p.add_argument("--tokens", type=int, default=300_000, help="token budget of the whole mixture")
     p.add_argument("--negative-share", type=float, default=0.3, help="wanted share of [] among turns of passages with mentions")
     p.add_argument("--empty-share", type=float, default=0.1, help="at most this share of a set's tokens from passages with no mention")
     p.add_argument("--definition-mode", default="type", choices=["type", "definition", "both"])

@@ -7,7 +7,7 @@ is seen whole in at least one passage. Nothing is truncated.
 """
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from typing import List, Sequence, Tuple
 
 from .ty import Passage
@@ -31,9 +31,11 @@ def chunk_text(
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
     tok_starts = [s for s, _ in model_tokens]
+    tok_ends = [e for _, e in model_tokens]
 
     def count(start: int, end: int) -> int:
-        return bisect_left(tok_starts, end) - bisect_left(tok_starts, start)
+        """Tokens overlapping [start, end); byte-level BPE tokens carry the space before a word."""
+        return max(0, bisect_left(tok_starts, end) - bisect_right(tok_ends, start))
 
     pieces: List[Tuple[int, int, int]] = []  # (start, end, n_tokens)
     for start, end in units:
@@ -41,7 +43,7 @@ def chunk_text(
         if n <= max_tokens:
             pieces.append((start, end, n))
         else:  # an over-long unit: cut by model tokens, still with overlap
-            first = bisect_left(tok_starts, start)
+            first = bisect_right(tok_ends, start)
             last = bisect_left(tok_starts, end)
             step = max(1, max_tokens - overlap_tokens)
             for i in range(first, last, step):

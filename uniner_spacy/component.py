@@ -26,7 +26,7 @@ from .ty import Backend, Candidate, Generation, Passage, Query, Stats
 
 logger = logging.getLogger(__name__)
 
-Labels = Union[Sequence[str], Dict[str, str]]
+Labels = Union[List[str], Dict[str, Optional[str]]]
 
 DEFAULT_BACKEND = {"@misc": "uniner.HF.v1", "model": "embedded"}
 

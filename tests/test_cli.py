@@ -1,0 +1,73 @@
+import json
+
+import spacy
+from spacy.tokens import DocBin
+from typer.testing import CliRunner
+
+from conftest import TINY_FACTS
+from uniner_spacy.cli import app
+
+runner = CliRunner()
+TEXTS = sorted({p for p, _ in TINY_FACTS})
+
+
+def write_config(tmp_path, model_dir):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"labels": ["person", "organization", "location"], "backend": {
+        "@misc": "uniner.HF.v1", "model": str(model_dir), "max_new_tokens": 24}})
+    path = tmp_path / "config.cfg"
+    nlp.config.to_disk(path)
+    return path
+
+
+def test_annotate_jsonl_resumes(tiny_model_dir, tmp_path):
+    cfg = write_config(tmp_path, tiny_model_dir)
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(TEXTS * 2)))
+    out = tmp_path / "out.jsonl"
+    out.write_text(json.dumps({"text": TEXTS[0], "id": 0, "ents": []}) + "\n")  # a stopped run's output
+    result = runner.invoke(app, ["annotate", str(src), str(out), "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [0, 1, 2, 3]
+    assert {(e["text"], e["label"]) for e in rows[2]["ents"]} == {
+        ("Alice Smith", "person"), ("Acme Corp", "organization"), ("Berlin", "location")}
+
+
+def test_annotate_docbin_and_html(tiny_model_dir, tmp_path):
+    cfg = write_config(tmp_path, tiny_model_dir)
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS) + "\n")
+    for name in ("out.spacy", "out.html"):
+        result = runner.invoke(app, ["annotate", str(src), str(tmp_path / name), "--config", str(cfg)])
+        assert result.exit_code == 0, result.output
+    docs = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(spacy.blank("en").vocab))
+    assert [d.text for d in docs] == TEXTS and all(d.ents for d in docs)
+    assert "Acme Corp" in (tmp_path / "out.html").read_text()
+
+
+def test_evaluate_and_score(tiny_model_dir, tmp_path):
+    cfg = write_config(tmp_path, tiny_model_dir)
+    gold = tmp_path / "gold.json"
+    gold.write_text(json.dumps([
+        {"sentence": TEXTS[0], "entities": [{"name": "Alice Smith", "type": "person", "pos": [0, 11]},
+                                             {"name": "Acme Corp", "type": "organization", "pos": [22, 31]},
+                                             {"name": "Berlin", "type": "location", "pos": [35, 41]}]}]))
+    (tmp_path / "labels.json").write_text(json.dumps(["person", "organization", "location"]))
+    preds = tmp_path / "preds.jsonl"
+    result = runner.invoke(app, ["evaluate", str(gold), "--config", str(cfg), "--predictions", str(preds)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["benchmark"]["string"] == 1.0 and summary["benchmark"]["span"] == 1.0
+    result = runner.invoke(app, ["score", "--gold", str(gold), "--pred", str(preds)])
+    assert result.exit_code == 0, result.output
+    scored = json.loads(result.output.strip().splitlines()[-1])
+    assert scored["string"]["f1"] == 1.0
+
+
+def test_annotate_rejects_bad_input(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"txt": "no text field"}\n')
+    result = runner.invoke(app, ["annotate", str(src), str(tmp_path / "o.jsonl"), "--labels", "person"])
+    assert result.exit_code != 0
+    assert "has no 'text' field" in result.output

@@ -1,0 +1,193 @@
+"""`uniner-spacy`: annotate, evaluate, score and serve from the shell."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple
+
+import typer
+
+app = typer.Typer(add_completion=False, help="UniversalNER-style open NER for spaCy.")
+
+
+def fail(message: str) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def read_texts(path: Path, text_field: str = "text") -> Iterator[Tuple[str, dict]]:
+    """(text, meta) from text lines, JSONL, or a folder of .txt files, in a stable order."""
+    if path.is_dir():
+        for f in sorted(path.rglob("*.txt")):
+            yield f.read_text(encoding="utf8"), {"file": str(f.relative_to(path))}
+        return
+    with path.open(encoding="utf8") as fh:
+        jsonl = path.suffix in (".jsonl", ".ndjson")
+        for n, line in enumerate(fh):
+            if jsonl:
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    fail(f"{path}:{n + 1} is not JSON: {err}")
+                if not isinstance(row, dict) or text_field not in row:
+                    fail(f"{path}:{n + 1} has no '{text_field}' field (choose it with --text-field)")
+                meta = {k: v for k, v in row.items() if k != text_field}
+                yield row[text_field], meta
+            else:
+                yield line.rstrip("\n"), {"line": n + 1}
+
+
+def doc_to_json(doc, meta: dict, spans_key: str = "uniner") -> dict:
+    ent = lambda s: {"start": s.start_char, "end": s.end_char, "text": s.text, "label": s.label_,
+                     "score": s._.uniner_score}
+    return {"text": doc.text, **meta, "ents": [ent(e) for e in doc.ents],
+            "spans": [ent(s) for s in doc.spans.get(spans_key, [])], "stats": doc._.uniner_stats}
+
+
+def _count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+@app.command()
+def annotate(
+    input: Path = typer.Argument(..., help="Text lines (.txt), JSONL with a text field, or a folder of .txt files"),
+    output: Path = typer.Argument(..., help="Output: .jsonl (resumable), .spacy (DocBin) or .html (displaCy)"),
+    labels: Optional[str] = typer.Option(None, help="person,organization or 'person=A human;city=A town'"),
+    config: Optional[Path] = typer.Option(None, help="spaCy config or saved pipeline with a uniner pipe"),
+    batch_size: int = typer.Option(32, help="Docs per nlp.pipe batch"),
+    text_field: str = typer.Option("text", help="Field holding the text in JSONL input"),
+    resume: bool = typer.Option(True, help="Skip inputs already written to a .jsonl output"),
+):
+    """Annotate a corpus; a .jsonl output picks up where a stopped run left off."""
+    from tqdm import tqdm
+
+    from .util import build_nlp, parse_labels
+
+    kind = output.suffix
+    if kind not in (".jsonl", ".spacy", ".html"):
+        fail(f"Output must end in .jsonl, .spacy or .html, not {output.name!r}")
+    if not input.exists():
+        fail(f"Input {input} does not exist")
+    items = list(read_texts(input, text_field))
+    nlp = build_nlp(parse_labels(labels) if labels else None, config)
+    done = _count_lines(output) if kind == ".jsonl" and resume else 0
+    if done:
+        typer.echo(f"Resuming after {done} documents already in {output}", err=True)
+    todo = items[done:]
+    texts = (t for t, _ in todo)
+    bar = tqdm(total=len(todo), unit="doc", desc="annotate")
+    docs = []
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with (output.open("a" if done else "w", encoding="utf8") if kind == ".jsonl" else _null()) as out:
+        for doc, (_, meta) in zip(nlp.pipe(texts, batch_size=batch_size), todo):
+            if kind == ".jsonl":
+                out.write(json.dumps(doc_to_json(doc, meta), ensure_ascii=False) + "\n")
+                out.flush()
+            else:
+                docs.append(doc)
+            bar.update(1)
+    bar.close()
+    if kind == ".spacy":
+        from spacy.tokens import DocBin
+
+        DocBin(docs=docs, store_user_data=True).to_disk(output)
+    elif kind == ".html":
+        from spacy import displacy
+
+        output.write_text(displacy.render(docs, style="ent", page=True), encoding="utf8")
+    typer.echo(f"Wrote {len(items)} documents to {output}", err=True)
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+@app.command()
+def evaluate(
+    data: List[Path] = typer.Argument(..., help="Data files (any supported format)"),
+    limit: Optional[int] = typer.Option(None, help="First N texts of each file"),
+    protocol: str = typer.Option("both", help="string | span | both"),
+    config: Optional[Path] = typer.Option(None, help="spaCy config or saved pipeline; default: embedded model"),
+    batch_size: int = typer.Option(32),
+    predictions: Optional[Path] = typer.Option(None, help="Write predictions JSONL here"),
+    format: Optional[str] = typer.Option(None, help="Override the detected data format"),
+):
+    """Score a pipeline on data files; the last line is one JSON object."""
+    from .evaluation.runner import evaluate_files
+
+    result = evaluate_files(data, config=config, limit=limit, protocol=protocol, batch_size=batch_size,
+                            predictions=predictions, format=format, echo=lambda s: typer.echo(s, err=False))
+    typer.echo(json.dumps(result))
+
+
+@app.command()
+def score(
+    gold: Path = typer.Option(..., help="Gold data file (any supported format)"),
+    pred: Path = typer.Option(..., help="Predictions JSONL: {text, type, prediction[, spans]}"),
+):
+    """Score a predictions file without running a model; the last line is JSON."""
+    from .evaluation.protocols import score_files
+
+    typer.echo(json.dumps(score_files(gold, pred)))
+
+
+@app.command()
+def serve(
+    model: str = typer.Option("embedded", help="HF model name/path, a .gguf file, or 'embedded'"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    batch_size: int = typer.Option(16),
+):
+    """Serve a UniNER model over an OpenAI-compatible HTTP API."""
+    from .server import serve as start
+
+    server = start(model, host, port, batch_size=batch_size)
+    typer.echo(f"Serving {model} at {server.url}", err=True)
+    try:
+        import time
+
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+@app.command()
+def demo(
+    labels: str = typer.Option("person,organization,location", help="Labels to ask for"),
+):
+    """Run the embedded default model on a few sentences."""
+    import spacy
+
+    texts = [
+        "Barack Obama met Angela Merkel in Berlin to discuss NATO.",
+        "Apple opened a new office in London, said Tim Cook.",
+        "Marie Curie was born in Warsaw and worked at the University of Paris.",
+        "The Mississippi River flows through Minneapolis and New Orleans.",
+        "Elon Musk founded SpaceX in California in 2002.",
+    ]
+    from .util import parse_labels
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"labels": parse_labels(labels)})
+    for doc in nlp.pipe(texts, batch_size=len(texts)):
+        typer.echo(doc.text)
+        for e in doc.ents:
+            typer.echo(f"    {e.text!r:<28} {e.label_:<14} {e._.uniner_score:.2f}")
+        stats = doc._.uniner_stats
+        typer.echo(f"    ({stats['queries']} queries, {stats['parse_failures']} parse failures, "
+                   f"{len(stats['unaligned'])} unaligned, {stats['seconds']:.1f}s)")
+
+
+if __name__ == "__main__":
+    app()
