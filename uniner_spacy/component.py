@@ -27,6 +27,10 @@ from .ty import Backend, Candidate, Generation, Passage, Query, Stats
 logger = logging.getLogger(__name__)
 
 Labels = Union[List[str], Dict[str, Optional[str]]]
+# Extra entity types to ask for each label (paraphrase matching): {label: [type, ...]}
+Paraphraser = Callable[[Dict[str, Optional[str]]], Dict[str, List[str]]]
+# A post-processing stage over one doc's candidates: rules, conflicts, precision check.
+Stage = Callable[[Doc, List[Candidate]], List[Candidate]]
 
 DEFAULT_BACKEND = {"@misc": "uniner.HF.v1", "model": "embedded"}
 
@@ -55,6 +59,8 @@ def register_extensions() -> None:
         "keep_existing_ents": False,
         "question_mode": "type",
         "on_error": "record",
+        "paraphrases": None,
+        "stages": [],
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -74,6 +80,8 @@ def make_uniner(
     keep_existing_ents: bool,
     question_mode: str,
     on_error: str,
+    paraphrases: Optional[Paraphraser],
+    stages: List[Stage],
     scorer: Optional[Callable],
 ) -> "UniNER":
     return UniNER(
@@ -81,7 +89,8 @@ def make_uniner(
         max_passage_tokens=max_passage_tokens, overlap_tokens=overlap_tokens,
         fuzzy_threshold=fuzzy_threshold, threshold=threshold, overlap_policy=overlap_policy,
         write_ents=write_ents, keep_existing_ents=keep_existing_ents,
-        question_mode=question_mode, on_error=on_error, scorer=scorer,
+        question_mode=question_mode, on_error=on_error, paraphrases=paraphrases,
+        stages=stages, scorer=scorer,
     )
 
 
@@ -126,6 +135,8 @@ class UniNER:
         keep_existing_ents: bool = False,
         question_mode: str = "type",
         on_error: str = "record",
+        paraphrases: Optional[Paraphraser] = None,
+        stages: Sequence[Stage] = (),
         scorer: Optional[Callable] = None,
     ):
         if overlap_policy not in POLICIES:
@@ -151,7 +162,10 @@ class UniNER:
         self.keep_existing_ents = keep_existing_ents
         self.question_mode = question_mode
         self.on_error = on_error
+        self.paraphrases = paraphrases
+        self.stages = list(stages)
         self.scorer = scorer
+        self._extra_types: Optional[Dict[str, List[str]]] = None
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -159,6 +173,14 @@ class UniNER:
 
     def add_label(self, label: str, description: Optional[str] = None) -> None:
         self.label_map = validate_labels({**self.label_map, label: description})
+        self._extra_types = None
+
+    @property
+    def extra_types(self) -> Dict[str, List[str]]:
+        """Paraphrases asked besides each label, computed once per label set."""
+        if self._extra_types is None:
+            self._extra_types = self.paraphrases(dict(self.label_map)) if self.paraphrases else {}
+        return self._extra_types
 
     # -- stages ------------------------------------------------------------
     def passages(self, doc: Doc) -> List[Passage]:
@@ -168,9 +190,11 @@ class UniNER:
         return chunk_text(doc.text, offsets, doc_units(doc), self.max_passage_tokens, self.overlap_tokens)
 
     def queries(self, passage: Passage) -> List[Query]:
-        return [
-            Query(passage.text, self.entity_type(label), label) for label in self.label_map
-        ]
+        out = []
+        for label in self.label_map:
+            out.append(Query(passage.text, self.entity_type(label), label))
+            out.extend(Query(passage.text, t, label) for t in self.extra_types.get(label, []))
+        return out
 
     def entity_type(self, label: str) -> str:
         """What the question names: the label, its description, or both."""
@@ -213,7 +237,10 @@ class UniNER:
         results = []
         for i in range(len(docs)):
             stats[i].seconds = elapsed * stats[i].queries / total
-            kept = [c for c in dedupe(found[i]) if c.score >= self.threshold]
+            candidates = dedupe(found[i])
+            for stage in self.stages:
+                candidates = stage(docs[i], candidates)
+            kept = [c for c in candidates if c.score >= self.threshold]
             results.append((kept, stats[i]))
         return results
 
@@ -279,6 +306,7 @@ class UniNER:
     def initialize(self, get_examples: Optional[Callable[[], Iterable[Example]]] = None, *, nlp=None, labels: Optional[Labels] = None) -> None:
         if labels is not None:
             self.label_map = validate_labels(labels)
+            self._extra_types = None
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, object]:
         if self.scorer is None:
@@ -294,6 +322,7 @@ class UniNER:
 
     def from_bytes(self, data: bytes, *, exclude: Iterable[str] = ()) -> "UniNER":
         self.label_map = validate_labels(srsly.msgpack_loads(data)["labels"])
+        self._extra_types = None
         return self
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> None:
@@ -304,4 +333,5 @@ class UniNER:
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> "UniNER":
         cfg = srsly.read_json(ensure_path(path) / "cfg.json")
         self.label_map = validate_labels(cfg["labels"])
+        self._extra_types = None
         return self
