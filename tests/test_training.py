@@ -62,11 +62,12 @@ def tokenizer(tmp_path_factory):
 
 
 def _tiny_tokenizer(folder: Path):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<|im_start|>", EOS],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     corpus = [c.render(EOS)[0] for c in build_conversations(EXAMPLES)] * 5
