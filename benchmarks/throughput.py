@@ -2,7 +2,8 @@
 
 Prints one JSON line per (mode, labels): `naive` sends one query per
 `generate` call (how spacy-llm and the UniNER demo run a HF model),
-`batched` sends all (chunk, type) queries of an `nlp.pipe` batch together.
+`batched` sends all (chunk, type) queries of an `nlp.pipe` batch together,
+`prefix` also encodes each passage once for all its questions (prefix sharing).
 
     python benchmarks/throughput.py --sentences 200 --labels 4 --modes naive,batched
 """
@@ -27,6 +28,7 @@ LABELS = ["person", "organization", "location", "miscellaneous", "date", "event"
 MODES = {
     "naive": {"batch_size": 1},
     "batched": {"batch_size": 64},
+    "prefix": {"batch_size": 64, "prefix_sharing": True},
 }
 
 

@@ -212,8 +212,11 @@ def test_overlong_conversations_are_split_or_dropped_and_counted(tokenizer):
     passage = " ".join(["alpha beta gamma"] * 30)
     turns = [(f"type {i}", "[]") for i in range(40)]
     conv = Conversation(passage, turns)
-    full = len(tokenizer(conv.render(EOS)[0], add_special_tokens=False)["input_ids"])
-    limit = full // 3
+    def n_tokens(c):
+        return len(tokenizer(c.render(EOS)[0], add_special_tokens=False)["input_ids"])
+
+    full, one = n_tokens(conv), n_tokens(Conversation(passage, turns[:1]))
+    limit = one + (full - one) // 3  # room for about a third of the turns
     feats, stats = tokenize_conversations([conv], tokenizer, EOS, max_length=limit)
     assert stats.split == 1 and len(feats) >= 3 and all(len(f) <= limit for f in feats)
     assert sum(f.n_turns for f in feats) == 40

@@ -30,6 +30,7 @@ class HFBackend:
         max_new_tokens: int = 256,
         threads: Optional[int] = None,
         stop_at_list_end: bool = True,
+        prefix_sharing: bool = False,
         system: str = "text",
         dataset: Optional[str] = None,
     ):
@@ -45,6 +46,7 @@ class HFBackend:
         self.max_new_tokens = max_new_tokens
         self.threads = threads
         self.stop_at_list_end = stop_at_list_end
+        self.prefix_sharing = prefix_sharing
         self.prompter = Prompter(system=system, dataset=dataset)
         self._model = None
         self._tokenizer = None
@@ -115,6 +117,8 @@ class HFBackend:
         return [self.template.render(q.passage, q.entity_type) for q in queries]
 
     def __call__(self, queries: Sequence[Query]) -> List[Generation]:
+        if self.prefix_sharing:
+            return self.call_shared(queries)
         prompts = self.prompts(queries)
         lengths = [len(self.tokenizer(p, add_special_tokens=True).input_ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: lengths[i], reverse=True)
@@ -125,19 +129,74 @@ class HFBackend:
                 out[i] = gen
         return out  # type: ignore[return-value]
 
-    def generate(self, prompts: List[str]) -> List[Generation]:
-        """Greedy generation for one padded batch, with per-token log-probs."""
+    def call_shared(self, queries: Sequence[Query]) -> List[Generation]:
+        """Prefix sharing: each passage is encoded once for all its questions.
+
+        The prompt is passage first, question last, so the key/value cache of
+        the shared prefix is computed once per passage, selected along the
+        batch for each of its questions, and all questions decode together.
+        """
+        self._load()
+        by_passage: dict = {}
+        for i, q in enumerate(queries):
+            by_passage.setdefault(q.passage, []).append(i)
+        # passages in length order, packed whole into batches of about batch_size queries
+        groups = sorted(by_passage.items(), key=lambda kv: len(kv[0]), reverse=True)
+        out: List[Optional[Generation]] = [None] * len(queries)
+        batch: List[Tuple[str, List[int]]] = []
+        size = 0
+        for passage, idx in groups + [("", [])]:
+            if batch and (not idx or size + len(idx) > self.batch_size):
+                passages = [p for p, _ in batch]
+                owners = [k for k, (_, ids) in enumerate(batch) for _ in ids]
+                flat = [i for _, ids in batch for i in ids]
+                suffixes = [self.template.question_turn(queries[i].entity_type) for i in flat]
+                for i, gen in zip(flat, self.generate_shared(passages, owners, suffixes)):
+                    out[i] = gen
+                batch, size = [], 0
+            if idx:
+                batch.append((passage, idx))
+                size += len(idx)
+        return out  # type: ignore[return-value]
+
+    def generate_shared(self, passages: List[str], owners: List[int], suffixes: List[str]) -> List[Generation]:
         import torch
 
         tok, model = self.tokenizer, self.model
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
-        prompt_len = enc.input_ids.shape[1]
+        prefixes = [self.template.prefix(p) for p in passages]
+        pre = tok(prefixes, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
+        suf = [tok(s, add_special_tokens=False).input_ids for s in suffixes]
+        with torch.inference_mode():
+            cache = model(**pre, use_cache=True).past_key_values
+        index = torch.tensor(owners, device=self.device)
+        cache.batch_select_indices(index)
+        width = max(len(s) for s in suf)
+        pad = tok.pad_token_id
+        # [left pad][prefix] from the shared encoding, then [mid pad][question]
+        tail = torch.tensor([[pad] * (width - len(s)) + s for s in suf], device=self.device)
+        tail_mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suf], device=self.device)
+        input_ids = torch.cat([pre.input_ids[index], tail], dim=1)
+        mask = torch.cat([pre.attention_mask[index], tail_mask], dim=1)
+        return self._decode(input_ids, mask, past_key_values=cache)
+
+    def generate(self, prompts: List[str]) -> List[Generation]:
+        """Greedy generation for one padded batch, with per-token log-probs."""
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
+        return self._decode(enc.input_ids, enc.attention_mask)
+
+    def _decode(self, input_ids, attention_mask, past_key_values=None) -> List[Generation]:
+        import torch
+
+        tok, model = self.tokenizer, self.model
+        prompt_len = input_ids.shape[1]
         stopping = []
         if self.stop_at_list_end:
             stopping.append(ListClosed(tok, prompt_len))
         with torch.inference_mode():
             out = model.generate(
-                **enc,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                past_key_values=past_key_values,
                 do_sample=False,
                 max_new_tokens=self.max_new_tokens,
                 eos_token_id=tok.eos_token_id,
@@ -186,11 +245,12 @@ def make_hf_backend(
     max_new_tokens: int = 256,
     threads: Optional[int] = None,
     stop_at_list_end: bool = True,
+    prefix_sharing: bool = False,
     system: str = "text",
     dataset: Optional[str] = None,
 ) -> HFBackend:
     return HFBackend(
         model, adapter=adapter, device=device, dtype=dtype, batch_size=batch_size,
         max_new_tokens=max_new_tokens, threads=threads, stop_at_list_end=stop_at_list_end,
-        system=system, dataset=dataset,
+        prefix_sharing=prefix_sharing, system=system, dataset=dataset,
     )

@@ -1,0 +1,141 @@
+"""Conflict resolution with context embeddings, and provenance consolidation.
+
+When one span, or overlapping spans, are claimed by several labels (`Paris`
+as location, `Paris Hilton` as person), each claim is re-scored by mixing its
+candidate score with how well the mention in its sentence fits the label's
+description (or name). Every candidate is kept: the component writes all of
+them to `doc.spans`, and its overlap policy then picks `doc.ents` with the
+updated scores, so runners-up stay visible.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+
+import numpy as np
+from spacy.tokens import Doc
+
+from .ty import Candidate
+from .types import Embedder, label_text, shared_embedder
+
+
+def consolidate(candidates: Iterable[Candidate], bonus: float = 0.0, sep: str = " | ") -> List[Candidate]:
+    """One candidate per (start, end, label) from split questions (paraphrases, definitions).
+
+    Keeps the best score, joins the distinct questions that found it into
+    `source` (best first), and adds `bonus` per extra agreeing question
+    (capped at 1.0). Unlike `resolve.dedupe`, the provenance survives.
+    """
+    groups: Dict[Tuple[int, int, str], List[Candidate]] = {}
+    for c in candidates:
+        groups.setdefault((c.start, c.end, c.label), []).append(c)
+    out = []
+    for group in groups.values():
+        group.sort(key=lambda c: -c.score)
+        best = group[0]
+        sources: List[str] = []
+        for c in group:
+            for s in c.source.split(sep) if c.source else []:
+                if s not in sources:
+                    sources.append(s)
+        score = min(1.0, best.score + bonus * max(0, len(sources) - 1))
+        out.append(replace(best, score=score, source=sep.join(sources)))
+    return sorted(out, key=lambda c: (c.start, c.end, c.label))
+
+
+def conflict_groups(candidates: List[Candidate]) -> List[List[int]]:
+    """Indices of candidates chained by overlap, where the chain holds more than one label."""
+    order = sorted(range(len(candidates)), key=lambda i: (candidates[i].start, candidates[i].end))
+    groups: List[List[int]] = []
+    current: List[int] = []
+    reach = -1
+    for i in order:
+        c = candidates[i]
+        if current and c.start >= reach:
+            groups.append(current)
+            current = []
+        reach = max(reach, c.end) if current else c.end
+        current.append(i)
+    if current:
+        groups.append(current)
+    return [g for g in groups if len({candidates[i].label for i in g}) > 1]
+
+
+def _context(doc: Doc, start: int, end: int, window: int) -> str:
+    """The sentence around [start, end) when the doc has sentences, else ±`window` tokens."""
+    span = doc.char_span(start, end, alignment_mode="expand")
+    if span is None:
+        return doc.text
+    if doc.has_annotation("SENT_START"):
+        return span.sent.text
+    lo, hi = max(0, span.start - window), min(len(doc), span.end + window)
+    return doc[lo:hi].text
+
+
+class ConflictResolver:
+    """A Stage: re-score candidates that compete for the same text.
+
+    new score = (1 - weight) * score + weight * p(label | mention in context),
+    where p is a softmax (temperature `temperature`) over the competing labels
+    of the cosine similarity between the mention-in-context vector and each
+    label's text (`descriptions[label]` with its name, else the name).
+    """
+
+    def __init__(self, weight: float = 0.5, temperature: float = 0.05, *,
+                 descriptions: Optional[Mapping[str, str]] = None, mention_weight: float = 0.6,
+                 window: int = 12, embedder: Optional[Embedder] = None):
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight mixes the two scores and must be in [0, 1], got {weight}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not 0.0 <= mention_weight <= 1.0:
+            raise ValueError(f"mention_weight must be in [0, 1], got {mention_weight}")
+        self.weight = weight
+        self.temperature = temperature
+        self.descriptions = dict(descriptions or {})
+        self.mention_weight = mention_weight
+        self.window = window
+        self.embedder = embedder or shared_embedder()
+
+    def label_probs(self, doc: Doc, candidates: List[Candidate], labels: List[str]) -> np.ndarray:
+        """(len(candidates), len(labels)) softmax of mention-in-context vs label similarity."""
+        mentions = [doc.text[c.start : c.end] for c in candidates]
+        contexts = [_context(doc, c.start, c.end, self.window) for c in candidates]
+        m = self.embedder.encode(mentions)
+        x = self.embedder.encode(contexts)
+        v = self.mention_weight * m + (1 - self.mention_weight) * x
+        v /= np.linalg.norm(v, axis=1, keepdims=True) + 1e-12
+        lab = self.embedder.encode([label_text(l, self.descriptions.get(l)) for l in labels])
+        logits = (v @ lab.T) / self.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def __call__(self, doc: Doc, candidates: List[Candidate]) -> List[Candidate]:
+        candidates = list(candidates)
+        for group in conflict_groups(candidates):
+            members = [candidates[i] for i in group]
+            labels = sorted({c.label for c in members})
+            probs = self.label_probs(doc, members, labels)
+            for row, i in enumerate(group):
+                c = candidates[i]
+                p = float(probs[row, labels.index(c.label)])
+                candidates[i] = replace(c, score=(1 - self.weight) * c.score + self.weight * p)
+        return candidates
+
+
+def make_conflicts(weight: float = 0.5, temperature: float = 0.05,
+                   descriptions: Optional[Dict[str, str]] = None, mention_weight: float = 0.6,
+                   window: int = 12, model: Optional[str] = None,
+                   disk_cache: bool = False) -> ConflictResolver:
+    """`uniner.Conflicts.v1`: a Stage for the component's `stages` list."""
+    return ConflictResolver(weight, temperature, descriptions=descriptions,
+                            mention_weight=mention_weight, window=window,
+                            embedder=shared_embedder(model, disk_cache))
+
+
+def make_consolidate(bonus: float = 0.0):
+    """`uniner.Consolidate.v1`: merge repeated (span, label) candidates, keeping every source."""
+    def stage(doc: Doc, candidates: List[Candidate]) -> List[Candidate]:
+        return consolidate(candidates, bonus)
+    return stage
