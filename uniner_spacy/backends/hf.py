@@ -31,6 +31,7 @@ class HFBackend:
         threads: Optional[int] = None,
         stop_at_list_end: bool = True,
         prefix_sharing: bool = False,
+        constrained: Optional[bool] = None,
         system: str = "text",
         dataset: Optional[str] = None,
     ):
@@ -47,6 +48,9 @@ class HFBackend:
         self.threads = threads
         self.stop_at_list_end = stop_at_list_end
         self.prefix_sharing = prefix_sharing
+        # None: on for the embedded student (trained for this format), off otherwise
+        self.constrained = (model == "embedded") if constrained is None else constrained
+        self._vocab = None
         self.prompter = Prompter(system=system, dataset=dataset)
         self._model = None
         self._tokenizer = None
@@ -104,6 +108,7 @@ class HFBackend:
         return ident + "|" + describe(
             {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype_name,
              "stop": self.stop_at_list_end, "system": self.prompter.system,
+             "constrained": self.constrained,
              "dataset": self.prompter.dataset}
         )
 
@@ -125,7 +130,8 @@ class HFBackend:
         out: List[Optional[Generation]] = [None] * len(prompts)
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
-            for i, gen in zip(idx, self.generate([prompts[i] for i in idx])):
+            passages = [queries[i].passage for i in idx]
+            for i, gen in zip(idx, self.generate([prompts[i] for i in idx], passages)):
                 out[i] = gen
         return out  # type: ignore[return-value]
 
@@ -177,21 +183,30 @@ class HFBackend:
         tail_mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suf], device=self.device)
         input_ids = torch.cat([pre.input_ids[index], tail], dim=1)
         mask = torch.cat([pre.attention_mask[index], tail_mask], dim=1)
-        return self._decode(input_ids, mask, past_key_values=cache)
+        return self._decode(input_ids, mask, [passages[o] for o in owners], past_key_values=cache)
 
-    def generate(self, prompts: List[str]) -> List[Generation]:
+    def generate(self, prompts: List[str], passages: Optional[List[str]] = None) -> List[Generation]:
         """Greedy generation for one padded batch, with per-token log-probs."""
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
-        return self._decode(enc.input_ids, enc.attention_mask)
+        return self._decode(enc.input_ids, enc.attention_mask, passages)
 
-    def _decode(self, input_ids, attention_mask, past_key_values=None) -> List[Generation]:
+    def _decode(self, input_ids, attention_mask, passages=None, past_key_values=None) -> List[Generation]:
         import torch
+        from transformers import LogitsProcessorList
 
         tok, model = self.tokenizer, self.model
         prompt_len = input_ids.shape[1]
         stopping = []
         if self.stop_at_list_end:
             stopping.append(ListClosed(tok, prompt_len))
+        processors = LogitsProcessorList()
+        if self.constrained and passages is not None:
+            from ..constrained import AnswerGrammar, JsonListConstraint, Vocabulary
+
+            if self._vocab is None:
+                self._vocab = Vocabulary(tok)
+            grammars = {p: AnswerGrammar(p) for p in set(passages)}
+            processors.append(JsonListConstraint(self._vocab, [grammars[p] for p in passages], prompt_len))
         with torch.inference_mode():
             out = model.generate(
                 input_ids=input_ids,
@@ -202,6 +217,7 @@ class HFBackend:
                 eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id,
                 stopping_criteria=stopping or None,
+                logits_processor=processors or None,
                 output_scores=True,
                 return_dict_in_generate=True,
             )
@@ -246,11 +262,12 @@ def make_hf_backend(
     threads: Optional[int] = None,
     stop_at_list_end: bool = True,
     prefix_sharing: bool = False,
+    constrained: Optional[bool] = None,
     system: str = "text",
     dataset: Optional[str] = None,
 ) -> HFBackend:
     return HFBackend(
         model, adapter=adapter, device=device, dtype=dtype, batch_size=batch_size,
         max_new_tokens=max_new_tokens, threads=threads, stop_at_list_end=stop_at_list_end,
-        prefix_sharing=prefix_sharing, system=system, dataset=dataset,
+        prefix_sharing=prefix_sharing, constrained=constrained, system=system, dataset=dataset,
     )

@@ -1,0 +1,54 @@
+import pytest
+
+from conftest import TINY_FACTS, embedded_tokenizer
+from uniner_spacy.backends.hf import HFBackend
+from uniner_spacy.constrained import DONE, AnswerGrammar, Vocabulary
+from uniner_spacy.parsing import parse_answer
+from uniner_spacy.ty import Query
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return Vocabulary(embedded_tokenizer())
+
+
+def test_grammar_accepts_only_passage_mentions():
+    g = AnswerGrammar("Barack Obama visited Paris, France.")
+    assert g.run(b' ["Barack Obama", "Paris"]').mode == DONE
+    assert g.run(b"[]").mode == DONE
+    assert g.run(b' ["Atlantis"') is None  # not in the passage
+    assert g.run(b' ["rack"') is None  # not on a word boundary
+    assert g.run(b' ["Paris", "Paris"') is None  # no repeats
+    assert g.run(b' [","') is None  # punctuation is no mention
+    assert g.run(b'Sure! ["Paris"]') is None
+
+
+def test_allowed_tokens_spell_valid_continuations(vocab):
+    g = AnswerGrammar("Барак Обама visited Москва.")
+    for prefix in (b"", b" [", ' ["Мос'.encode(), ' ["Москва"'.encode()):
+        state = g.run(prefix)
+        allowed = vocab.allowed(g, state)
+        assert allowed
+        assert all(g.run(prefix + vocab.bytes[i]) is not None for i in allowed if i != vocab.eos_id)
+    assert vocab.allowed(g, g.run(' ["Москва"]'.encode())) == [vocab.eos_id]
+
+
+def test_constrained_generation_never_hallucinates(tiny_model_dir):
+    queries = [Query(p, t, t) for (p, t) in TINY_FACTS]
+    free = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=False)(queries)
+    bound = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True)(queries)
+    assert any("Atlantis" in g.text for g in free)  # the tiny model was taught one hallucination
+    for q, g in zip(queries, bound):
+        parsed = parse_answer(g.text)
+        assert parsed.ok and not parsed.repaired, g.text
+        assert all(m in q.passage for m in parsed.mentions)
+    # answers that were already valid are unchanged
+    same = [f.text for f, q in zip(free, queries) if "Atlantis" not in f.text]
+    assert same == [b.text for f, b in zip(free, bound) if "Atlantis" not in f.text]
+
+
+def test_constrained_with_prefix_sharing(tiny_model_dir):
+    queries = [Query(p, t, t) for (p, t) in TINY_FACTS]
+    a = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True)(queries)
+    b = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True, prefix_sharing=True)(queries)
+    assert [g.text for g in a] == [g.text for g in b]

@@ -1,0 +1,170 @@
+"""Constrained decoding: the answer can only be a JSON list of passage substrings.
+
+A byte-level automaton accepts ` [`, then `"mention"` items separated by
+`, `, then `]`; a mention must be a span of the passage that starts and ends
+on word boundaries and has not been given before. At each step the allowed
+tokens are found by walking the tokenizer's vocabulary trie and the
+passage's candidate trie together, so the model can never hallucinate a
+mention, break the JSON, or loop on a repeated item, and it stops as soon as
+the list closes.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, List, Optional, Sequence
+
+END = -1  # trie key holding the values that end at a node
+
+START, OPEN, IN, AFTER, COMMA, DONE = range(6)
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def _insert(root: dict, key: bytes, value) -> None:
+    node = root
+    for b in key:
+        node = node.setdefault(b, {})
+    node.setdefault(END, []).append(value)
+
+
+@dataclass(frozen=True)
+class State:
+    mode: int
+    node: Optional[dict] = None  # position in the candidate trie while in a string
+    content: bytes = b""
+    emitted: FrozenSet[bytes] = frozenset()
+    spaces: int = 0
+
+    def __hash__(self):  # dict nodes are not hashable; states are compared by content
+        return hash((self.mode, self.content, self.emitted, self.spaces))
+
+
+class AnswerGrammar:
+    """The answers allowed for one passage."""
+
+    def __init__(self, passage: str, max_words: int = 12):
+        self.root: dict = {}
+        words = [(m.start(), m.end()) for m in _WORD.finditer(passage)]
+        seen = set()
+        for i, (start, _) in enumerate(words):
+            for j in range(i, min(i + max_words, len(words))):
+                text = passage[start : words[j][1]]
+                if not (text[0].isalnum() and (text[-1].isalnum() or text[-1] in ".)'")):
+                    continue  # punctuation is never a whole mention, nor its first or last token
+                if '"' in text or "\\" in text or any(ord(c) < 32 for c in text) or text in seen:
+                    continue
+                seen.add(text)
+                _insert(self.root, text.encode("utf8"), text)
+
+    def step(self, s: State, b: int) -> Optional[State]:
+        if s.mode == START:
+            if b == 0x20 and s.spaces == 0:
+                return State(START, spaces=1)
+            return State(OPEN) if b == 0x5B else None  # [
+        if s.mode == OPEN:
+            if b == 0x5D:  # ]
+                return State(DONE, emitted=s.emitted)
+            return State(IN, self.root, b"", s.emitted) if b == 0x22 else None
+        if s.mode == IN:
+            if b == 0x22:  # closing quote: a whole candidate, not given before
+                if s.node is not None and END in s.node and s.content and s.content not in s.emitted:
+                    return State(AFTER, emitted=s.emitted | {s.content})
+                return None
+            child = s.node.get(b) if s.node is not None else None
+            return State(IN, child, s.content + bytes([b]), s.emitted) if child is not None else None
+        if s.mode == AFTER:
+            if b == 0x2C:  # ,
+                return State(COMMA, emitted=s.emitted)
+            return State(DONE, emitted=s.emitted) if b == 0x5D else None
+        if s.mode == COMMA:
+            if b == 0x20 and s.spaces == 0:
+                return State(COMMA, emitted=s.emitted, spaces=1)
+            return State(IN, self.root, b"", s.emitted) if b == 0x22 else None
+        return None  # DONE accepts nothing but the end of sequence
+
+    def run(self, data: bytes) -> Optional[State]:
+        s: Optional[State] = State(START)
+        for b in data:
+            s = self.step(s, b)
+            if s is None:
+                return None
+        return s
+
+
+class Vocabulary:
+    """Token bytes and a byte trie over the vocabulary (built once per tokenizer)."""
+
+    def __init__(self, tokenizer):
+        self.eos_id = tokenizer.eos_token_id
+        special = set(tokenizer.all_special_ids)
+        self.bytes: List[bytes] = [b""] * len(tokenizer)
+        decoder = _byte_decoder(tokenizer)
+        self.root: dict = {}
+        for token, i in tokenizer.get_vocab().items():
+            if i in special or i >= len(self.bytes):
+                continue
+            data = _token_bytes(tokenizer, token, i, decoder)
+            if data:
+                self.bytes[i] = data
+                _insert(self.root, data, i)
+
+    def allowed(self, grammar: AnswerGrammar, state: State) -> List[int]:
+        if state.mode == DONE:
+            return [self.eos_id]
+        out: List[int] = []
+        stack = [(self.root, state)]
+        while stack:
+            node, s = stack.pop()
+            for b, child in node.items():
+                if b == END:
+                    continue
+                nxt = grammar.step(s, b)
+                if nxt is None:
+                    continue
+                out.extend(child.get(END, ()))
+                stack.append((child, nxt))
+        return out
+
+
+def _byte_decoder(tokenizer) -> Optional[Dict[str, int]]:
+    """GPT-2 style byte-level vocabularies spell bytes with printable stand-ins."""
+    try:
+        from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+    except ImportError:  # pragma: no cover
+        return None
+    table = {v: k for k, v in bytes_to_unicode().items()}
+    sample = [t for t in list(tokenizer.get_vocab())[:2000]]
+    return table if any("Ġ" in t for t in sample) else None
+
+
+def _token_bytes(tokenizer, token: str, i: int, decoder: Optional[Dict[str, int]]) -> bytes:
+    if decoder is not None and all(c in decoder for c in token):
+        return bytes(decoder[c] for c in token)
+    if token.startswith("<0x") and token.endswith(">") and len(token) == 6:  # sentencepiece byte fallback
+        return bytes([int(token[3:5], 16)])
+    text = token.replace("▁", " ")
+    return b"" if "\ufffd" in text else text.encode("utf8")
+
+
+class JsonListConstraint:
+    """A transformers logits processor applying one AnswerGrammar per row."""
+
+    def __init__(self, vocab: Vocabulary, grammars: Sequence[AnswerGrammar], prompt_len: int):
+        self.vocab = vocab
+        self.grammars = grammars
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        mask = torch.full_like(scores, float("-inf"))
+        for r, row in enumerate(input_ids[:, self.prompt_len :].tolist()):
+            if self.vocab.eos_id in row:
+                allowed = [self.vocab.eos_id]
+            else:
+                state = self.grammars[r].run(b"".join(self.vocab.bytes[t] for t in row))
+                allowed = self.vocab.allowed(self.grammars[r], state) if state else [self.vocab.eos_id]
+                if not allowed:
+                    allowed = [self.vocab.eos_id]
+            mask[r, allowed] = 0.0
+        return scores + mask

@@ -1,0 +1,474 @@
+"""Declarative rules over one doc's candidates: edits, merges, gazetteers, filters.
+
+A rule set is a YAML or JSON file (schema in rules/README.md), validated on
+load: an unknown key or a bad value is an error that names it. The shipped
+sets live in `uniner_spacy/rules/*.yaml` (the single source of truth, shipped
+as package data); `uniner.Rules.v1` takes a path or a shipped set's name
+("default", "biomedical", "social_media").
+
+Order per doc: edits → merges → gazetteers → filters, then one candidate per
+(start, end, label).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from spacy.matcher import Matcher
+from spacy.tokens import Doc, Span
+
+from .ty import Candidate
+
+RULES_DIR = Path(__file__).parent / "rules"
+
+PRONOUNS = frozenset("""i me my mine myself you your yours yourself yourselves he him his himself she
+her hers herself it its itself we us our ours ourselves they them their theirs themselves this that
+these those who whom whose which what whoever whatever something someone somebody anything anyone
+anybody everything everyone everybody nothing nobody one ones u ur ya""".split())
+DETERMINERS = frozenset("a an the this that these those some any each every no all both either neither".split())
+ARTICLES = ("a", "an", "the")
+
+
+def _closes(before: str, last: str) -> bool:
+    """A closing bracket whose opener is inside the span stays: `IL-2 (human)`."""
+    pairs = {")": "(", "]": "[", "}": "{"}
+    return last in pairs and before.count(pairs[last]) > before.count(last)
+
+
+class RulesError(ValueError):
+    """A rule file that does not follow the schema; the message names the key and the value."""
+
+
+# ------------------------------------------------------------------ schema
+
+_BOUNDS = ("min_tokens", "max_tokens", "min_chars", "max_chars")
+_LABEL_FILTER_KEYS = {*_BOUNDS, "regex", "exclude_regex", "patterns", "exclude_patterns", "block"}
+_FILTER_KEYS = {"pronouns", "determiners", "stop_words", "punctuation", *_BOUNDS, "block", "labels"}
+_EDIT_KEYS = {"strip_leading", "strip_trailing_punct", "labels"}
+_MERGE_KEYS = {"enabled", "joiners", "labels", "max_gap_tokens"}
+_GAZ_KEYS = {"label", "entries", "file", "fuzzy", "mode", "score", "case_sensitive"}
+_TOP_KEYS = {"version", "description", "filters", "edits", "merges", "gazetteers"}
+GAZETTEER_MODES = ("add", "normalise", "both")
+
+
+def _err(where: str, msg: str) -> RulesError:
+    return RulesError(f"{where}: {msg}")
+
+
+def _check_keys(obj: Any, allowed: set, where: str) -> Dict[str, Any]:
+    if obj is None:
+        return {}
+    if not isinstance(obj, Mapping):
+        raise _err(where, f"expected a mapping, got {type(obj).__name__} {obj!r}")
+    bad = sorted(set(obj) - allowed)
+    if bad:
+        raise _err(where, f"unknown key {bad[0]!r}; allowed keys: {', '.join(sorted(allowed))}")
+    return dict(obj)
+
+
+def _bool(obj: Mapping, key: str, where: str, default: bool = False) -> bool:
+    value = obj.get(key, default)
+    if not isinstance(value, bool):
+        raise _err(f"{where}.{key}", f"expected true or false, got {value!r}")
+    return value
+
+
+def _int(obj: Mapping, key: str, where: str, default: Optional[int] = None) -> Optional[int]:
+    value = obj.get(key, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise _err(f"{where}.{key}", f"expected a whole number ≥ 0, got {value!r}")
+    return value
+
+
+def _strings(obj: Mapping, key: str, where: str) -> List[str]:
+    value = obj.get(key, [])
+    if isinstance(value, str) or not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _err(f"{where}.{key}", f"expected a list of strings, got {value!r}")
+    return value
+
+
+def _regex(obj: Mapping, key: str, where: str) -> Optional["re.Pattern[str]"]:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _err(f"{where}.{key}", f"expected a regular expression string, got {value!r}")
+    try:
+        return re.compile(value)
+    except re.error as e:
+        raise _err(f"{where}.{key}", f"invalid regular expression {value!r}: {e}") from None
+
+
+@dataclass
+class LengthBounds:
+    min_tokens: Optional[int] = None
+    max_tokens: Optional[int] = None
+    min_chars: Optional[int] = None
+    max_chars: Optional[int] = None
+
+    @classmethod
+    def parse(cls, obj: Mapping, where: str) -> "LengthBounds":
+        b = cls(*(_int(obj, k, where) for k in _BOUNDS))
+        for lo, hi in (("min_tokens", "max_tokens"), ("min_chars", "max_chars")):
+            if getattr(b, lo) is not None and getattr(b, hi) is not None and getattr(b, lo) > getattr(b, hi):
+                raise _err(where, f"{lo} ({getattr(b, lo)}) is larger than {hi} ({getattr(b, hi)})")
+        return b
+
+    def ok(self, span: Span) -> bool:
+        n, chars = len(span), len(span.text)
+        return not ((self.min_tokens is not None and n < self.min_tokens)
+                    or (self.max_tokens is not None and n > self.max_tokens)
+                    or (self.min_chars is not None and chars < self.min_chars)
+                    or (self.max_chars is not None and chars > self.max_chars))
+
+
+@dataclass
+class LabelFilter:
+    bounds: LengthBounds
+    regex: Optional["re.Pattern[str]"] = None
+    exclude_regex: Optional["re.Pattern[str]"] = None
+    patterns: List[list] = field(default_factory=list)
+    exclude_patterns: List[list] = field(default_factory=list)
+    block: frozenset = frozenset()
+
+
+@dataclass
+class Gazetteer:
+    label: str
+    entries: List[str]
+    fuzzy: Optional[float] = None  # rapidfuzz ratio threshold (0-100); None = exact only
+    mode: str = "add"
+    score: float = 1.0
+    case_sensitive: bool = False
+
+
+def _patterns(obj: Mapping, key: str, where: str) -> List[list]:
+    value = obj.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(p, list) and p and all(isinstance(t, Mapping) for t in p) for p in value):
+        raise _err(f"{where}.{key}", "expected a list of token patterns, each a non-empty list of "
+                   f"token dicts like [{{'IS_TITLE': true}}], got {value!r}")
+    return value
+
+
+def _validate_patterns(patterns: List[list], where: str, vocab) -> None:
+    matcher = Matcher(vocab, validate=True)
+    for k, p in enumerate(patterns):
+        try:
+            matcher.add(f"p{k}", [p])
+        except Exception as e:  # spaCy's MatchPatternError lists the bad token attribute
+            raise _err(f"{where}[{k}]", f"invalid Matcher pattern {p!r}: {e}") from None
+
+
+def _read_file(path: Path) -> Any:
+    text = path.read_text(encoding="utf8")
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RulesError(f"{path}: not valid JSON: {e}") from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise RulesError(f"{path}: not valid YAML: {e}") from None
+
+
+def resolve_rules_path(path: Union[str, Path]) -> Path:
+    """A file path, or the name of a shipped set (`default` → uniner_spacy/rules/default.yaml)."""
+    p = Path(path)
+    if p.exists():
+        return p
+    if isinstance(path, str) and re.fullmatch(r"[A-Za-z0-9_\-]+", path):
+        for ext in (".yaml", ".yml", ".json"):
+            shipped = RULES_DIR / f"{path}{ext}"
+            if shipped.exists():
+                return shipped
+    names = sorted(q.stem for q in RULES_DIR.glob("*.y*ml"))
+    raise RulesError(f"No rules file {str(path)!r}; give a path or a shipped set: {', '.join(names)}")
+
+
+def shipped_rule_sets() -> List[str]:
+    return sorted(q.stem for q in RULES_DIR.glob("*.yaml"))
+
+
+# ------------------------------------------------------------------ the stage
+
+class Rules:
+    """A Stage built from a validated rule mapping (see rules/README.md)."""
+
+    def __init__(self, data: Mapping[str, Any], *, name: str = "rules", base_dir: Optional[Path] = None):
+        from spacy.vocab import Vocab
+
+        self.name = name
+        where = name
+        top = _check_keys(data, _TOP_KEYS, where)
+        version = top.get("version", 1)
+        if version != 1:
+            raise _err(f"{where}.version", f"only version 1 is known, got {version!r}")
+        vocab = Vocab()
+        # filters
+        f = _check_keys(top.get("filters"), _FILTER_KEYS, f"{where}.filters")
+        fw = f"{where}.filters"
+        self.drop_pronouns = _bool(f, "pronouns", fw)
+        self.drop_determiners = _bool(f, "determiners", fw)
+        self.drop_stop_words = _bool(f, "stop_words", fw)
+        self.drop_punctuation = _bool(f, "punctuation", fw)
+        self.bounds = LengthBounds.parse(f, fw)
+        self.block = frozenset(s.lower() for s in _strings(f, "block", fw))
+        self.label_filters: Dict[str, LabelFilter] = {}
+        labels = f.get("labels") or {}
+        if not isinstance(labels, Mapping):
+            raise _err(f"{fw}.labels", f"expected a mapping of label → filters, got {labels!r}")
+        for label, spec in labels.items():
+            lw = f"{fw}.labels.{label}"
+            spec = _check_keys(spec, _LABEL_FILTER_KEYS, lw)
+            lf = LabelFilter(
+                LengthBounds.parse(spec, lw), _regex(spec, "regex", lw), _regex(spec, "exclude_regex", lw),
+                _patterns(spec, "patterns", lw), _patterns(spec, "exclude_patterns", lw),
+                frozenset(s.lower() for s in _strings(spec, "block", lw)),
+            )
+            _validate_patterns(lf.patterns, f"{lw}.patterns", vocab)
+            _validate_patterns(lf.exclude_patterns, f"{lw}.exclude_patterns", vocab)
+            self.label_filters[str(label)] = lf
+        # edits
+        e = _check_keys(top.get("edits"), _EDIT_KEYS, f"{where}.edits")
+        self.edits = self._parse_edit(e, f"{where}.edits")
+        self.label_edits: Dict[str, Tuple[frozenset, bool]] = {}
+        for label, spec in (e.get("labels") or {}).items():
+            lw = f"{where}.edits.labels.{label}"
+            self.label_edits[str(label)] = self._parse_edit(_check_keys(spec, _EDIT_KEYS - {"labels"}, lw), lw)
+        # merges
+        m = _check_keys(top.get("merges"), _MERGE_KEYS, f"{where}.merges")
+        mw = f"{where}.merges"
+        self.merge = _bool(m, "enabled", mw, default=bool(m))
+        self.joiners = frozenset(s.lower() for s in _strings(m, "joiners", mw))
+        self.merge_labels = set(_strings(m, "labels", mw)) or None
+        self.max_gap_tokens = _int(m, "max_gap_tokens", mw, default=1)
+        # gazetteers
+        gaz = top.get("gazetteers") or []
+        if not isinstance(gaz, list):
+            raise _err(f"{where}.gazetteers", f"expected a list of gazetteers, got {gaz!r}")
+        self.gazetteers = [self._parse_gazetteer(g, f"{where}.gazetteers[{k}]", base_dir) for k, g in enumerate(gaz)]
+        self._matchers: Dict[int, Tuple[Matcher, Matcher]] = {}  # per vocab
+
+    @staticmethod
+    def _parse_edit(spec: Mapping, where: str) -> Tuple[frozenset, bool]:
+        lead = spec.get("strip_leading", [])
+        if lead == "articles":
+            lead = list(ARTICLES)
+        if not isinstance(lead, list) or not all(isinstance(s, str) for s in lead):
+            raise _err(f"{where}.strip_leading", f"expected a list of words or 'articles', got {lead!r}")
+        return frozenset(s.lower() for s in lead), _bool(spec, "strip_trailing_punct", where)
+
+    @staticmethod
+    def _parse_gazetteer(spec: Any, where: str, base_dir: Optional[Path]) -> Gazetteer:
+        g = _check_keys(spec, _GAZ_KEYS, where)
+        label = g.get("label")
+        if not isinstance(label, str) or not label.strip():
+            raise _err(f"{where}.label", f"every gazetteer needs a label (a non-empty string), got {label!r}")
+        entries = _strings(g, "entries", where)
+        if "file" in g:
+            if not isinstance(g["file"], str):
+                raise _err(f"{where}.file", f"expected a path string, got {g['file']!r}")
+            path = Path(g["file"])
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+            if not path.exists():
+                raise _err(f"{where}.file", f"gazetteer file {str(path)!r} does not exist")
+            entries += [l.strip() for l in path.read_text(encoding="utf8").splitlines() if l.strip() and not l.startswith("#")]
+        if not entries:
+            raise _err(where, "a gazetteer needs `entries` or a `file` with at least one entry")
+        fuzzy = g.get("fuzzy")
+        if fuzzy is not None and (isinstance(fuzzy, bool) or not isinstance(fuzzy, (int, float)) or not 0 < fuzzy <= 100):
+            raise _err(f"{where}.fuzzy", f"expected a rapidfuzz ratio threshold in (0, 100] or null, got {fuzzy!r}")
+        mode = g.get("mode", "add")
+        if mode not in GAZETTEER_MODES:
+            raise _err(f"{where}.mode", f"expected one of {', '.join(GAZETTEER_MODES)}, got {mode!r}")
+        score = g.get("score", 1.0)
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+            raise _err(f"{where}.score", f"expected a number in [0, 1], got {score!r}")
+        return Gazetteer(label, list(dict.fromkeys(entries)), fuzzy, mode, float(score), _bool(g, "case_sensitive", where))
+
+    @classmethod
+    def from_path(cls, path: Union[str, Path]) -> "Rules":
+        p = resolve_rules_path(path)
+        return cls(_read_file(p), name=str(p), base_dir=p.parent)
+
+    # -- helpers -----------------------------------------------------------
+    def _label_matchers(self, vocab) -> Tuple[Matcher, Matcher]:
+        key = id(vocab)
+        if key not in self._matchers:
+            keep, drop = Matcher(vocab), Matcher(vocab)
+            for label, lf in self.label_filters.items():
+                if lf.patterns:
+                    keep.add(label, lf.patterns)
+                if lf.exclude_patterns:
+                    drop.add(label, lf.exclude_patterns)
+            self._matchers[key] = (keep, drop)
+        return self._matchers[key]
+
+    @staticmethod
+    def _full_match(matcher: Matcher, span: Span, label: str) -> bool:
+        if label not in matcher:
+            return False
+        sub = span.as_doc()
+        key = sub.vocab.strings[label]
+        return any(m == key and s == 0 and e == len(sub) for m, s, e in matcher(sub))
+
+    # -- steps -------------------------------------------------------------
+    def edit(self, doc: Doc, c: Candidate) -> Optional[Candidate]:
+        lead, trail = self.label_edits.get(c.label, self.edits)
+        span = doc.char_span(c.start, c.end, alignment_mode="expand")
+        if span is None or (not lead and not trail):
+            return c
+        s, e = span.start, span.end
+        while s < e and lead and doc[s].lower_ in lead:
+            s += 1
+        while e > s and trail and doc[e - 1].is_punct and not _closes(doc[s : e - 1].text, doc[e - 1].text):
+            e -= 1
+        if s == e:
+            return None
+        if (s, e) == (span.start, span.end):
+            return c
+        return replace(c, start=doc[s].idx, end=doc[e - 1].idx + len(doc[e - 1]))
+
+    def merge_adjacent(self, doc: Doc, candidates: List[Candidate]) -> List[Candidate]:
+        """Join same-label fragments separated by nothing or by joiner tokens (`of`, `&`)."""
+        if not self.merge:
+            return candidates
+        out: List[Candidate] = []
+        by_label: Dict[str, List[Candidate]] = {}
+        for c in candidates:
+            by_label.setdefault(c.label, []).append(c)
+        for label, group in by_label.items():
+            if self.merge_labels is not None and label not in self.merge_labels:
+                out.extend(group)
+                continue
+            group.sort(key=lambda c: (c.start, c.end))
+            current = group[0]
+            for nxt in group[1:]:
+                if self._joinable(doc, current, nxt):
+                    current = replace(current, end=max(current.end, nxt.end),
+                                      score=min(current.score, nxt.score),
+                                      source=" + ".join(dict.fromkeys(filter(None, (current.source, nxt.source)))),
+                                      match="merged")
+                else:
+                    out.append(current)
+                    current = nxt
+            out.append(current)
+        return out
+
+    def _joinable(self, doc: Doc, a: Candidate, b: Candidate) -> bool:
+        if b.start < a.end:
+            return False
+        gap = doc.char_span(a.end, b.start, alignment_mode="expand") if b.start > a.end else None
+        if b.start > a.end and not doc.text[a.end : b.start].strip():
+            return True
+        if gap is None:
+            return b.start == a.end
+        return len(gap) <= (self.max_gap_tokens or 0) and all(t.lower_ in self.joiners for t in gap)
+
+    def apply_gazetteers(self, doc: Doc, candidates: List[Candidate]) -> List[Candidate]:
+        from rapidfuzz import fuzz, process
+
+        out = list(candidates)
+        for g in self.gazetteers:
+            norm = (lambda s: s) if g.case_sensitive else str.lower
+            entries = {norm(e): e for e in g.entries}
+            threshold = g.fuzzy if g.fuzzy is not None else 100.0
+
+            def best(text: str) -> Optional[Tuple[str, float]]:
+                key = norm(text)
+                if key in entries:
+                    return entries[key], 100.0
+                if g.fuzzy is None:
+                    return None
+                hit = process.extractOne(key, list(entries), scorer=fuzz.ratio, score_cutoff=threshold)
+                return (entries[hit[0]], float(hit[1])) if hit else None
+
+            if g.mode in ("normalise", "both"):
+                for k, c in enumerate(out):
+                    found = best(doc.text[c.start : c.end])
+                    if found is not None and c.label != g.label:
+                        out[k] = replace(c, label=g.label, source=f"{c.source} → gazetteer:{found[0]}")
+            if g.mode in ("add", "both"):
+                # window sizes around each entry's word count (tokenisers split `Corp.` apart)
+                sizes = sorted({n + d for n in {len(e.split()) for e in g.entries} for d in (-1, 0, 1) if n + d > 0})
+                hits = []
+                for n in sizes:
+                    for i in range(0, len(doc) - n + 1):
+                        span = doc[i : i + n]
+                        if span[0].is_punct or span[-1].is_punct or span[0].is_space or span[-1].is_space:
+                            continue
+                        found = best(span.text)
+                        if found is not None:
+                            hits.append((-found[1], span.start, span.end, found[0], span))
+                # best match first, then non-overlapping: `of Acme Corporation` loses to `Acme Corporation`
+                taken: List[Tuple[int, int]] = [(c.start, c.end) for c in out if c.label == g.label]
+                for neg, _, _, entry, span in sorted(hits, key=lambda h: h[:3]):
+                    s0, e0 = span.start_char, span.end_char
+                    if any(s0 < e and e0 > s for s, e in taken):
+                        continue
+                    taken.append((s0, e0))
+                    out.append(Candidate(s0, e0, g.label, g.score, f"gazetteer:{entry}",
+                                         "exact" if neg == -100.0 else "fuzzy"))
+        return out
+
+    def keep(self, doc: Doc, c: Candidate) -> bool:
+        span = doc.char_span(c.start, c.end, alignment_mode="expand")
+        if span is None or len(span) == 0:
+            return False
+        words = [t for t in span if not t.is_space]
+        lower = span.text.lower()
+        if lower in self.block:
+            return False
+        if self.drop_punctuation and all(t.is_punct for t in words):
+            return False
+        if self.drop_pronouns and all(t.lower_ in PRONOUNS or t.pos_ == "PRON" for t in words):
+            return False
+        if self.drop_determiners and all(t.lower_ in DETERMINERS or t.pos_ == "DET" or t.is_punct for t in words):
+            return False
+        if self.drop_stop_words and all(t.is_stop or t.is_punct for t in words):
+            return False
+        if not self.bounds.ok(span):
+            return False
+        lf = self.label_filters.get(c.label)
+        if lf is None:
+            return True
+        if lower in lf.block or not lf.bounds.ok(span):
+            return False
+        if lf.regex is not None and not lf.regex.search(span.text):
+            return False
+        if lf.exclude_regex is not None and lf.exclude_regex.search(span.text):
+            return False
+        keep_m, drop_m = self._label_matchers(doc.vocab)
+        if lf.patterns and not self._full_match(keep_m, span, c.label):
+            return False
+        if lf.exclude_patterns and self._full_match(drop_m, span, c.label):
+            return False
+        return True
+
+    def __call__(self, doc: Doc, candidates: List[Candidate]) -> List[Candidate]:
+        edited = [e for e in (self.edit(doc, c) for c in candidates) if e is not None]
+        merged = self.merge_adjacent(doc, edited)
+        with_gaz = self.apply_gazetteers(doc, merged) if self.gazetteers else merged
+        kept = [c for c in with_gaz if self.keep(doc, c)]
+        best: Dict[Tuple[int, int, str], Candidate] = {}
+        for c in kept:
+            k = (c.start, c.end, c.label)
+            if k not in best or c.score > best[k].score:
+                best[k] = c
+        return sorted(best.values(), key=lambda c: (c.start, c.end, c.label))
+
+
+def load_rules(path: Union[str, Path]) -> Rules:
+    return Rules.from_path(path)
+
+
+def make_rules(path: str = "default") -> Rules:
+    """`uniner.Rules.v1`: a rules Stage from a file path or a shipped set name."""
+    return Rules.from_path(path)
