@@ -55,6 +55,16 @@ class HFBackend:
         self._model = None
         self._tokenizer = None
 
+    @classmethod
+    def from_objects(cls, model, tokenizer, **kwargs) -> "HFBackend":
+        """Wrap a model already in memory (benchmarks, notebooks); nothing is loaded."""
+        backend = cls(getattr(model, "name_or_path", "in-memory"), **kwargs)
+        fix_tokenizer(tokenizer, None)
+        backend._model, backend._tokenizer = model, tokenizer
+        backend.device = str(next(model.parameters()).device)
+        backend.template = backend.prompter.template(tokenizer.eos_token)
+        return backend
+
     # -- loading ---------------------------------------------------------
     def _load(self) -> None:
         if self._model is not None:

@@ -1,0 +1,69 @@
+"""Conflict resolution with the real MiniLM model; provenance consolidation."""
+import pytest
+import spacy
+from spacy.util import registry
+
+import uniner_spacy  # noqa: F401
+from uniner_spacy.conflicts import ConflictResolver, conflict_groups, consolidate
+from uniner_spacy.resolve import resolve
+from uniner_spacy.ty import Candidate as C
+from uniner_spacy.types import shared_embedder
+
+TEXT = "Paris Hilton flew to Paris on Monday."
+
+
+@pytest.fixture(scope="module")
+def doc():
+    return spacy.blank("en")(TEXT)
+
+
+def test_conflict_groups_chain_overlaps_with_several_labels():
+    cands = [C(0, 12, "person"), C(0, 5, "location"), C(21, 26, "location"), C(21, 26, "person"),
+             C(30, 36, "date")]
+    assert sorted(map(sorted, conflict_groups(cands))) == [[0, 1], [2, 3]]
+    assert conflict_groups([C(0, 5, "a"), C(0, 5, "a")]) == []
+
+
+def test_same_span_two_labels_context_decides(doc):
+    stage = ConflictResolver(weight=0.5, embedder=shared_embedder())
+    cands = [C(21, 26, "person", 0.8), C(21, 26, "location", 0.8), C(30, 36, "date", 0.7)]
+    out = stage(doc, cands)
+    by = {(c.start, c.label): c.score for c in out}
+    assert by[(21, "location")] > by[(21, "person")]
+    assert by[(30, "date")] == 0.7  # no conflict, untouched
+    assert len(out) == 3  # runners-up are kept for doc.spans
+
+
+def test_descriptions_steer_the_choice(doc):
+    # with a description that fits a hotel heiress, `person` wins the first `Paris Hilton`
+    stage = ConflictResolver(weight=1.0, embedder=shared_embedder(), descriptions={
+        "person": "a celebrity, heiress or socialite", "location": "a city or country"})
+    out = stage(doc, [C(0, 12, "person", 0.5), C(0, 12, "location", 0.5)])
+    assert out[0].score > out[1].score
+
+
+def test_overlap_policy_uses_the_rescored_candidates(doc):
+    stage = ConflictResolver(weight=0.9, embedder=shared_embedder())
+    cands = [C(21, 26, "person", 0.9), C(21, 26, "location", 0.6)]
+    assert resolve(cands, "score")[0].label == "person"
+    assert resolve(stage(doc, cands), "score")[0].label == "location"
+
+
+def test_consolidate_keeps_every_question():
+    cands = [C(0, 5, "location", 0.6, "location"), C(0, 5, "location", 0.9, "place"),
+             C(0, 5, "person", 0.4, "person")]
+    out = consolidate(cands, bonus=0.05)
+    assert [(c.label, c.source) for c in out] == [("location", "place | location"), ("person", "person")]
+    assert out[0].score == pytest.approx(0.95)
+
+
+def test_registered_stage_in_the_component(tiny_model_dir):
+    assert callable(registry.misc.get("uniner.Conflicts.v1")(weight=0.3))
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={
+        "labels": ["person", "location"], "overlap_policy": "score",
+        "backend": {"@misc": "uniner.HF.v1", "model": str(tiny_model_dir), "max_new_tokens": 24},
+        "stages": [{"@misc": "uniner.Consolidate.v1"}, {"@misc": "uniner.Conflicts.v1", "weight": 0.5}],
+    })
+    doc = nlp("Bob Jones flew to Paris with Alice Smith.")
+    assert [e.label_ for e in doc.ents] == ["person", "location", "person"]
