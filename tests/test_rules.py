@@ -137,8 +137,10 @@ def test_rules_stage_in_the_real_component(tiny_model_dir, tmp_path):
     nlp.add_pipe("uniner", config={
         "labels": ["person", "location"],
         "backend": {"@misc": "uniner.HF.v1", "model": str(tiny_model_dir), "max_new_tokens": 24},
-        "stages": [{"@misc": "uniner.Rules.v1", "path": "default"},
-                   {"@misc": "uniner.Rules.v1", "path": str(path)}],
+        # a JSON list of promises is not resolved by confection: uniner.Stages.v1 builds the list
+        "stages": {"@misc": "uniner.Stages.v1", "*": {
+            "default": {"@misc": "uniner.Rules.v1", "path": "default"},
+            "mine": {"@misc": "uniner.Rules.v1", "path": str(path)}}},
     })
     doc = nlp("Bob Jones flew to Paris with Alice Smith.")
     assert [(e.text, e.label_) for e in doc.ents] == [("Bob Jones", "person"), ("Paris", "location")]

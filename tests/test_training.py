@@ -178,7 +178,7 @@ def test_chunking_keeps_entities_whole(tokenizer):
 
 
 def test_loss_mask_token_by_token(tokenizer):
-    from training.tokenize import IGNORE, tokenize_conversations
+    from training.features import IGNORE, tokenize_conversations
 
     conv = Conversation("Barack Obama visited Paris.", [("person", '["Barack Obama"]'), ("date", "[]")])
     feats, stats = tokenize_conversations([conv], tokenizer, EOS)
@@ -207,7 +207,7 @@ def test_loss_mask_token_by_token(tokenizer):
 
 
 def test_overlong_conversations_are_split_or_dropped_and_counted(tokenizer):
-    from training.tokenize import tokenize_conversations
+    from training.features import tokenize_conversations
 
     passage = " ".join(["alpha beta gamma"] * 30)
     turns = [(f"type {i}", "[]") for i in range(40)]

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from training.tokenize import IGNORE, Feature, tokenize_conversations
+from training.features import IGNORE, Feature, tokenize_conversations
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

@@ -142,6 +142,37 @@ def score(
 
 
 @app.command()
+def calibrate(
+    data: List[Path] = typer.Argument(..., help="Dev data files with gold spans (never a test split)"),
+    output: Path = typer.Option(..., help="Where to write calibration.json"),
+    limit: Optional[int] = typer.Option(None, help="First N texts of each file"),
+    config: Optional[Path] = typer.Option(None, help="spaCy config or saved pipeline; default: embedded model"),
+    batch_size: int = typer.Option(32),
+):
+    """Fit score calibration on dev data, so that `threshold` is a probability of being right."""
+    from .calibration import candidates_vs_gold, fit
+    from .evaluation.loaders import load
+    from .util import build_nlp
+
+    nlp = build_nlp(["entity"], config)
+    component = nlp.get_pipe("uniner")
+    component.calibration = None  # fit on raw scores
+    scores, correct = [], []
+    for path in data:
+        examples = load(path, limit=limit)
+        labels = list(dict.fromkeys(l for eg in examples for l in eg.labels))
+        component.initialize(labels=labels)
+        docs = nlp.pipe((eg.text for eg in examples), batch_size=batch_size)
+        s, c = candidates_vs_gold(docs, examples)
+        scores += s
+        correct += c
+    calibrator = fit(scores, correct)
+    calibrator.to_disk(output, fitted_on=[str(p) for p in data], limit=limit, candidates=len(scores),
+                       precision=round(sum(correct) / max(1, len(correct)), 4))
+    typer.echo(json.dumps({"output": str(output), "candidates": len(scores), "correct": sum(correct)}))
+
+
+@app.command()
 def serve(
     model: str = typer.Option("embedded", help="HF model name/path, a .gguf file, or 'embedded'"),
     host: str = typer.Option("127.0.0.1"),

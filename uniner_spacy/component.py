@@ -39,9 +39,9 @@ def register_extensions() -> None:
     """Extra data lives in extensions, never in new Doc attributes."""
     if not Doc.has_extension("uniner_stats"):
         Doc.set_extension("uniner_stats", default=None)
-    for name, default in (("uniner_score", None), ("uniner_source", None), ("uniner_match", None)):
+    for name in ("uniner_score", "uniner_raw_score", "uniner_source", "uniner_match"):
         if not Span.has_extension(name):
-            Span.set_extension(name, default=default)
+            Span.set_extension(name, default=None)
 
 
 @Language.factory(
@@ -61,6 +61,7 @@ def register_extensions() -> None:
         "on_error": "record",
         "paraphrases": None,
         "stages": [],
+        "calibration": {"@misc": "uniner.Calibration.v1", "path": "embedded"},
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -82,6 +83,7 @@ def make_uniner(
     on_error: str,
     paraphrases: Optional[Paraphraser],
     stages: List[Stage],
+    calibration: Optional[Callable[[float], float]],
     scorer: Optional[Callable],
 ) -> "UniNER":
     return UniNER(
@@ -90,7 +92,7 @@ def make_uniner(
         fuzzy_threshold=fuzzy_threshold, threshold=threshold, overlap_policy=overlap_policy,
         write_ents=write_ents, keep_existing_ents=keep_existing_ents,
         question_mode=question_mode, on_error=on_error, paraphrases=paraphrases,
-        stages=stages, scorer=scorer,
+        stages=stages, calibration=calibration, scorer=scorer,
     )
 
 
@@ -137,6 +139,7 @@ class UniNER:
         on_error: str = "record",
         paraphrases: Optional[Paraphraser] = None,
         stages: Sequence[Stage] = (),
+        calibration: Optional[Callable[[float], float]] = None,
         scorer: Optional[Callable] = None,
     ):
         if overlap_policy not in POLICIES:
@@ -164,6 +167,7 @@ class UniNER:
         self.on_error = on_error
         self.paraphrases = paraphrases
         self.stages = list(stages)
+        self.calibration = calibration
         self.scorer = scorer
         self._extra_types: Optional[Dict[str, List[str]]] = None
 
@@ -263,11 +267,12 @@ class UniNER:
             matches = align_mention(mention, passage.text, local, self.fuzzy_threshold)
             if not matches:
                 stats.unaligned.append((query.label, mention))
-            score = scores[k] if scores is not None else 1.0
+            raw = scores[k] if scores is not None else 1.0
+            score = self.calibration(raw) if self.calibration is not None else raw
             for m in matches:
                 out.append(Candidate(
                     passage.start + m.start, passage.start + m.end, query.label,
-                    score=score, source=query.entity_type, match=m.kind,
+                    score=score, source=query.entity_type, match=m.kind, raw_score=raw,
                 ))
         return out
 
@@ -280,6 +285,7 @@ class UniNER:
                     stats.unaligned.append((c.label, doc.text[c.start : c.end]))
                     continue
                 span._.uniner_score = c.score
+                span._.uniner_raw_score = c.raw_score
                 span._.uniner_source = c.source
                 span._.uniner_match = c.match
                 spans.append(span)

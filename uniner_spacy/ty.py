@@ -54,6 +54,7 @@ class Candidate:
     score: float = 1.0
     source: str = ""  # the question that found it
     match: str = "exact"  # exact | case | fuzzy
+    raw_score: Optional[float] = None  # before calibration
 
 
 @dataclass

@@ -10,8 +10,7 @@ Nothing is truncated silently: a conversation longer than `max_length` is split
 into several conversations over the same passage (each with a subset of the
 turns); one that cannot fit even with a single turn is dropped. Both are counted.
 
-Run `python -m training.tokenize` (module form: this file's name shadows the
-standard library's `tokenize` if its folder is put on `sys.path`).
+Run `python -m training.features`.
 """
 from __future__ import annotations
 

@@ -1,0 +1,39 @@
+import json
+
+import pytest
+import spacy
+
+from uniner_spacy.calibration import Calibrator, fit, make_calibration
+
+
+def test_fit_is_monotone_and_calibrated():
+    scores = [i / 100 for i in range(100)]
+    correct = [s > 0.5 for s in scores]
+    cal = fit(scores, correct)
+    ys = [cal(x / 10) for x in range(11)]
+    assert ys == sorted(ys)
+    assert cal(0.1) == pytest.approx(0.0) and cal(0.9) == pytest.approx(1.0)
+
+
+def test_round_trip_and_bad_file(tmp_path):
+    cal = Calibrator([0.0, 0.5, 1.0], [0.1, 0.2, 0.9])
+    cal.to_disk(tmp_path / "c.json", fitted_on=["x"])
+    again = Calibrator.from_disk(tmp_path / "c.json")
+    assert again(0.75) == pytest.approx(0.55)
+    (tmp_path / "bad.json").write_text(json.dumps({"xs": [1, 0], "ys": [0, 1]}))
+    with pytest.raises(ValueError):
+        Calibrator.from_disk(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError):
+        make_calibration(str(tmp_path / "missing.json"))
+
+
+def test_component_applies_calibration(tiny_model_dir, tmp_path):
+    Calibrator([0.0, 1.0], [0.0, 0.5]).to_disk(tmp_path / "c.json")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"labels": ["person"], "calibration": {
+        "@misc": "uniner.Calibration.v1", "path": str(tmp_path / "c.json")}, "backend": {
+        "@misc": "uniner.HF.v1", "model": str(tiny_model_dir), "max_new_tokens": 24}})
+    doc = nlp("Bob Jones flew to Paris with Alice Smith.")
+    assert doc.ents
+    for e in doc.ents:
+        assert e._.uniner_score == pytest.approx(e._.uniner_raw_score / 2)

@@ -1,0 +1,82 @@
+"""Score calibration: raw mention probabilities → the chance a candidate is right.
+
+A token probability of 0.9 from a 135M model does not mean 90% of such
+mentions are correct. Fitted on a dev set (isotonic regression of
+"candidate is a gold span" on the raw score), the mapping makes `threshold`
+mean what it says. Stored as a small JSON of breakpoints, applied by linear
+interpolation.
+"""
+from __future__ import annotations
+
+import json
+from bisect import bisect_right
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+from .models import ADAPTER_DIR
+
+
+@dataclass
+class Calibrator:
+    xs: List[float]
+    ys: List[float]
+
+    def __call__(self, score: float) -> float:
+        if not self.xs:
+            return score
+        i = bisect_right(self.xs, score)
+        if i == 0:
+            return self.ys[0]
+        if i == len(self.xs):
+            return self.ys[-1]
+        x0, x1, y0, y1 = self.xs[i - 1], self.xs[i], self.ys[i - 1], self.ys[i]
+        return y0 + (y1 - y0) * (score - x0) / (x1 - x0) if x1 > x0 else y1
+
+    def to_disk(self, path: Union[str, Path], **meta) -> None:
+        Path(path).write_text(json.dumps({"xs": self.xs, "ys": self.ys, **meta}, indent=1))
+
+    @classmethod
+    def from_disk(cls, path: Union[str, Path]) -> "Calibrator":
+        data = json.loads(Path(path).read_text())
+        if len(data["xs"]) != len(data["ys"]) or data["xs"] != sorted(data["xs"]):
+            raise ValueError(f"{path} is not a calibration file (xs must be sorted, one y per x)")
+        return cls(list(map(float, data["xs"])), list(map(float, data["ys"])))
+
+
+def fit(scores: Sequence[float], correct: Sequence[bool], bins: int = 20) -> Calibrator:
+    """Isotonic fit, reduced to at most `bins` breakpoints."""
+    from sklearn.isotonic import IsotonicRegression
+
+    if len(scores) < 10:
+        raise ValueError(f"Need at least 10 scored candidates to calibrate, got {len(scores)}")
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, [float(c) for c in correct])
+    xs = sorted(set(float(x) for x in iso.X_thresholds_))
+    if len(xs) > bins:
+        step = (len(xs) - 1) / (bins - 1)
+        xs = [xs[round(i * step)] for i in range(bins)]
+    return Calibrator(xs, [float(y) for y in iso.predict(xs)])
+
+
+def candidates_vs_gold(docs, examples, spans_key: str = "uniner") -> Tuple[List[float], List[bool]]:
+    """Each candidate's raw score and whether it is a gold (start, end, label)."""
+    scores, correct = [], []
+    for doc, eg in zip(docs, examples):
+        gold = {(e.start, e.end, e.label) for e in eg.entities}
+        for span in doc.spans.get(spans_key, []):
+            raw = span._.uniner_raw_score if span._.uniner_raw_score is not None else span._.uniner_score
+            scores.append(float(raw))
+            correct.append((span.start_char, span.end_char, span.label_) in gold)
+    return scores, correct
+
+
+def make_calibration(path: Optional[str] = "embedded") -> Optional[Calibrator]:
+    """`embedded`: the calibration shipped with the student adapter (none → identity)."""
+    if path is None:
+        return None
+    file = ADAPTER_DIR / "calibration.json" if path == "embedded" else Path(path)
+    if not file.exists():
+        if path == "embedded":
+            return None
+        raise FileNotFoundError(f"Calibration file {file} does not exist")
+    return Calibrator.from_disk(file)

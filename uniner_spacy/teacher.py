@@ -1,0 +1,481 @@
+"""Teacher annotation for targeted distillation: ask, cache, parse, clean.
+
+The teacher (any OpenAI-compatible chat server: OpenAI, vLLM, llama.cpp, our
+own `server.ModelServer`) gets the exact UniNER teacher prompt
+(`prompts.teacher_messages`) at temperature 0 and answers with a list of
+`("mention", "type")` tuples. This module holds the reusable parts:
+
+- `parse_tuples`: a tolerant reader of that answer (Python tuples, JSON pairs,
+  single quotes, quotes inside mentions, truncated output), counting what it
+  could not read instead of failing;
+- `clean_pairs`: keeps mentions that occur in the passage and sane types, with
+  a count per reason for everything dropped;
+- `TeacherCache` / `TeacherClient`: a content-hash SQLite cache (the pattern of
+  `cache.AnswerCache`) and a bounded-concurrency client with retries, usage
+  and cost accounting, so an interrupted run resumes without paying twice;
+- `batch_requests` / `read_batch_results`: the OpenAI Batch API files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from .cache import AnswerCache, _digest
+from .evaluation.loaders import find_mentions
+from .prompts import TEMPLATE_VERSION, teacher_messages
+
+TEACHER_VERSION = "teacher-1"  # bump when the request or the cached record changes
+MAX_TYPE_WORDS = 5
+MAX_TYPE_CHARS = 50
+
+
+# ---------------------------------------------------------------------------
+# parsing
+
+
+@dataclass
+class TupleParse:
+    """What `parse_tuples` read: the pairs, and how much it had to forgive."""
+
+    pairs: List[Tuple[str, str]]
+    found_list: bool = False  # a `[` was there at all
+    truncated: bool = False  # the outer list (or the last tuple) never closed
+    malformed: int = 0  # groups that were not a (mention, type) pair
+    extra_fields: int = 0  # groups with more than two strings (first two kept)
+
+
+_CLOSERS = ",)]}:"
+
+
+def _read_string(text: str, i: int) -> Tuple[str, int, bool]:
+    """A quoted string starting at `text[i]` (the quote). Returns (value, next index, closed).
+
+    A quote of the same kind closes the string only when the next non-space
+    character is a separator (`,` `)` `]`) or the end, so quotes inside a
+    mention (`"the "Big Apple""`, `'O'Brien'`) stay in it.
+    """
+    quote = text[i]
+    out: List[str] = []
+    j = i + 1
+    n = len(text)
+    while j < n:
+        ch = text[j]
+        if ch == "\\" and j + 1 < n:
+            nxt = text[j + 1]
+            out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+            j += 2
+            continue
+        if ch == quote:
+            k = j + 1
+            while k < n and text[k] in " \t":
+                k += 1
+            if k >= n or text[k] in _CLOSERS or text[k] == "\n":
+                return "".join(out), j + 1, True
+        out.append(ch)
+        j += 1
+    return "".join(out), n, False
+
+
+def parse_tuples(text: str) -> TupleParse:
+    """Read `[("entity", "type"), ...]` or `[["entity", "type"], ...]`, tolerantly.
+
+    Text before the first `[` is ignored; an unclosed list or tuple at the end
+    (a truncated answer) keeps every complete pair before it; unquoted groups
+    `(Paris, city)` are split on their last comma.
+    """
+    result = TupleParse(pairs=[])
+    start = text.find("[")
+    if start < 0:
+        # a bare sequence of tuples without the list brackets
+        start = text.find("(")
+        if start < 0:
+            return result
+        text = "[" + text[start:]
+        start = 0
+    result.found_list = True
+    depth = 0  # 1 = inside the outer list, 2 = inside a group
+    strings: List[str] = []
+    raw: List[str] = []  # unquoted characters of the current group
+    i = start
+    n = len(text)
+    closed_outer = False
+    while i < n:
+        ch = text[i]
+        if depth >= 2 and ch in "\"'":
+            value, i, ok = _read_string(text, i)
+            if not ok:  # cut inside a string: the group is lost
+                result.truncated = True
+                result.malformed += 1
+                strings = []
+                depth = 0
+                break
+            strings.append(value)
+            continue
+        if ch in "[(":
+            depth += 1
+            if depth == 2:
+                strings, raw = [], []
+            elif depth > 2:
+                raw.append(ch)
+        elif ch in "])":
+            if depth == 2:
+                _emit(result, strings, "".join(raw))
+                strings, raw = [], []
+            elif depth > 2:
+                raw.append(ch)
+            depth -= 1
+            if depth == 0:
+                closed_outer = True
+                break
+        elif depth == 1 and ch in "\"'":
+            # a flat list of strings (`["Paris", "city"]` at the top): not pairs
+            _, i, _ = _read_string(text, i)
+            result.malformed += 1
+            continue
+        elif depth >= 2:
+            raw.append(ch)
+        i += 1
+    if not closed_outer:
+        result.truncated = True
+        if depth >= 2 and len(strings) >= 2:  # `("Paris", "city"` cut before `)`
+            _emit(result, strings, "")
+    return result
+
+
+def _emit(result: TupleParse, strings: List[str], raw: str) -> None:
+    if len(strings) >= 2:
+        result.pairs.append((strings[0], strings[1]))
+        if len(strings) > 2:
+            result.extra_fields += 1
+        return
+    if not strings:
+        parts = raw.rsplit(",", 1)
+        if len(parts) == 2 and parts[0].strip() and parts[1].strip():
+            result.pairs.append((parts[0].strip(), parts[1].strip()))
+            return
+    result.malformed += 1
+
+
+# ---------------------------------------------------------------------------
+# cleaning
+
+
+def normalise_type(entity_type: str) -> str:
+    return " ".join(entity_type.split()).lower().strip(" .")
+
+
+def clean_pairs(
+    passage: str,
+    pairs: Iterable[Tuple[str, str]],
+    dropped: Optional[Counter] = None,
+    max_type_words: int = MAX_TYPE_WORDS,
+    max_type_chars: int = MAX_TYPE_CHARS,
+    lower_types: bool = True,
+) -> List[Dict[str, object]]:
+    """Pairs → entities with character offsets; every drop counted by reason.
+
+    Reasons: `empty_mention`, `empty_type`, `long_type`, `not_in_passage`,
+    `duplicate`. A mention that occurs several times gets every occurrence
+    (word-bounded ones preferred, as `loaders.find_mentions` does).
+    """
+    dropped = dropped if dropped is not None else Counter()
+    seen = set()
+    out: List[Dict[str, object]] = []
+    for mention, etype in pairs:
+        mention = " ".join(str(mention).split())
+        etype = normalise_type(str(etype)) if lower_types else " ".join(str(etype).split())
+        if not mention:
+            dropped["empty_mention"] += 1
+            continue
+        if not etype:
+            dropped["empty_type"] += 1
+            continue
+        if len(etype.split()) > max_type_words or len(etype) > max_type_chars:
+            dropped["long_type"] += 1
+            continue
+        spans = find_mentions(passage, mention)
+        if not spans and mention != str(mention).strip():
+            spans = find_mentions(passage, str(mention).strip())
+        if not spans:
+            dropped["not_in_passage"] += 1
+            continue
+        key = (passage[spans[0][0] : spans[0][1]], etype)
+        if key in seen:
+            dropped["duplicate"] += 1
+            continue
+        seen.add(key)
+        out.append({"mention": key[0], "type": etype, "spans": [list(s) for s in spans]})
+    return out
+
+
+# ---------------------------------------------------------------------------
+# cache
+
+
+class TeacherCache(AnswerCache):
+    """`AnswerCache`'s table (WAL, checksums, damaged-file recovery) with JSON records."""
+
+    @staticmethod
+    def request_key(model: str, messages: Sequence[dict], settings: Dict[str, object]) -> str:
+        return _digest(json.dumps([TEACHER_VERSION, TEMPLATE_VERSION, model, list(messages), settings],
+                                  sort_keys=True, ensure_ascii=False))
+
+    def get(self, key: str) -> Optional[dict]:
+        with self.lock:
+            row = self.conn.execute("SELECT value, checksum FROM answers WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            value, checksum = row
+            if _digest(value)[:16] != checksum:
+                self.corrupt_rows += 1
+                self.conn.execute("DELETE FROM answers WHERE key = ?", (key,))
+                return None
+        return json.loads(value)
+
+    def put(self, key: str, record: dict) -> None:
+        value = json.dumps(record, ensure_ascii=False)
+        with self.lock:
+            self.conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", (key, value, _digest(value)[:16]))
+
+
+# ---------------------------------------------------------------------------
+# client
+
+
+@dataclass
+class Usage:
+    requests: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # tokens of answers read from the cache (not paid again)
+    cached_completion_tokens: int = 0
+    price_in: float = 0.0  # per 1k prompt tokens
+    price_out: float = 0.0  # per 1k completion tokens
+    error_kinds: Counter = field(default_factory=Counter)
+
+    @property
+    def cost(self) -> float:
+        return self.prompt_tokens / 1000 * self.price_in + self.completion_tokens / 1000 * self.price_out
+
+    @property
+    def saved(self) -> float:
+        return (self.cached_prompt_tokens / 1000 * self.price_in
+                + self.cached_completion_tokens / 1000 * self.price_out)
+
+    def to_dict(self) -> Dict[str, object]:
+        return {
+            "requests": self.requests, "cache_hits": self.cache_hits, "errors": self.errors,
+            "error_kinds": dict(self.error_kinds),
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
+            "cached_completion_tokens": self.cached_completion_tokens,
+            "price_in_per_1k": self.price_in, "price_out_per_1k": self.price_out,
+            "cost": round(self.cost, 6), "saved_by_cache": round(self.saved, 6),
+        }
+
+
+@dataclass
+class TeacherAnswer:
+    id: str
+    text: str  # the raw answer ("" on error)
+    usage: Dict[str, int] = field(default_factory=dict)
+    finish_reason: Optional[str] = None
+    cached: bool = False
+    error: Optional[str] = None
+
+
+class TeacherClient:
+    """Asks an OpenAI-compatible chat server the teacher prompt, with a persistent cache.
+
+    Concurrency is bounded by `workers` threads; retries with exponential
+    back-off on 429, 5xx, connection errors and time-outs are the `openai`
+    client's own (`max_retries`, `timeout`). Failed requests are reported,
+    never cached, so the next run asks them again.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        definition: bool = False,
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        workers: int = 4,
+        cache_path: Optional[Union[str, Path]] = None,
+        price_in: float = 0.0,
+        price_out: float = 0.0,
+        progress: bool = True,
+    ):
+        if workers < 1:
+            raise ValueError(f"workers must be ≥ 1, got {workers}")
+        self.model = model
+        self.base_url = base_url
+        self.api_key = api_key
+        self.definition = definition
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.workers = workers
+        self.cache = TeacherCache(cache_path) if cache_path else None
+        self.usage = Usage(price_in=price_in, price_out=price_out)
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._client = None
+
+    @property
+    def settings(self) -> Dict[str, object]:
+        """Everything besides model and messages that changes the answer (part of the key)."""
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+
+    def messages(self, passage: str) -> List[dict]:
+        return teacher_messages(passage, definition=self.definition)
+
+    def key(self, passage: str) -> str:
+        return TeacherCache.request_key(self.model, self.messages(passage), self.settings)
+
+    def body(self, passage: str) -> Dict[str, object]:
+        return {"model": self.model, "messages": self.messages(passage), **self.settings}
+
+    @property
+    def client(self):
+        if self._client is None:
+            from openai import OpenAI
+
+            self._client = OpenAI(base_url=self.base_url, api_key=self.api_key or "none",
+                                  timeout=self.timeout, max_retries=self.max_retries)
+        return self._client
+
+    def _ask(self, pid: str, passage: str) -> TeacherAnswer:
+        try:
+            response = self.client.chat.completions.create(**self.body(passage))
+        except Exception as err:  # noqa: BLE001 - reported per passage, retried next run
+            return TeacherAnswer(id=pid, text="", error=f"{type(err).__name__}: {err}"[:300])
+        choice = response.choices[0]
+        usage = response.usage
+        counts = {"prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
+                  "completion_tokens": getattr(usage, "completion_tokens", 0) or 0}
+        return TeacherAnswer(id=pid, text=choice.message.content or "", usage=counts,
+                             finish_reason=choice.finish_reason)
+
+    def record(self, answer: TeacherAnswer, key: Optional[str] = None) -> None:
+        """Account for one answer (and store a fresh one in the cache)."""
+        with self._lock:
+            if answer.error is not None:
+                self.usage.errors += 1
+                self.usage.error_kinds[answer.error.split(":", 1)[0]] += 1
+                return
+            if answer.cached:
+                self.usage.cache_hits += 1
+                self.usage.cached_prompt_tokens += answer.usage.get("prompt_tokens", 0)
+                self.usage.cached_completion_tokens += answer.usage.get("completion_tokens", 0)
+                return
+            self.usage.requests += 1
+            self.usage.prompt_tokens += answer.usage.get("prompt_tokens", 0)
+            self.usage.completion_tokens += answer.usage.get("completion_tokens", 0)
+        if self.cache is not None and key is not None:
+            self.cache.put(key, {"text": answer.text, "usage": answer.usage, "finish_reason": answer.finish_reason})
+
+    def cached(self, pid: str, passage: str) -> Optional[TeacherAnswer]:
+        if self.cache is None:
+            return None
+        hit = self.cache.get(self.key(passage))
+        if hit is None:
+            return None
+        return TeacherAnswer(id=pid, text=hit["text"], usage=hit.get("usage", {}),
+                             finish_reason=hit.get("finish_reason"), cached=True)
+
+    def annotate(self, passages: Sequence[Tuple[str, str]]) -> List[TeacherAnswer]:
+        """(id, passage) pairs → answers in the same order; cache first, then the server."""
+        out: List[Optional[TeacherAnswer]] = [None] * len(passages)
+        todo: List[int] = []
+        for i, (pid, text) in enumerate(passages):
+            hit = self.cached(pid, text)
+            if hit is not None:
+                out[i] = hit
+                self.record(hit)
+            else:
+                todo.append(i)
+        bar = _progress(len(passages), len(passages) - len(todo), self.progress)
+        try:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                futures = {pool.submit(self._ask, *passages[i]): i for i in todo}
+                for fut in as_completed(futures):
+                    i = futures[fut]
+                    answer = fut.result()
+                    self.record(answer, self.key(passages[i][1]))
+                    out[i] = answer
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(tokens=self.usage.prompt_tokens + self.usage.completion_tokens,
+                                        cost=f"{self.usage.cost:.4f}", errors=self.usage.errors)
+        finally:
+            if bar is not None:
+                bar.close()
+        return out  # type: ignore[return-value]
+
+
+def _progress(total: int, done: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, initial=done, desc="teacher", unit="passage")
+
+
+# ---------------------------------------------------------------------------
+# OpenAI Batch API files
+
+
+def batch_requests(client: TeacherClient, passages: Sequence[Tuple[str, str]]) -> List[dict]:
+    """One `/v1/chat/completions` request per passage not yet in the cache."""
+    rows = []
+    for pid, text in passages:
+        if client.cached(pid, text) is not None:
+            continue
+        rows.append({"custom_id": pid, "method": "POST", "url": "/v1/chat/completions",
+                     "body": client.body(text)})
+    return rows
+
+
+def read_batch_results(path: Union[str, Path]) -> Dict[str, TeacherAnswer]:
+    """The Batch API output JSONL → answers by custom_id (errors kept as errors)."""
+    out: Dict[str, TeacherAnswer] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            pid = str(item.get("custom_id"))
+            response = item.get("response") or {}
+            body = response.get("body") or {}
+            status = response.get("status_code", 200)
+            if item.get("error") or status != 200 or not body.get("choices"):
+                err = item.get("error") or body.get("error") or {"message": f"status {status}"}
+                out[pid] = TeacherAnswer(id=pid, text="", error=f"BatchError: {json.dumps(err)[:200]}")
+                continue
+            choice = body["choices"][0]
+            usage = body.get("usage") or {}
+            out[pid] = TeacherAnswer(
+                id=pid, text=(choice.get("message") or {}).get("content") or "",
+                usage={"prompt_tokens": usage.get("prompt_tokens", 0),
+                       "completion_tokens": usage.get("completion_tokens", 0)},
+                finish_reason=choice.get("finish_reason"))
+    return out
+
+
+def passage_id(text: str) -> str:
+    return "p-" + hashlib.sha256(text.encode("utf8")).hexdigest()[:12]
