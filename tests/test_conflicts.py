@@ -63,9 +63,9 @@ def test_registered_stage_in_the_component(tiny_model_dir):
     nlp.add_pipe("uniner", config={
         "labels": ["person", "location"], "overlap_policy": "score",
         "backend": {"@misc": "uniner.HF.v1", "model": str(tiny_model_dir), "max_new_tokens": 24},
-        "stages": {"@misc": "uniner.Stages.v1", "*": {
+        "stages": {
             "consolidate": {"@misc": "uniner.Consolidate.v1"},
-            "conflicts": {"@misc": "uniner.Conflicts.v1", "weight": 0.5}}},
+            "conflicts": {"@misc": "uniner.Conflicts.v1", "weight": 0.5}},
     })
     doc = nlp("Bob Jones flew to Paris with Alice Smith.")
     assert [e.label_ for e in doc.ents] == ["person", "location", "person"]

@@ -116,6 +116,8 @@ def test_gazetteer_adds_fuzzy_and_normalises(nlp, tmp_path):
     ({"gazetteers": [{"label": "org", "entries": ["x"], "fuzzy": 150}]}, "fuzzy: expected a rapidfuzz ratio"),
     ({"edits": {"strip_leading": "the"}}, "rules.edits.strip_leading: expected a list of words or 'articles'"),
     ({"version": 2}, "rules.version: only version 1 is known"),
+    ({"edits": {"labels": ["date"]}}, "rules.edits.labels: expected a mapping of label → edits"),
+    ({"edits": {"labels": {"date": {"strip_trailing": True}}}}, "rules.edits.labels.date: unknown key 'strip_trailing'"),
 ])
 def test_validation_names_the_bad_key_or_value(data, message):
     with pytest.raises(RulesError, match=re.escape(message)):
@@ -137,10 +139,9 @@ def test_rules_stage_in_the_real_component(tiny_model_dir, tmp_path):
     nlp.add_pipe("uniner", config={
         "labels": ["person", "location"],
         "backend": {"@misc": "uniner.HF.v1", "model": str(tiny_model_dir), "max_new_tokens": 24},
-        # a JSON list of promises is not resolved by confection: uniner.Stages.v1 builds the list
-        "stages": {"@misc": "uniner.Stages.v1", "*": {
+        "stages": {
             "default": {"@misc": "uniner.Rules.v1", "path": "default"},
-            "mine": {"@misc": "uniner.Rules.v1", "path": str(path)}}},
+            "mine": {"@misc": "uniner.Rules.v1", "path": str(path)}},
     })
     doc = nlp("Bob Jones flew to Paris with Alice Smith.")
     assert [(e.text, e.label_) for e in doc.ents] == [("Bob Jones", "person"), ("Paris", "location")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import srsly
 from spacy.language import Language
@@ -21,7 +21,7 @@ from .align import align_mention, token_bounds_in
 from .chunking import chunk_text, doc_units
 from .parsing import mention_scores, parse_answer
 from .prompts import type_phrase
-from .resolve import POLICIES, dedupe, resolve
+from .resolve import POLICIES, consolidate, resolve
 from .ty import Backend, Candidate, Generation, Passage, Query, Stats
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def register_extensions() -> None:
         "question_mode": "type",
         "on_error": "record",
         "paraphrases": None,
-        "stages": [],
+        "stages": {},
         "calibration": {"@misc": "uniner.Calibration.v1", "path": "embedded"},
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
@@ -82,7 +82,7 @@ def make_uniner(
     question_mode: str,
     on_error: str,
     paraphrases: Optional[Paraphraser],
-    stages: List[Stage],
+    stages: Dict[str, Any],  # Stage callables; `Any` because confection validates before it builds
     calibration: Optional[Callable[[float], float]],
     scorer: Optional[Callable],
 ) -> "UniNER":
@@ -138,7 +138,7 @@ class UniNER:
         question_mode: str = "type",
         on_error: str = "record",
         paraphrases: Optional[Paraphraser] = None,
-        stages: Sequence[Stage] = (),
+        stages: Optional[Dict[str, Stage]] = None,
         calibration: Optional[Callable[[float], float]] = None,
         scorer: Optional[Callable] = None,
     ):
@@ -166,7 +166,7 @@ class UniNER:
         self.question_mode = question_mode
         self.on_error = on_error
         self.paraphrases = paraphrases
-        self.stages = list(stages)
+        self.stages: Dict[str, Stage] = dict(stages or {})  # run in key order
         self.calibration = calibration
         self.scorer = scorer
         self._extra_types: Optional[Dict[str, List[str]]] = None
@@ -241,8 +241,8 @@ class UniNER:
         results = []
         for i in range(len(docs)):
             stats[i].seconds = elapsed * stats[i].queries / total
-            candidates = dedupe(found[i])
-            for stage in self.stages:
+            candidates = consolidate(found[i])
+            for stage in self.stages.values():
                 candidates = stage(docs[i], candidates)
             kept = [c for c in candidates if c.score >= self.threshold]
             results.append((kept, stats[i]))

@@ -15,32 +15,9 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 import numpy as np
 from spacy.tokens import Doc
 
+from .resolve import consolidate
 from .ty import Candidate
 from .types import Embedder, label_text, shared_embedder
-
-
-def consolidate(candidates: Iterable[Candidate], bonus: float = 0.0, sep: str = " | ") -> List[Candidate]:
-    """One candidate per (start, end, label) from split questions (paraphrases, definitions).
-
-    Keeps the best score, joins the distinct questions that found it into
-    `source` (best first), and adds `bonus` per extra agreeing question
-    (capped at 1.0). Unlike `resolve.dedupe`, the provenance survives.
-    """
-    groups: Dict[Tuple[int, int, str], List[Candidate]] = {}
-    for c in candidates:
-        groups.setdefault((c.start, c.end, c.label), []).append(c)
-    out = []
-    for group in groups.values():
-        group.sort(key=lambda c: -c.score)
-        best = group[0]
-        sources: List[str] = []
-        for c in group:
-            for s in c.source.split(sep) if c.source else []:
-                if s not in sources:
-                    sources.append(s)
-        score = min(1.0, best.score + bonus * max(0, len(sources) - 1))
-        out.append(replace(best, score=score, source=sep.join(sources)))
-    return sorted(out, key=lambda c: (c.start, c.end, c.label))
 
 
 def conflict_groups(candidates: List[Candidate]) -> List[List[int]]:
@@ -62,13 +39,18 @@ def conflict_groups(candidates: List[Candidate]) -> List[List[int]]:
 
 
 def _context(doc: Doc, start: int, end: int, window: int) -> str:
-    """The sentence around [start, end) when the doc has sentences, else ±`window` tokens."""
+    """The mention with up to `window` tokens each side, inside its sentence when sentences are set.
+
+    A short window localises: for `Paris` inside `Paris Hilton flew to Paris`, the
+    first reads `Paris Hilton flew…` (a person), the second `…flew to Paris on…` (a place).
+    """
     span = doc.char_span(start, end, alignment_mode="expand")
     if span is None:
-        return doc.text
+        return doc.text[start:end]
+    lo_limit, hi_limit = 0, len(doc)
     if doc.has_annotation("SENT_START"):
-        return span.sent.text
-    lo, hi = max(0, span.start - window), min(len(doc), span.end + window)
+        lo_limit, hi_limit = span.sent.start, span.sent.end
+    lo, hi = max(lo_limit, span.start - window), min(hi_limit, span.end + window)
     return doc[lo:hi].text
 
 
@@ -82,8 +64,8 @@ class ConflictResolver:
     """
 
     def __init__(self, weight: float = 0.5, temperature: float = 0.05, *,
-                 descriptions: Optional[Mapping[str, str]] = None, mention_weight: float = 0.6,
-                 window: int = 12, embedder: Optional[Embedder] = None):
+                 descriptions: Optional[Mapping[str, str]] = None, mention_weight: float = 0.5,
+                 window: int = 3, embedder: Optional[Embedder] = None):
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"weight mixes the two scores and must be in [0, 1], got {weight}")
         if temperature <= 0:
@@ -125,8 +107,8 @@ class ConflictResolver:
 
 
 def make_conflicts(weight: float = 0.5, temperature: float = 0.05,
-                   descriptions: Optional[Dict[str, str]] = None, mention_weight: float = 0.6,
-                   window: int = 12, model: Optional[str] = None,
+                   descriptions: Optional[Dict[str, str]] = None, mention_weight: float = 0.5,
+                   window: int = 3, model: Optional[str] = None,
                    disk_cache: bool = False) -> ConflictResolver:
     """`uniner.Conflicts.v1`: a Stage for the component's `stages` list."""
     return ConflictResolver(weight, temperature, descriptions=descriptions,

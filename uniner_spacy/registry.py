@@ -1,13 +1,13 @@
 """Registered, versioned functions: what users swap in the config."""
 from spacy.util import registry
 
-from .backends.hf import make_hf_backend
-from .backends.openai import make_openai_backend
+from .backends.hf import HFBackend
+from .backends.openai import OpenAIBackend
 from .cache import make_cached_backend
 from .calibration import make_calibration
 
-registry.misc.register("uniner.HF.v1", func=make_hf_backend)
-registry.misc.register("uniner.OpenAI.v1", func=make_openai_backend)
+registry.misc.register("uniner.HF.v1", func=HFBackend)
+registry.misc.register("uniner.OpenAI.v1", func=OpenAIBackend)
 registry.misc.register("uniner.Cached.v1", func=make_cached_backend)
 
 # Hybrid stages (issue 6): cheap to import; their models load when a config builds them.
@@ -24,14 +24,3 @@ registry.misc.register("uniner.PrecisionCheck.v1", func=make_precision_check)
 registry.misc.register("uniner.Calibration.v1", func=make_calibration)
 
 
-def make_stages(*stages):
-    """`uniner.Stages.v1`: the component's `stages` list from config sections.
-
-    confection does not resolve promises inside a JSON list, so in a config write
-    `[components.uniner.stages] @misc = "uniner.Stages.v1"` and one
-    `[components.uniner.stages.*.<name>]` section per stage (run in file order).
-    """
-    return list(stages)
-
-
-registry.misc.register("uniner.Stages.v1", func=make_stages)

@@ -1,6 +1,7 @@
 """Candidates → the non-overlapping set written to `doc.ents`."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Dict, Iterable, List, Tuple
 
 from .ty import Candidate
@@ -13,14 +14,29 @@ _KEYS: Dict[str, Callable[[Candidate], Tuple]] = {
 POLICIES = tuple(_KEYS)
 
 
-def dedupe(candidates: Iterable[Candidate]) -> List[Candidate]:
-    """One candidate per (start, end, label), the best-scored; overlapping passages repeat them."""
-    best: Dict[Tuple[int, int, str], Candidate] = {}
+def consolidate(candidates: Iterable[Candidate], bonus: float = 0.0, sep: str = " | ") -> List[Candidate]:
+    """One candidate per (start, end, label) from split questions (paraphrases, definitions).
+
+    Keeps the best score, joins the distinct questions that found it into
+    `source` (best first), and adds `bonus` per extra agreeing question
+    (capped at 1.0). Overlapping passages and paraphrase questions repeat
+    candidates; the provenance survives.
+    """
+    groups: Dict[Tuple[int, int, str], List[Candidate]] = {}
     for c in candidates:
-        key = (c.start, c.end, c.label)
-        if key not in best or c.score > best[key].score:
-            best[key] = c
-    return sorted(best.values(), key=lambda c: (c.start, c.end, c.label))
+        groups.setdefault((c.start, c.end, c.label), []).append(c)
+    out = []
+    for group in groups.values():
+        group.sort(key=lambda c: -c.score)
+        best = group[0]
+        sources: List[str] = []
+        for c in group:
+            for s in c.source.split(sep) if c.source else []:
+                if s not in sources:
+                    sources.append(s)
+        score = min(1.0, best.score + bonus * max(0, len(sources) - 1))
+        out.append(replace(best, score=score, source=sep.join(sources)))
+    return sorted(out, key=lambda c: (c.start, c.end, c.label))
 
 
 def resolve(

@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from spacy.matcher import Matcher
 from spacy.tokens import Doc, Span
@@ -238,7 +238,10 @@ class Rules:
         e = _check_keys(top.get("edits"), _EDIT_KEYS, f"{where}.edits")
         self.edits = self._parse_edit(e, f"{where}.edits")
         self.label_edits: Dict[str, Tuple[frozenset, bool]] = {}
-        for label, spec in (e.get("labels") or {}).items():
+        edit_labels = e.get("labels") or {}
+        if not isinstance(edit_labels, Mapping):
+            raise _err(f"{where}.edits.labels", f"expected a mapping of label → edits, got {edit_labels!r}")
+        for label, spec in edit_labels.items():
             lw = f"{where}.edits.labels.{label}"
             self.label_edits[str(label)] = self._parse_edit(_check_keys(spec, _EDIT_KEYS - {"labels"}, lw), lw)
         # merges

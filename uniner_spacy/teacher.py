@@ -109,9 +109,12 @@ def parse_tuples(text: str) -> TupleParse:
         ch = text[i]
         if depth >= 2 and ch in "\"'":
             value, i, ok = _read_string(text, i)
-            if not ok:  # cut inside a string: the group is lost
+            if not ok:  # cut inside a string: keep the group only if it already has a pair
                 result.truncated = True
-                result.malformed += 1
+                if len(strings) >= 2:
+                    _emit(result, strings, "")
+                else:
+                    result.malformed += 1
                 strings = []
                 depth = 0
                 break

@@ -181,12 +181,14 @@ class Paraphrases:
 
     For each label, the `top_k` nearest types of the known list with cosine
     similarity ≥ `min_similarity`; types equal to a user label (ignoring case,
-    spaces and underscores) are never proposed, since they are asked already.
+    spaces and underscores) are never proposed, since they are asked already,
+    nor, when `spelling_ratio` is set, mere spelling variants of the label
+    (rapidfuzz ratio ≥ `spelling_ratio`: `organisation`, `locations`).
     """
 
     def __init__(self, top_k: int = 2, min_similarity: float = 0.7, *,
                  types: Optional[Sequence[str]] = None, embedder: Optional[Embedder] = None,
-                 use_descriptions: bool = True):
+                 use_descriptions: bool = True, spelling_ratio: Optional[float] = 90.0):
         if top_k < 0:
             raise ValueError(f"top_k must be ≥ 0, got {top_k}")
         if not -1.0 <= min_similarity <= 1.0:
@@ -199,6 +201,14 @@ class Paraphrases:
         self.types = list(unique.values())
         self.embedder = embedder or shared_embedder()
         self.use_descriptions = use_descriptions
+        self.spelling_ratio = spelling_ratio
+
+    def _variant(self, a: str, b: str) -> bool:
+        if self.spelling_ratio is None:
+            return False
+        from rapidfuzz import fuzz
+
+        return fuzz.ratio(_norm(a), _norm(b)) >= self.spelling_ratio
 
     def scored(self, labels: Labels) -> Dict[str, List[tuple]]:
         """{label: [(type, similarity), ...]} best first, before the top-k cut."""
@@ -214,7 +224,8 @@ class Paraphrases:
         for i, label in enumerate(names):
             order = np.argsort(-sims[i], kind="stable")
             out[label] = [(types[j], float(sims[i, j])) for j in order
-                          if sims[i, j] >= self.min_similarity and _norm(types[j]) not in taken]
+                          if sims[i, j] >= self.min_similarity and _norm(types[j]) not in taken
+                          and not self._variant(types[j], label)]
         return out
 
     def __call__(self, labels: Labels) -> Dict[str, List[str]]:
@@ -246,7 +257,9 @@ def map_types(open_types: Iterable[str], labels: Labels, threshold: float = 0.6,
 
 def make_paraphrases(top_k: int = 2, min_similarity: float = 0.7, types_path: Optional[str] = None,
                      model: Optional[str] = None, disk_cache: bool = False,
-                     use_descriptions: bool = True) -> Paraphrases:
+                     use_descriptions: bool = True,
+                     spelling_ratio: Optional[float] = 90.0) -> Paraphrases:
     """`uniner.Paraphrases.v1`: the component's `paraphrases` hook."""
     return Paraphrases(top_k, min_similarity, types=load_type_list(types_path),
-                       embedder=shared_embedder(model, disk_cache), use_descriptions=use_descriptions)
+                       embedder=shared_embedder(model, disk_cache), use_descriptions=use_descriptions,
+                       spelling_ratio=spelling_ratio)

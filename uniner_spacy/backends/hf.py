@@ -260,24 +260,3 @@ class ListClosed:
             _, found, closed = scan_list(text)
             done.append(found and closed)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-def make_hf_backend(
-    model: str = "embedded",
-    adapter: Optional[str] = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    batch_size: int = 32,
-    max_new_tokens: int = 256,
-    threads: Optional[int] = None,
-    stop_at_list_end: bool = True,
-    prefix_sharing: bool = False,
-    constrained: Optional[bool] = None,
-    system: str = "text",
-    dataset: Optional[str] = None,
-) -> HFBackend:
-    return HFBackend(
-        model, adapter=adapter, device=device, dtype=dtype, batch_size=batch_size,
-        max_new_tokens=max_new_tokens, threads=threads, stop_at_list_end=stop_at_list_end,
-        prefix_sharing=prefix_sharing, constrained=constrained, system=system, dataset=dataset,
-    )

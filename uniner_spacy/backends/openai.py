@@ -147,26 +147,3 @@ def logprob_pieces(lp) -> Optional[List[Tuple[str, float]]]:
     if tokens and values:
         return [(t, float(v) if v is not None else -math.inf) for t, v in zip(tokens, values)]
     return None
-
-
-def make_openai_backend(
-    model: str,
-    base_url: Optional[str] = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    endpoint: str = "completions",
-    concurrency: int = 8,
-    max_retries: int = 3,
-    timeout: float = 60.0,
-    max_new_tokens: int = 256,
-    logprobs: bool = True,
-    eos: str = "</s>",
-    tokenizer: Optional[str] = None,
-    system: str = "text",
-    dataset: Optional[str] = None,
-) -> OpenAIBackend:
-    return OpenAIBackend(
-        model, base_url=base_url, api_key_env=api_key_env, endpoint=endpoint,
-        concurrency=concurrency, max_retries=max_retries, timeout=timeout,
-        max_new_tokens=max_new_tokens, logprobs=logprobs, eos=eos, tokenizer=tokenizer,
-        system=system, dataset=dataset,
-    )
