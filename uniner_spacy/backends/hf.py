@@ -182,8 +182,10 @@ class HFBackend:
         prefixes = [self.template.prefix(p) for p in passages]
         pre = tok(prefixes, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
         suf = [tok(s, add_special_tokens=False).input_ids for s in suffixes]
+        # positions count real tokens only, as generate() counts them for the unshared prompt
+        positions = (pre.attention_mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            cache = model(**pre, use_cache=True).past_key_values
+            cache = model(**pre, position_ids=positions, use_cache=True).past_key_values
         index = torch.tensor(owners, device=self.device)
         cache.batch_select_indices(index)
         width = max(len(s) for s in suf)
