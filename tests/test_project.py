@@ -38,7 +38,7 @@ def test_sample_corpus_is_ours_and_varied():
 
 
 def test_corpus_split_dedupe_sample(tmp_path):
-    doc = " ".join(f"Sentence number {i} mentions Berlin and the Acme Corporation." for i in range(60))
+    doc = " ".join(f"Sentence number {i} mentions Berlin and the Acme Corporation." for i in range(25))
     (tmp_path / "long.txt").write_text(doc + "\n\n" + doc + "\n\nShort.\n")  # a duplicate document
     (tmp_path / "rows.jsonl").write_text(json.dumps({"body": "Ada Lovelace wrote the first program."}) + "\n{bad\n")
     passages, info = corpus.build([tmp_path / "long.txt", tmp_path / "rows.jsonl"], n=0, max_tokens=64,

@@ -19,6 +19,7 @@ import argparse
 import json
 import random
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -74,6 +75,7 @@ def read_documents(path: Path, text_field: str = "text", log=print) -> Iterator[
             yield path.stem, block.strip()
 
 
+@lru_cache(maxsize=4)
 def student_offsets(tokenizer_name: str):
     """A function text → model-token character offsets, from the student's tokenizer."""
     from transformers import AutoTokenizer
