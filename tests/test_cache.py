@@ -75,7 +75,7 @@ def _writer(path, n):
 
 def test_concurrent_processes(tmp_path):
     path = tmp_path / "c.sqlite"
-    procs = [multiprocessing.get_context("spawn").Process(target=_writer, args=(path, n)) for n in range(3)]
+    procs = [multiprocessing.get_context("fork").Process(target=_writer, args=(path, n)) for n in range(3)]
     for p in procs:
         p.start()
     for p in procs:
