@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup demo test test-slow bench-throughput bench-quality student clean
+.PHONY: setup demo test test-slow test-project bench-throughput bench-quality student clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# the distillation workflow end to end on a few passages (spacy project run smoke; ~4 minutes)
+test-project: setup
+	$(PY) -m pytest -q -m slow tests/test_project.py
 
 bench-throughput: setup
 	$(PY) benchmarks/throughput.py --sentences 200 --labels 4 --modes naive,batched

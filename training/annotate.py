@@ -63,8 +63,10 @@ def annotate(passages: Sequence[Tuple[str, str]], answers: Sequence[TeacherAnswe
     rows = []
     types = Counter()
     for (pid, text), ans in zip(passages, answers):
+        # nothing run-specific here (cache hits are counted in the stats), so a resumed
+        # run writes the same file and the later workflow steps are skipped
         row = {"id": pid, "text": text, "entities": [], "raw": ans.text, "error": ans.error,
-               "cached": ans.cached, "finish_reason": ans.finish_reason}
+               "finish_reason": ans.finish_reason}
         if ans.error is None:
             res = parse_tuples(ans.text)
             parse["pairs"] += len(res.pairs)
