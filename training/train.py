@@ -411,7 +411,7 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
         "## Licence and terms",
         "",
         "Trained on data that include Pile-NER (UniversalNER, ChatGPT-annotated; CC BY-NC 4.0, research use),",
-        "WikiNEuRal (CC BY-NC-SA 4.0), FiNER-ORD (CC BY-NC 4.0), HIPE-2022 topres19th/hipe2020 (CC BY-NC-SA 4.0)",
+        "FiNER-ORD (CC BY-NC 4.0), HIPE-2022 topres19th (CC BY-NC-SA 4.0)",
         "and GUM WikiHow texts (CC BY-NC-SA) among others (see the per-source table). The weights inherit the",
         "non-commercial terms: **research and non-commercial use only**. SmolLM2 itself is Apache-2.0.",
         "",
