@@ -135,8 +135,8 @@ class HFBackend:
         if self.prefix_sharing:
             return self.call_shared(queries)
         prompts = self.prompts(queries)
-        lengths = [len(self.tokenizer(p, add_special_tokens=True).input_ids) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: lengths[i], reverse=True)
+        # character length orders prompts as well as token length, without tokenising twice
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         out: List[Optional[Generation]] = [None] * len(prompts)
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
