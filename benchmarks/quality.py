@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--suites", default="zeroshot,supervised")
     ap.add_argument("--limit", type=int, default=100, help="first N sentences of each file")
+    ap.add_argument("--zeroshot-limit", type=int, default=None, help="a different N for the zero-shot suite")
     ap.add_argument("--config", type=Path, default=None, help="spaCy config or pipeline; default embedded")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -35,7 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from uniner_spacy.evaluation.report import render_table
+    from uniner_spacy.evaluation.report import plot_results, render_table
     from uniner_spacy.evaluation.runner import evaluate_files
 
     torch.set_num_threads(args.threads)
@@ -44,11 +45,12 @@ def main() -> None:
     for suite in args.suites.split(","):
         paths = [args.data / p for p in SUITES[suite]]
         start = time.perf_counter()
-        result = evaluate_files(paths, config=args.config, limit=args.limit, batch_size=args.batch_size,
+        limit = args.zeroshot_limit if suite == "zeroshot" and args.zeroshot_limit else args.limit
+        result = evaluate_files(paths, config=args.config, limit=limit, batch_size=args.batch_size,
                                 predictions=args.out / f"{suite}.predictions.jsonl", echo=lambda s: None)
         result["seconds"] = round(time.perf_counter() - start, 1)
         for name, r in result["datasets"].items():
-            print(json.dumps({"suite": suite, "dataset": name, "limit": args.limit,
+            print(json.dumps({"suite": suite, "dataset": name, "limit": limit,
                               "string_f1": round(100 * r["string"]["f1"], 2),
                               "span_f1": round(100 * r["span"]["f1"], 2) if r.get("span") else None,
                               "queries": r.get("llm_queries", r.get("queries")),
@@ -57,6 +59,8 @@ def main() -> None:
         (args.out / f"{suite}.json").write_text(json.dumps(result, indent=1))
         for proto in ("string", "span"):
             (args.out / f"{suite}.{proto}.md").write_text(render_table(result, protocol=proto))
+        # the README's bar chart (needs the `bench` extra: matplotlib)
+        plot_results(result, args.out / f"{suite}.png")
         summary[suite] = {k: round(100 * v, 2) for k, v in result["benchmark"].items()}
         summary[suite]["seconds"] = result["seconds"]
     print(json.dumps({"limit": args.limit, "mean_f1": summary}))

@@ -42,6 +42,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--lora-alpha", type=int, default=32)
     p.add_argument("--lora-dropout", type=float, default=0.05)
     p.add_argument("--target-modules", default=",".join(LORA_TARGETS))
+    p.add_argument("--init-adapter", help="start from this LoRA adapter folder (a second training phase) instead of a fresh one")
     p.add_argument("--lr", type=float, default=8e-4)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--warmup-ratio", type=float, default=0.04)
@@ -195,6 +196,10 @@ def load_model(args: argparse.Namespace, path: str, on_gpu: bool):
 
     model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
     model.config.use_cache = False
+    if args.method == "lora" and args.init_adapter:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, args.init_adapter, is_trainable=True)
     if args.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -445,7 +450,7 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
         "| option | value |",
         "|---|---|",
     ]
-    shown = ["method", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "scheduler", "warmup_ratio",
+    shown = ["method", "init_adapter", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "scheduler", "warmup_ratio",
              "weight_decay", "epochs", "max_steps", "batch_tokens", "max_batch_size", "grad_accum", "max_length",
              "seed", "threads"]
     for key in shown:

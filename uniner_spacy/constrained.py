@@ -147,24 +147,18 @@ def _token_bytes(tokenizer, token: str, i: int, decoder: Optional[Dict[str, int]
 
 
 class JsonListConstraint:
-    """A transformers logits processor applying one AnswerGrammar per row."""
+    """Masks, per row, every token that would leave that row's AnswerGrammar."""
 
-    def __init__(self, vocab: Vocabulary, grammars: Sequence[AnswerGrammar], prompt_len: int):
+    def __init__(self, vocab: Vocabulary, grammars: Sequence[AnswerGrammar]):
         self.vocab = vocab
         self.grammars = grammars
-        self.prompt_len = prompt_len
 
-    def __call__(self, input_ids, scores):
+    def __call__(self, generated: Sequence[Sequence[int]], rows: Sequence[int], scores):
         import torch
 
         mask = torch.full_like(scores, float("-inf"))
-        for r, row in enumerate(input_ids[:, self.prompt_len :].tolist()):
-            if self.vocab.eos_id in row:
-                allowed = [self.vocab.eos_id]
-            else:
-                state = self.grammars[r].run(b"".join(self.vocab.bytes[t] for t in row))
-                allowed = self.vocab.allowed(self.grammars[r], state) if state else [self.vocab.eos_id]
-                if not allowed:
-                    allowed = [self.vocab.eos_id]
-            mask[r, allowed] = 0.0
+        for k, (r, tokens) in enumerate(zip(rows, generated)):
+            state = self.grammars[r].run(b"".join(self.vocab.bytes[t] for t in tokens))
+            allowed = self.vocab.allowed(self.grammars[r], state) if state else []
+            mask[k, allowed or [self.vocab.eos_id]] = 0.0
         return scores + mask

@@ -34,3 +34,31 @@ class Prompter:
 def describe(settings: Dict[str, object]) -> str:
     """A stable text of the decoding settings, for cache keys and model cards."""
     return ";".join(f"{k}={settings[k]}" for k in sorted(settings))
+
+
+def common_head(texts: List[str]) -> str:
+    """The longest shared start of `texts` that ends before a word (` word`).
+
+    With prefix sharing the question's common opening ("USER: What describes")
+    joins the cached passage prefix, so only the type-specific rest is run per
+    question. Cutting just before a space keeps the tokens the same under
+    GPT-2-style pre-tokenisation (the space belongs to the next word); callers
+    still check that on the real tokenizer.
+    """
+    if not texts:
+        return ""
+    head = texts[0]
+    for text in texts[1:]:
+        n = 0
+        while n < min(len(head), len(text)) and head[n] == text[n]:
+            n += 1
+        head = head[:n]
+    shortest = min(len(t) for t in texts)
+
+    def word_starts(i: int) -> bool:
+        return all(t[i] == " " and t[i - 1] != " " and not t[i + 1].isspace() for t in texts)
+
+    cut = min(len(head) - 1, shortest - 2)
+    while cut > 0 and not word_starts(cut):
+        cut -= 1
+    return head[:cut] if cut > 0 else ""

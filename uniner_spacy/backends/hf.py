@@ -13,7 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 from ..models import fix_tokenizer, resolve_model
 from ..parsing import scan_list
 from ..ty import Generation, Query
-from .base import Prompter, describe
+from .base import Prompter, common_head, describe
+from .decoding import greedy_decode
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +167,11 @@ class HFBackend:
                 passages = [p for p, _ in batch]
                 owners = [k for k, (_, ids) in enumerate(batch) for _ in ids]
                 flat = [i for _, ids in batch for i in ids]
-                suffixes = [self.template.question_turn(queries[i].entity_type) for i in flat]
-                for i, gen in zip(flat, self.generate_shared(passages, owners, suffixes)):
+                questions = [self.template.question_turn(queries[i].entity_type) for i in flat]
+                head = self._shared_head(passages[0], questions)
+                prefixes = [self.template.prefix(p) + head for p in passages]
+                suffixes = [q[len(head) :] for q in questions]
+                for i, gen in zip(flat, self.generate_shared(prefixes, passages, owners, suffixes)):
                     out[i] = gen
                 batch, size = [], 0
             if idx:
@@ -175,11 +179,24 @@ class HFBackend:
                 size += len(idx)
         return out  # type: ignore[return-value]
 
-    def generate_shared(self, passages: List[str], owners: List[int], suffixes: List[str]) -> List[Generation]:
+    def _shared_head(self, passage: str, questions: List[str]) -> str:
+        """The questions' common opening, if it tokenizes the same cut off from the rest."""
+        head = common_head(questions)
+        if not head:
+            return ""
+        tok, prefix = self.tokenizer, self.template.prefix(passage)
+        whole = tok(prefix + questions[0], add_special_tokens=True).input_ids
+        split = tok(prefix + head, add_special_tokens=True).input_ids + tok(
+            questions[0][len(head) :], add_special_tokens=False
+        ).input_ids
+        return head if split == whole else ""
+
+    def generate_shared(
+        self, prefixes: List[str], passages: List[str], owners: List[int], suffixes: List[str]
+    ) -> List[Generation]:
         import torch
 
         tok, model = self.tokenizer, self.model
-        prefixes = [self.template.prefix(p) for p in passages]
         pre = tok(prefixes, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
         suf = [tok(s, add_special_tokens=False).input_ids for s in suffixes]
         # positions count real tokens only, as generate() counts them for the unshared prompt
@@ -203,62 +220,38 @@ class HFBackend:
         return self._decode(enc.input_ids, enc.attention_mask, passages)
 
     def _decode(self, input_ids, attention_mask, passages=None, past_key_values=None) -> List[Generation]:
-        import torch
-        from transformers import LogitsProcessorList
-
-        tok, model = self.tokenizer, self.model
-        prompt_len = input_ids.shape[1]
-        stopping = []
-        if self.stop_at_list_end:
-            stopping.append(ListClosed(tok, prompt_len))
-        processors = LogitsProcessorList()
+        tok = self.tokenizer
+        processor = None
         if self.constrained and passages is not None:
             from ..constrained import AnswerGrammar, JsonListConstraint, Vocabulary
 
             if self._vocab is None:
                 self._vocab = Vocabulary(tok)
             grammars = {p: AnswerGrammar(p) for p in set(passages)}
-            processors.append(JsonListConstraint(self._vocab, [grammars[p] for p in passages], prompt_len))
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                past_key_values=past_key_values,
-                do_sample=False,
-                max_new_tokens=self.max_new_tokens,
-                eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id,
-                stopping_criteria=stopping or None,
-                logits_processor=processors or None,
-                output_scores=True,
-                return_dict_in_generate=True,
-            )
-            logprobs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+            processor = JsonListConstraint(self._vocab, [grammars[p] for p in passages])
+        rows = greedy_decode(
+            self.model, input_ids, attention_mask,
+            eos_id=tok.eos_token_id,
+            max_new_tokens=self.max_new_tokens,
+            past_key_values=past_key_values,
+            processor=processor,
+            stop=ListClosed(tok) if self.stop_at_list_end else None,
+        )
         gens = []
-        for row, lps in zip(out.sequences[:, prompt_len:].tolist(), logprobs.tolist()):
-            pieces = []
-            for t, lp in zip(row, lps):
-                if t == tok.eos_token_id:
-                    break
-                pieces.append((tok.decode([t]), float(lp)))
-            text = "".join(p for p, _ in pieces)
-            gens.append(Generation(text=text, token_logprobs=pieces))
+        for row in rows:
+            pieces = [(tok.decode([t]), lp) for t, lp in row if t != tok.eos_token_id]
+            gens.append(Generation(text="".join(p for p, _ in pieces), token_logprobs=pieces))
         return gens
 
 
 class ListClosed:
     """Stops a row once its answer list is closed: small models ramble on after `]`."""
 
-    def __init__(self, tokenizer, prompt_len: int):
+    def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
 
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        done = []
-        for row in input_ids[:, self.prompt_len :].tolist():
-            text = self.tokenizer.decode(row, skip_special_tokens=True)
-            _, found, closed = scan_list(text)
-            done.append(found and closed)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+    def __call__(self, tokens: Sequence[int]) -> bool:
+        if "]" not in self.tokenizer.decode(tokens[-1:]):
+            return False
+        _, found, closed = scan_list(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        return found and closed
