@@ -29,7 +29,7 @@ test-project: setup
 	$(PY) -m pytest -q -m slow tests/test_project.py
 
 bench-throughput: setup
-	$(PY) benchmarks/throughput.py --sentences 200 --labels 4 --modes naive,batched
+	$(PY) benchmarks/throughput.py --sentences 200 --labels 4 --modes naive,batched,prefix --naive-every 10
 
 bench-quality: setup
 	$(PY) benchmarks/quality.py --data $(DATA)

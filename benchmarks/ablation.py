@@ -76,9 +76,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=50, help="first N examples of each file")
     ap.add_argument("--datasets", default="", help="comma-separated data set names (default: all)")
     ap.add_argument("--steps", default=",".join(STEPS))
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "uniner-spacy" / "ablation.sqlite"),
+                    help="answer cache shared by the steps ('' to disable)")
     args = ap.parse_args()
     import spacy
     import torch
@@ -101,8 +103,11 @@ def main() -> None:
     loaded = {f.dataset: (suite, load(f.path, format=f.format, limit=args.limit, source=f.dataset))
               for suite, f in files}
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"labels": ["entity"], "backend": {
-        "@misc": "uniner.HF.v1", "model": args.model, "max_new_tokens": args.max_new_tokens}})
+    backend = {"@misc": "uniner.HF.v1", "model": args.model, "max_new_tokens": args.max_new_tokens,
+               "prefix_sharing": True}
+    if args.cache:  # steps that ask the same questions reuse the answers
+        backend = {"@misc": "uniner.Cached.v1", "backend": backend, "path": args.cache}
+    nlp.add_pipe("uniner", config={"labels": ["entity"], "backend": backend})
     component = nlp.get_pipe("uniner")
     # built once, and only when a requested step needs them (each loads a model)
     last = max(STEPS.index(s) for s in steps)

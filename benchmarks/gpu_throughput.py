@@ -67,7 +67,8 @@ def main() -> None:
     # random weights never emit EOS on purpose: force equal answer lengths in every mode
     model.generation_config.min_new_tokens = args.new_tokens
     texts = sentences(args.sentences)
-    modes = {"naive": dict(batch_size=1), "batched": dict(batch_size=args.batch_size),
+    modes = {"naive": dict(batch_size=1, prefix_sharing=False),
+             "batched": dict(batch_size=args.batch_size, prefix_sharing=False),
              "prefix": dict(batch_size=args.batch_size, prefix_sharing=True)}
     for n in [int(x) for x in args.labels.split(",")]:
         for mode, kw in modes.items():

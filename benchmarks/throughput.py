@@ -5,7 +5,12 @@ Prints one JSON line per (mode, labels): `naive` sends one query per
 `batched` sends all (chunk, type) queries of an `nlp.pipe` batch together,
 `prefix` also encodes each passage once for all its questions (prefix sharing).
 
-    python benchmarks/throughput.py --sentences 200 --labels 4 --modes naive,batched
+    python benchmarks/throughput.py --sentences 200 --labels 4 --modes naive,batched,prefix
+
+One query per call costs the same per query whatever the sentence, so
+`--naive-every K` times `naive` on every K-th of the sentences (an evenly
+spread subset; the line says how many) to keep the run short. `--plot` draws
+sentences/s against the number of labels (needs matplotlib).
 """
 from __future__ import annotations
 
@@ -26,9 +31,11 @@ LABELS = ["person", "organization", "location", "miscellaneous", "date", "event"
           "metric", "university", "conference", "award", "band", "album", "song", "genre", "politician"]
 
 MODES = {
-    "naive": {"batch_size": 1},
-    "batched": {"batch_size": 64},
+    "naive": {"batch_size": 1, "prefix_sharing": False},
+    "batched": {"batch_size": 64, "prefix_sharing": False},
     "prefix": {"batch_size": 64, "prefix_sharing": True},
+    # dynamic int8 linear layers: faster, but measured to cost F1 (README), so not the default
+    "prefix-int8": {"batch_size": 64, "prefix_sharing": True, "dtype": "int8"},
 }
 
 
@@ -50,7 +57,7 @@ def run(mode: str, n_labels: int, texts, model: str, dtype: str) -> dict:
     elapsed = time.perf_counter() - start
     stats = [d._.uniner_stats for d in docs]
     return {
-        "mode": mode, "labels": n_labels, "sentences": len(texts), "dtype": dtype,
+        "mode": mode, "labels": n_labels, "sentences": len(texts), "dtype": backend["dtype"],
         "sentences_per_s": round(len(texts) / elapsed, 3), "seconds": round(elapsed, 1),
         "queries": sum(s["queries"] for s in stats),
         "parse_failures": sum(s["parse_failures"] for s in stats),
@@ -66,14 +73,47 @@ def main() -> None:
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--naive-every", type=int, default=1, help="time `naive` on every K-th sentence only")
+    ap.add_argument("--out", type=Path, help="also append the JSON lines to this file")
+    ap.add_argument("--plot", type=Path, help="write sentences/s against labels, per mode, as a PNG")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     texts = sentences(args.sentences)
+    rows = []
     for n in [int(x) for x in args.labels.split(",")]:
         for mode in args.modes.split(","):
-            print(json.dumps(run(mode, n, texts, args.model, args.dtype)), flush=True)
+            subset = texts[:: args.naive_every] if mode == "naive" else texts
+            row = {**run(mode, n, subset, args.model, args.dtype), "threads": args.threads}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.out:
+                with args.out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+    if args.plot:
+        plot(rows, args.plot)
+
+
+def plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        pts = sorted((r["labels"], r["sentences_per_s"]) for r in rows if r["mode"] == mode)
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=mode)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("labels (questions per sentence)")
+    ax.set_ylabel("sentences / s")
+    ax.set_title(f"uniner on CoNLL-2003 dev, embedded student, {rows[0]['threads']} CPU threads", fontsize="small")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def test_prefix_sharing_equals_unshared_token_for_token(tiny_model_dir):
     from uniner_spacy.ty import Query
 
     queries = [Query(p, t, t) for (p, t) in TINY_FACTS] + [Query(TEXTS[0], "work of art", "x")]
-    plain = HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=4)(queries)
+    plain = HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=4, prefix_sharing=False)(queries)
     shared = HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=4, prefix_sharing=True)(queries)
     assert [g.text for g in shared] == [g.text for g in plain]
     assert [t for g in shared for t, _ in g.token_logprobs] == [t for g in plain for t, _ in g.token_logprobs]

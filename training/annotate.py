@@ -51,7 +51,7 @@ def start_local(model: str, max_new_tokens: int):
     from uniner_spacy.backends.hf import HFBackend
     from uniner_spacy.server import ModelServer
 
-    backend = HFBackend(model, batch_size=1, max_new_tokens=max_new_tokens, constrained=False,
+    backend = HFBackend(model, batch_size=1, max_new_tokens=max_new_tokens, constrained=False, prefix_sharing=False,
                         stop_at_list_end=True)
     return ModelServer(backend, "127.0.0.1", 0, model_name=model).start()
 

@@ -24,6 +24,7 @@ def greedy_decode(
     *,
     eos_id: int,
     max_new_tokens: int,
+    min_new_tokens: int = 0,
     past_key_values=None,
     processor: Optional[Processor] = None,
     stop: Optional[Stop] = None,
@@ -32,7 +33,8 @@ def greedy_decode(
 
     `past_key_values` may already hold a prefix of `input_ids` (prefix
     sharing); only the rest is run. The end-of-sequence token is included
-    when the row produced it.
+    when the row produced it. Before `min_new_tokens` no row may end (the
+    GPU benchmark forces equal answer lengths on random weights this way).
     """
     import torch
     from transformers import DynamicCache
@@ -46,19 +48,21 @@ def greedy_decode(
     rows = list(range(input_ids.shape[0]))
     out: List[List[Tuple[int, float]]] = [[] for _ in rows]
     with torch.inference_mode():
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             logits = model(
                 input_ids=ids, attention_mask=mask, position_ids=pos,
                 past_key_values=cache, use_cache=True, logits_to_keep=1,
             ).logits[:, -1, :].float()
             if processor is not None:
                 logits = processor([[t for t, _ in out[r]] for r in rows], rows, logits)
+            if step < min_new_tokens:
+                logits[:, eos_id] = float("-inf")
             best, tokens = logits.max(-1)
             logprobs = (best - torch.logsumexp(logits, -1)).tolist()
             keep: List[int] = []
             for k, (r, t, lp) in enumerate(zip(rows, tokens.tolist(), logprobs)):
                 out[r].append((t, lp))
-                if t == eos_id or (stop is not None and stop([x for x, _ in out[r]])):
+                if step >= min_new_tokens and (t == eos_id or (stop is not None and stop([x for x, _ in out[r]]))):
                     continue
                 keep.append(k)
             if not keep:

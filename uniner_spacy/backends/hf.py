@@ -17,6 +17,8 @@ from .base import Prompter, common_head, describe
 from .decoding import greedy_decode
 
 logger = logging.getLogger(__name__)
+# int8: dynamic int8 quantization of the linear layers, on the CPU
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 
 
 class HFBackend:
@@ -31,13 +33,15 @@ class HFBackend:
         max_new_tokens: int = 256,
         threads: Optional[int] = None,
         stop_at_list_end: bool = True,
-        prefix_sharing: bool = False,
+        prefix_sharing: bool = True,
         constrained: Optional[bool] = None,
         system: str = "text",
         dataset: Optional[str] = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be ≥ 1, got {max_new_tokens}")
         self.name = model
@@ -55,6 +59,7 @@ class HFBackend:
         self.prompter = Prompter(system=system, dataset=dataset)
         self._model = None
         self._tokenizer = None
+        self._model_id: Optional[str] = None  # fixed at first use: the files may change later
 
     @classmethod
     def from_objects(cls, model, tokenizer, **kwargs) -> "HFBackend":
@@ -76,15 +81,20 @@ class HFBackend:
         if self.threads:
             torch.set_num_threads(self.threads)
         path, _ = resolve_model(self.name)
+        self.model_id  # noqa: B018 -- pinned to the weights loaded now
         device = self.device_name
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = {
+        dtypes = {
             "auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
             "float32": torch.float32,
             "bfloat16": torch.bfloat16,
             "float16": torch.float16,
-        }[self.dtype_name]
+            "int8": torch.float32,  # float32 weights, then dynamic int8 linear layers (CPU only)
+        }
+        if self.dtype_name == "int8" and device != "cpu":
+            raise ValueError("dtype 'int8' (dynamic quantization) runs on the CPU only")
+        dtype = dtypes[self.dtype_name]
         tokenizer = AutoTokenizer.from_pretrained(path)
         fix_tokenizer(tokenizer, None)
         model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype)
@@ -93,6 +103,12 @@ class HFBackend:
 
             model = PeftModel.from_pretrained(model, self.adapter).merge_and_unload()
         model.to(device).eval()
+        if self.dtype_name == "int8":
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            # per output channel: one scale per row keeps the small model's outlier rows intact
+            # the decoder layers only: lm_head is tied to the embeddings and ranks every token
+            model.model = quantize_dynamic(model.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
         self.device = device
         self._model, self._tokenizer = model, tokenizer
         self.template = self.prompter.template(tokenizer.eos_token)
@@ -110,9 +126,16 @@ class HFBackend:
     @property
     def model_id(self) -> str:
         """Identifies the weights and decoding settings (part of cache keys)."""
-        from ..models import file_digest
+        if self._model_id is None:
+            self._model_id = self._identify()
+        return self._model_id
+
+    def _identify(self) -> str:
+        from ..models import ADAPTER_DIR, file_digest
 
         p = Path(self.name)
+        if self.name == "embedded":  # the shipped student changes with each release
+            p = ADAPTER_DIR / "adapter_model.safetensors"
         ident = f"{self.name}@{file_digest(p)}" if p.exists() else self.name
         if self.adapter:
             ident += f"+{file_digest(self.adapter)}"
@@ -149,9 +172,10 @@ class HFBackend:
     def call_shared(self, queries: Sequence[Query]) -> List[Generation]:
         """Prefix sharing: each passage is encoded once for all its questions.
 
-        The prompt is passage first, question last, so the key/value cache of
-        the shared prefix is computed once per passage, selected along the
-        batch for each of its questions, and all questions decode together.
+        The prompt is system text, passage, question, in that order, so the
+        key/value cache is built in three levels: the opening every prompt
+        shares (once per batch), each passage (once), then each question's
+        own words, after which all questions decode together.
         """
         self._load()
         by_passage: dict = {}
@@ -168,10 +192,7 @@ class HFBackend:
                 owners = [k for k, (_, ids) in enumerate(batch) for _ in ids]
                 flat = [i for _, ids in batch for i in ids]
                 questions = [self.template.question_turn(queries[i].entity_type) for i in flat]
-                head = self._shared_head(passages[0], questions)
-                prefixes = [self.template.prefix(p) + head for p in passages]
-                suffixes = [q[len(head) :] for q in questions]
-                for i, gen in zip(flat, self.generate_shared(prefixes, passages, owners, suffixes)):
+                for i, gen in zip(flat, self.generate_shared(passages, owners, questions)):
                     out[i] = gen
                 batch, size = [], 0
             if idx:
@@ -179,40 +200,74 @@ class HFBackend:
                 size += len(idx)
         return out  # type: ignore[return-value]
 
-    def _shared_head(self, passage: str, questions: List[str]) -> str:
-        """The questions' common opening, if it tokenizes the same cut off from the rest."""
-        head = common_head(questions)
-        if not head:
-            return ""
-        tok, prefix = self.tokenizer, self.template.prefix(passage)
-        whole = tok(prefix + questions[0], add_special_tokens=True).input_ids
-        split = tok(prefix + head, add_special_tokens=True).input_ids + tok(
-            questions[0][len(head) :], add_special_tokens=False
-        ).input_ids
-        return head if split == whole else ""
+    def _split(self, prefixes: List[str], questions: List[str]) -> Optional[Tuple[str, str]]:
+        """Where to cut the prompts: (opening of all prefixes, opening of all questions).
 
-    def generate_shared(
-        self, prefixes: List[str], passages: List[str], owners: List[int], suffixes: List[str]
-    ) -> List[Generation]:
+        Each cut is kept only if the pieces tokenize exactly like the whole
+        prompt; None when even the plain prefix/question cut does not (then
+        the batch runs unshared).
+        """
+        tok = self.tokenizer
+
+        def same(pieces: List[str]) -> bool:
+            whole = tok("".join(pieces), add_special_tokens=True).input_ids
+            parts = tok(pieces[0], add_special_tokens=True).input_ids
+            for piece in pieces[1:]:
+                parts += tok(piece, add_special_tokens=False).input_ids
+            return parts == whole
+
+        prefix, question = prefixes[0], questions[0]
+        for head, qhead in ((common_head(prefixes), common_head(questions)), ("", "")):
+            if same([head, prefix[len(head):] + qhead, question[len(qhead):]]):
+                return head, qhead
+        return None
+
+    def generate_shared(self, passages: List[str], owners: List[int], questions: List[str]) -> List[Generation]:
         import torch
+        from transformers import DynamicCache
 
-        tok, model = self.tokenizer, self.model
-        pre = tok(prefixes, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
-        suf = [tok(s, add_special_tokens=False).input_ids for s in suffixes]
-        # positions count real tokens only, as generate() counts them for the unshared prompt
-        positions = (pre.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        tok = self.tokenizer
+        prefixes = [self.template.prefix(p) for p in passages]
+        cut = self._split(prefixes, questions)
+        if cut is None:
+            return self.generate([prefixes[o] + q for o, q in zip(owners, questions)], [passages[o] for o in owners])
+        head, qhead = cut
+        cache = DynamicCache()
+        ids = mask = None
+        opening = tok(head, add_special_tokens=True).input_ids
         with torch.inference_mode():
-            cache = model(**pre, position_ids=positions, use_cache=True).past_key_values
+            if opening:
+                ids, mask = self._extend(cache, None, None, [opening])
+                cache.batch_repeat_interleave(len(passages))
+                ids, mask = ids.repeat(len(passages), 1), mask.repeat(len(passages), 1)
+            rests = [p[len(head):] + qhead for p in prefixes]
+            ids, mask = self._extend(cache, ids, mask, tok(rests, add_special_tokens=False).input_ids)
         index = torch.tensor(owners, device=self.device)
         cache.batch_select_indices(index)
-        width = max(len(s) for s in suf)
-        pad = tok.pad_token_id
-        # [left pad][prefix] from the shared encoding, then [mid pad][question]
-        tail = torch.tensor([[pad] * (width - len(s)) + s for s in suf], device=self.device)
-        tail_mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suf], device=self.device)
-        input_ids = torch.cat([pre.input_ids[index], tail], dim=1)
-        mask = torch.cat([pre.attention_mask[index], tail_mask], dim=1)
-        return self._decode(input_ids, mask, [passages[o] for o in owners], past_key_values=cache)
+        tails = tok([q[len(qhead):] for q in questions], add_special_tokens=False).input_ids
+        ids, mask = self._append(ids[index], mask[index], tails)
+        return self._decode(ids, mask, [passages[o] for o in owners], past_key_values=cache)
+
+    def _append(self, ids, mask, rows: List[List[int]]):
+        """[what is there][mid pad][row]: positions count real tokens only, so pads in the middle are harmless."""
+        import torch
+
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        new_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        new_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        if ids is None:
+            return new_ids, new_mask
+        return torch.cat([ids, new_ids], dim=1), torch.cat([mask, new_mask], dim=1)
+
+    def _extend(self, cache, ids, mask, rows: List[List[int]]):
+        """Runs each row's new tokens after what `cache` holds; returns the grown ids and mask."""
+        width = ids.shape[1] if ids is not None else 0
+        ids, mask = self._append(ids, mask, rows)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width:]
+        self.model(input_ids=ids[:, width:], attention_mask=mask, position_ids=positions,
+                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return ids, mask
 
     def generate(self, prompts: List[str], passages: Optional[List[str]] = None) -> List[Generation]:
         """Greedy generation for one padded batch, with per-token log-probs."""
@@ -233,6 +288,7 @@ class HFBackend:
             self.model, input_ids, attention_mask,
             eos_id=tok.eos_token_id,
             max_new_tokens=self.max_new_tokens,
+            min_new_tokens=getattr(self.model.generation_config, "min_new_tokens", None) or 0,
             past_key_values=past_key_values,
             processor=processor,
             stop=ListClosed(tok) if self.stop_at_list_end else None,
