@@ -59,13 +59,13 @@ def configure(component, step: str, dataset: str, stages: Dict[str, object]) -> 
     component.overlap_policy = "first" if k == 0 else "longest"
     component.paraphrases = stages["paraphrase"] if k >= 2 else None
     component._extra_types = None
-    chain = []
+    chain = {}
     if k >= 3:
-        chain.append(stages["conflicts"])
+        chain["conflicts"] = stages["conflicts"]
     if k >= 4:
-        chain.append(load_rules(rule_set(dataset)))
+        chain["rules"] = load_rules(rule_set(dataset))
     if k >= 5:
-        chain.append(stages["precision"])
+        chain["precision"] = stages["precision"]
     component.stages = chain
 
 

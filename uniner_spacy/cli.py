@@ -63,12 +63,31 @@ def annotate(
     batch_size: int = typer.Option(32, help="Docs per nlp.pipe batch"),
     text_field: str = typer.Option("text", help="Field holding the text in JSONL input"),
     resume: bool = typer.Option(True, help="Skip inputs already written to a .jsonl output"),
+    ray: bool = typer.Option(False, "--ray", help="Run on Ray: OUTPUT is a folder of ordered JSONL shards"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: local or RAY_ADDRESS)"),
+    workers: int = typer.Option(2, help="With --ray: pipeline actors (one per GPU or CPU slot)"),
+    threads: int = typer.Option(1, help="With --ray: CPU threads per actor"),
+    gpus_per_worker: float = typer.Option(0.0, help="With --ray: GPUs per actor (1 for one per GPU)"),
+    shard_size: int = typer.Option(1000, help="With --ray: documents per output shard"),
 ):
     """Annotate a corpus; a .jsonl output picks up where a stopped run left off."""
     from tqdm import tqdm
 
     from .util import build_nlp, parse_labels
 
+    if ray:
+        from .distributed import annotate_ray
+
+        if output.suffix:
+            fail(f"With --ray the output is a folder of shards, not {output.name!r}")
+        if not input.exists():
+            fail(f"Input {input} does not exist")
+        items = list(read_texts(input, text_field))
+        shards = annotate_ray(items, output, labels=parse_labels(labels) if labels else None, config=config,
+                              workers=workers, threads=threads, gpus_per_worker=gpus_per_worker,
+                              batch_size=batch_size, shard_size=shard_size, address=ray_address)
+        typer.echo(f"Wrote {len(items)} documents to {len(shards)} shards in {output}", err=True)
+        return
     kind = output.suffix
     if kind not in (".jsonl", ".spacy", ".html"):
         fail(f"Output must end in .jsonl, .spacy or .html, not {output.name!r}")

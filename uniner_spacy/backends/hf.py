@@ -1,8 +1,11 @@
 """`uniner.HF.v1`: any Hugging Face causal LM, local folder or GGUF file.
 
-All (chunk, type) queries of an `nlp.pipe` batch are sorted by length and
-generated together, left-padded and greedy, which is where the speed comes
-from: one query per `generate` call (`batch_size=1`) is the slow baseline.
+All (chunk, type) queries of an `nlp.pipe` batch are generated together:
+with `prefix_sharing` (the default) each batch's common opening, each
+passage and each question's own words are encoded once, level by level, and
+all questions decode together; without it prompts are length-sorted and
+left-padded. Decoding is greedy and drops each row the step its list closes
+(`decoding.py`). One query per call (`batch_size=1`) is the slow baseline.
 """
 from __future__ import annotations
 
