@@ -2,7 +2,7 @@
 
 Steps are cumulative, in this order:
   raw          exact / case-insensitive alignment only, overlaps resolved first-come
-  +align       fuzzy alignment (`fuzzy_threshold`) and the `longest` overlap policy
+  +align       fuzzy alignment (`fuzzy_threshold`) and the `score` overlap policy (the defaults)
   +paraphrase  also ask each label's nearest Pile-NER types (uniner.Paraphrases.v1)
   +conflicts   re-score competing labels with context embeddings (uniner.Conflicts.v1)
   +rules       the shipped rule set for the data set's domain (uniner.Rules.v1)
@@ -56,7 +56,7 @@ def configure(component, step: str, dataset: str, stages: Dict[str, object]) -> 
 
     k = STEPS.index(step)
     component.fuzzy_threshold = 0.0 if k == 0 else 90.0  # 0 disables fuzzy alignment
-    component.overlap_policy = "first" if k == 0 else "longest"
+    component.overlap_policy = "first" if k == 0 else "score"
     component.paraphrases = stages["paraphrase"] if k >= 2 else None
     component._extra_types = None
     chain = {}
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--datasets", default="", help="comma-separated data set names (default: all)")
     ap.add_argument("--steps", default=",".join(STEPS))
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--max-new-tokens", type=int, default=256, help="as the default backend, so its answers are cached too")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "uniner-spacy" / "ablation.sqlite"),
                     help="answer cache shared by the steps ('' to disable)")

@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", default="", help="answer cache (uniner.Cached.v1) for the default pipeline, e.g. the ablation's")
     args = ap.parse_args()
     import torch
 
@@ -41,6 +42,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.cache and not args.config:
+        args.config = cached_default(args.cache, args.out / "cached_default.cfg")
     summary = {}
     for suite in args.suites.split(","):
         paths = [args.data / p for p in SUITES[suite]]
@@ -64,6 +67,21 @@ def main() -> None:
         summary[suite] = {k: round(100 * v, 2) for k, v in result["benchmark"].items()}
         summary[suite]["seconds"] = result["seconds"]
     print(json.dumps({"limit": args.limit, "mean_f1": summary}))
+
+
+def cached_default(cache: str, path: Path) -> Path:
+    """The default pipeline with its backend wrapped in the answer cache."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    default = nlp.add_pipe("uniner", config={"labels": ["entity"]})
+    backend = dict(nlp.config["components"]["uniner"]["backend"])
+    del default
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"labels": ["entity"],
+                                   "backend": {"@misc": "uniner.Cached.v1", "backend": backend, "path": cache}})
+    nlp.config.to_disk(path)
+    return path
 
 
 if __name__ == "__main__":

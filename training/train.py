@@ -57,6 +57,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--save-total-limit", type=int, default=2)
     p.add_argument("--logging-steps", type=int, default=5)
     p.add_argument("--max-minutes", type=float, default=0, help="stop (and save) after this long; 0 = no limit")
+    p.add_argument("--stop-at-step", type=int, default=0,
+                   help="stop (and save) at this step, the schedule unchanged: replays a run cut short by --max-minutes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
@@ -288,6 +290,9 @@ def build_trainer(args, model, dataset, sampler, collate):
             self.tok0 = StudentTrainer.tokens_seen
 
         def on_step_end(self, targs, state, control, **kw):
+            if args.stop_at_step and state.global_step >= args.stop_at_step:
+                control.should_training_stop = True
+                control.should_save = True
             if args.max_minutes and time.time() - self.t0 > args.max_minutes * 60:
                 print(f"time limit of {args.max_minutes} min reached at step {state.global_step}", flush=True)
                 control.should_training_stop = True
