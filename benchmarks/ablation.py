@@ -1,6 +1,6 @@
 """Ablation of the hybrid stages: what each step adds, under both protocols.
 
-Steps are cumulative, in this order:
+Steps are cumulative, in this order (`--steps` may leave some out; they stay off):
   raw          exact / case-insensitive alignment only, overlaps resolved first-come
   +align       fuzzy alignment (`fuzzy_threshold`) and the `score` overlap policy (the defaults)
   +paraphrase  also ask each label's nearest Pile-NER types (uniner.Paraphrases.v1)
@@ -50,21 +50,21 @@ def rule_set(dataset: str) -> str:
     return "biomedical" if dataset in BIOMEDICAL else "social_media" if dataset in SOCIAL else "default"
 
 
-def configure(component, step: str, dataset: str, stages: Dict[str, object]) -> None:
-    """Switch the component to the cumulative settings of `step`."""
+def configure(component, step: str, dataset: str, stages: Dict[str, object], steps: List[str]) -> None:
+    """Switch the component to `step` with every requested step before it (skipped steps stay off)."""
     from uniner_spacy.rules import load_rules
 
-    k = STEPS.index(step)
-    component.fuzzy_threshold = 0.0 if k == 0 else 90.0  # 0 disables fuzzy alignment
-    component.overlap_policy = "first" if k == 0 else "score"
-    component.paraphrases = stages["paraphrase"] if k >= 2 else None
+    on = set(steps[: steps.index(step) + 1])
+    component.fuzzy_threshold = 90.0 if "+align" in on else 0.0  # 0 disables fuzzy alignment
+    component.overlap_policy = "score" if "+align" in on else "first"
+    component.paraphrases = stages["paraphrase"] if "+paraphrase" in on else None
     component._extra_types = None
     chain = {}
-    if k >= 3:
+    if "+conflicts" in on:
         chain["conflicts"] = stages["conflicts"]
-    if k >= 4:
+    if "+rules" in on:
         chain["rules"] = load_rules(rule_set(dataset))
-    if k >= 5:
+    if "+precision" in on:
         chain["precision"] = stages["precision"]
     component.stages = chain
 
@@ -110,16 +110,15 @@ def main() -> None:
     nlp.add_pipe("uniner", config={"labels": ["entity"], "backend": backend})
     component = nlp.get_pipe("uniner")
     # built once, and only when a requested step needs them (each loads a model)
-    last = max(STEPS.index(s) for s in steps)
     stages = {
-        "paraphrase": make_paraphrases(top_k=1, min_similarity=0.7) if last >= 2 else None,
-        "conflicts": make_conflicts() if last >= 3 else None,
-        "precision": make_precision_check(mode="rescore") if last >= 5 else None,
+        "paraphrase": make_paraphrases(top_k=1, min_similarity=0.7) if "+paraphrase" in steps else None,
+        "conflicts": make_conflicts() if "+conflicts" in steps else None,
+        "precision": make_precision_check(mode="rescore") if "+precision" in steps else None,
     }
     for step in steps:
         per_suite: Dict[str, Dict[str, List[float]]] = {}
         for dataset, (suite, examples) in loaded.items():
-            configure(component, step, dataset, stages)
+            configure(component, step, dataset, stages, steps)
 
             def factory(labels: List[str]):
                 component.initialize(labels=labels)

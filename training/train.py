@@ -485,11 +485,7 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
         "",
         "## Retrain",
         "",
-        "```",
-        "python -m training.mixture --out .train/mixture.jsonl && "
-        f"python -m training.train --data .train/mixture.jsonl --output .train/run --export uniner_spacy/assets/student"
-        f" --threads {args.threads}",
-        "```",
+        "`make student` rebuilds the shipped adapter from scratch (both training phases, the exact commands).",
         "",
     ]
     path = folder / "README.md"
