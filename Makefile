@@ -32,7 +32,7 @@ bench-throughput: setup
 	$(PY) benchmarks/throughput.py --sentences 200 --labels 4 --modes naive,batched,prefix --naive-every 10
 
 bench-quality: setup
-	$(PY) benchmarks/quality.py --data $(DATA)
+	$(PY) benchmarks/quality.py --data $(DATA) --limit 50 --zeroshot-limit 20 --out benchmarks/results
 
 # Retrain the shipped student from scratch, in two phases (about 3 hours on 1 CPU thread):
 # phase 1 as shipped in release 1 (cut at step 285 of 319 by its time limit, replayed here),

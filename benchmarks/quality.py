@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.cache and not args.config:
-        args.config = cached_default(args.cache, args.out / "cached_default.cfg")
+        args.config = cached_default(args.cache, Path(tempfile.mkdtemp()) / "cached_default.cfg")
     summary = {}
     for suite in args.suites.split(","):
         paths = [args.data / p for p in SUITES[suite]]

@@ -23,6 +23,30 @@ def test_grammar_accepts_only_passage_mentions():
     assert g.run(b'Sure! ["Paris"]') is None
 
 
+def test_clitics_stay_with_their_apostrophe_as_in_spacy():
+    g = AnswerGrammar("The Beatles's songs and O'Brien's band.")
+    assert g.run(b' ["Beatles", "O\'Brien"]').mode == DONE
+    assert g.run(b' ["s"') is None  # spaCy never has `s` alone here: it would not align
+    assert g.run(b' ["Brien"') is None
+
+
+def test_pieces_keep_characters_split_over_byte_tokens():
+    from uniner_spacy.models import fix_tokenizer
+
+    tok = embedded_tokenizer()
+    fix_tokenizer(tok, None)
+    import torch
+
+    backend = HFBackend.from_objects(torch.nn.Linear(1, 1), tok)
+    answer = ' ["letter eta η", "🎸"]'
+    ids = tok(answer, add_special_tokens=False).input_ids
+    assert any("\ufffd" in tok.decode([t]) for t in ids)  # some token holds part of a character
+    pieces = backend._pieces([(t, -0.1) for t in ids] + [(tok.eos_token_id, 0.0)])
+    assert len(pieces) == len(ids)
+    assert "".join(p for p, _ in pieces) == answer
+    assert all("\ufffd" not in p for p, _ in pieces)
+
+
 def test_allowed_tokens_spell_valid_continuations(vocab):
     g = AnswerGrammar("Барак Обама visited Москва.")
     for prefix in (b"", b" [", ' ["Мос'.encode(), ' ["Москва"'.encode()):

@@ -17,7 +17,10 @@ from typing import Dict, FrozenSet, List, Optional, Sequence
 END = -1  # trie key holding the values that end at a node
 
 START, OPEN, IN, AFTER, COMMA, DONE = range(6)
-_WORD = re.compile(r"\w+|[^\w\s]")
+# a clitic after an apostrophe stays with it (`'s`, `'Brien`), as spaCy's tokenizer keeps it:
+# `s` alone is never a mention, `Beatles` and `O'Brien` are
+_WORD = re.compile(r"'\w+|\w+|[^\w\s]")
+GRAMMAR_VERSION = 2  # part of cache keys: answers change when the grammar does
 
 
 def _insert(root: dict, key: bytes, value) -> None:

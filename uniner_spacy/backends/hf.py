@@ -17,6 +17,7 @@ from ..models import fix_tokenizer, resolve_model
 from ..parsing import scan_list
 from ..ty import Generation, Query
 from .base import Prompter, common_head, describe
+from ..constrained import GRAMMAR_VERSION
 from .decoding import greedy_decode
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class HFBackend:
         return ident + "|" + describe(
             {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype_name,
              "stop": self.stop_at_list_end, "system": self.prompter.system,
-             "constrained": self.constrained,
+             "constrained": GRAMMAR_VERSION if self.constrained else False,
              "dataset": self.prompter.dataset}
         )
 
@@ -296,11 +297,31 @@ class HFBackend:
             processor=processor,
             stop=ListClosed(tok) if self.stop_at_list_end else None,
         )
-        gens = []
-        for row in rows:
-            pieces = [(tok.decode([t]), lp) for t, lp in row if t != tok.eos_token_id]
-            gens.append(Generation(text="".join(p for p, _ in pieces), token_logprobs=pieces))
-        return gens
+        return [Generation(text="".join(p for p, _ in pieces), token_logprobs=pieces)
+                for pieces in (self._pieces(row) for row in rows)]
+
+    def _pieces(self, row: Sequence[Tuple[int, float]]) -> List[Tuple[str, float]]:
+        """(text, log-prob) per token, joining to the decoded answer.
+
+        A character split over several byte tokens (`η`, emoji) belongs to the
+        token that completes it; decoding tokens one by one would leave `�`.
+        """
+        ids: List[int] = []
+        done = ""
+        pieces = []
+        for t, lp in row:
+            if t == self.tokenizer.eos_token_id:
+                break
+            ids.append(t)
+            text = self.tokenizer.decode(ids)
+            if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its last byte
+                pieces.append(("", lp))
+                continue
+            pieces.append((text[len(done):], lp))
+            done = text
+        if ids and done != self.tokenizer.decode(ids):  # ended inside a character
+            pieces[-1] = (self.tokenizer.decode(ids)[len(done):], pieces[-1][1])
+        return pieces
 
 
 class ListClosed:
