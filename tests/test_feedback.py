@@ -90,3 +90,21 @@ def test_repeated_rejections_become_a_valid_rules_snippet(tmp_path):
     # once accepted somewhere, the text is no longer proposed
     accepted = parse_row({"text": "He", "spans": [{"start": 0, "end": 2, "label": "person", "verdict": "accepted"}]})
     assert propose_block_list(corrections + [accepted], min_count=2)["filters"]["labels"] == {}
+
+
+def test_convert_turns_feedback_into_conversations_and_rules(tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    from training.convert import main
+
+    sample = Path(__file__).resolve().parent.parent / "training" / "sample_feedback.jsonl"
+    out, rules = tmp_path / "conv.jsonl", tmp_path / "rules.yaml"
+    stats = main(["--feedback", str(sample), "--out", str(out), "--propose-rules", str(rules)])
+    assert stats["conversations"] == 4
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    first = dict(map(tuple, rows[0]["turns"]))
+    assert first["location"] == '["Berlin"]'  # `last week` was rejected: not an answer
+    assert yaml.safe_load(rules.read_text())["filters"]["labels"] == {
+        "location": {"block": ["last week"]}, "person": {"block": ["reporters"]}}

@@ -4,6 +4,7 @@
         --out corpus/conversations.jsonl [--uniner-json corpus/conversations.json]
     python -m training.convert --pile-ner pile-ner-type.json --out ...     # published Pile-NER-type
     python -m training.convert --data conll2003/train.txt --dataset-prompt --out ...   # supervised sets
+    python -m training.convert --feedback reviewed.jsonl --propose-rules rules.yaml --out ...  # corrections
 
 One conversation per passage: all its types asked in shuffled order, plus
 negative types answered `[]`, sampled from the whole type collection (the
@@ -54,6 +55,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--annotations", type=Path, nargs="*", default=[], help="training.annotate JSONL files")
     p.add_argument("--pile-ner", type=Path, nargs="*", default=[], help="published Pile-NER-type JSON files")
     p.add_argument("--data", type=Path, nargs="*", default=[], help="supervised data files (evaluation loaders)")
+    p.add_argument("--feedback", type=Path, nargs="*", default=[],
+                   help="reviewed corrections (JSONL or DocBin, uniner_spacy.feedback): kept spans are gold, rejections teach []")
+    p.add_argument("--propose-rules", type=Path, help="write block-list rules learned from repeated rejections here (YAML, for review)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--uniner-json", type=Path, help="also write the official UniNER conversation JSON")
     p.add_argument("--negative-share", type=float, default=0.3, help="wanted share of `[]` answers")
@@ -67,10 +71,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--limit", type=int, default=None, help="first N texts of each --data file")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if not (args.annotations or args.pile_ner or args.data):
-        p.error("give --annotations, --pile-ner or --data")
+    if not (args.annotations or args.pile_ner or args.data or args.feedback):
+        p.error("give --annotations, --pile-ner, --data or --feedback")
 
     from uniner_spacy.evaluation.loaders import load, source_name
+    from uniner_spacy.feedback import propose_block_list, read_corrections, snippet_yaml, to_examples
 
     open_sets: List[List[Example]] = []
     for path in args.annotations:
@@ -82,6 +87,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     supervised: List[Example] = []
     for path in args.data:
         supervised.extend(load(path, limit=args.limit, source=source_name(path)))
+
+    corrections = [c for path in args.feedback for c in read_corrections(path)]
+    supervised.extend(to_examples(corrections))
+    if args.propose_rules:
+        args.propose_rules.write_text(snippet_yaml(propose_block_list(corrections)))
 
     open_examples = [e for group in open_sets for e in group]
     pool = open_type_pool(open_examples, args.negative_pool)
