@@ -74,13 +74,11 @@ def cached_default(cache: str, path: Path) -> Path:
     """The default pipeline with its backend wrapped in the answer cache."""
     import spacy
 
-    nlp = spacy.blank("en")
-    default = nlp.add_pipe("uniner", config={"labels": ["entity"]})
-    backend = dict(nlp.config["components"]["uniner"]["backend"])
-    del default
+    from uniner_spacy.component import DEFAULT_BACKEND
+
     nlp = spacy.blank("en")
     nlp.add_pipe("uniner", config={"labels": ["entity"],
-                                   "backend": {"@misc": "uniner.Cached.v1", "backend": backend, "path": cache}})
+                                   "backend": {"@misc": "uniner.Cached.v1", "backend": DEFAULT_BACKEND, "path": cache}})
     nlp.config.to_disk(path)
     return path
 

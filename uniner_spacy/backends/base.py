@@ -1,6 +1,7 @@
 """What all backends share: rendering queries and measuring passages."""
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -47,12 +48,7 @@ def common_head(texts: List[str]) -> str:
     """
     if not texts:
         return ""
-    head = texts[0]
-    for text in texts[1:]:
-        n = 0
-        while n < min(len(head), len(text)) and head[n] == text[n]:
-            n += 1
-        head = head[:n]
+    head = os.path.commonprefix(texts)
     shortest = min(len(t) for t in texts)
 
     def word_starts(i: int) -> bool:

@@ -46,7 +46,8 @@ def greedy_decode(
     pos = positions[:, done_len:]
     mask = attention_mask
     rows = list(range(input_ids.shape[0]))
-    out: List[List[Tuple[int, float]]] = [[] for _ in rows]
+    tokens_of: List[List[int]] = [[] for _ in rows]
+    logprobs_of: List[List[float]] = [[] for _ in rows]
     with torch.inference_mode():
         for step in range(max_new_tokens):
             logits = model(
@@ -54,15 +55,16 @@ def greedy_decode(
                 past_key_values=cache, use_cache=True, logits_to_keep=1,
             ).logits[:, -1, :].float()
             if processor is not None:
-                logits = processor([[t for t, _ in out[r]] for r in rows], rows, logits)
+                logits = processor([tokens_of[r] for r in rows], rows, logits)
             if step < min_new_tokens:
                 logits[:, eos_id] = float("-inf")
             best, tokens = logits.max(-1)
             logprobs = (best - torch.logsumexp(logits, -1)).tolist()
             keep: List[int] = []
             for k, (r, t, lp) in enumerate(zip(rows, tokens.tolist(), logprobs)):
-                out[r].append((t, lp))
-                if step >= min_new_tokens and (t == eos_id or (stop is not None and stop([x for x, _ in out[r]]))):
+                tokens_of[r].append(t)
+                logprobs_of[r].append(lp)
+                if step >= min_new_tokens and (t == eos_id or (stop is not None and stop(tokens_of[r]))):
                     continue
                 keep.append(k)
             if not keep:
@@ -75,4 +77,4 @@ def greedy_decode(
             ids = tokens[:, None]
             pos = pos[:, -1:] + 1
             mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-    return out
+    return [list(zip(t, lp)) for t, lp in zip(tokens_of, logprobs_of)]

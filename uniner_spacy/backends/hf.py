@@ -319,8 +319,8 @@ class HFBackend:
                 continue
             pieces.append((text[len(done):], lp))
             done = text
-        if ids and done != self.tokenizer.decode(ids):  # ended inside a character
-            pieces[-1] = (self.tokenizer.decode(ids)[len(done):], pieces[-1][1])
+        if ids and text != done:  # ended inside a character
+            pieces[-1] = (text[len(done):], pieces[-1][1])
         return pieces
 
 
