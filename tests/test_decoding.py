@@ -45,3 +45,96 @@ def test_greedy_decode_equals_generate(tiny_model_dir):
         assert n == 12 or seq[n - 1] == tok.eos_token_id
         # generate's own scores differ from a plain forward pass by ~1e-3 here; ours match the forward pass
         assert [lp for _, lp in row] == pytest.approx(lps[:n], abs=5e-3)
+
+
+def test_grouped_attention_and_growing_cache_equal_sdpa():
+    """The CPU fast path changes speed, not numbers: same logits as SDPA with a DynamicCache."""
+    import torch
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+    from uniner_spacy.backends.cpu_speed import growing_cache, use_grouped_attention
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0,
+                         attn_implementation="sdpa")
+    model = LlamaForCausalLM(config).eval()
+    ids = torch.randint(1, 97, (3, 7))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # left padding, as batches have
+    mask[2, :1] = 0
+
+    def run(cache):
+        out, m, i = [], mask, ids
+        pos = (m.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            for step in range(4):
+                logits = model(input_ids=i, attention_mask=m, position_ids=pos, past_key_values=cache,
+                               use_cache=True).logits[:, -1]
+                out.append(logits)
+                nxt = logits.argmax(-1, keepdim=True)
+                if step == 1:  # a row leaves the batch
+                    keep = torch.tensor([0, 2])
+                    cache.batch_select_indices(keep)
+                    m, pos, nxt = m[keep], pos[keep], nxt[keep]
+                i, pos = nxt, pos[:, -1:] + 1
+                m = torch.cat([m, m.new_ones((m.shape[0], 1))], dim=1)
+        return out
+
+    ref = run(DynamicCache())
+    assert use_grouped_attention(model)
+    fast = run(growing_cache(spare=2))  # spare=2: the buffers must also grow
+    for a, b in zip(ref, fast):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_shared_prefix_cache_equals_expanded_cache():
+    """Passages stored once (one grid product per layer) give the logits of one copy per question."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from uniner_spacy.backends.cpu_speed import growing_cache, shared_prefix_cache, use_grouped_attention
+
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0)
+    model = LlamaForCausalLM(config).eval()
+    assert use_grouped_attention(model)
+    passages = torch.randint(1, 97, (2, 6))
+    pmask = torch.ones_like(passages)
+    pmask[1, :2] = 0  # the second passage is shorter
+    owners = [0, 0, 1, 1, 1]
+    tails = torch.randint(1, 97, (5, 3))
+    tmask = torch.ones_like(tails)
+    tmask[2, 0] = 0  # and one question's tail too
+
+    def run(expand: bool):
+        with torch.inference_mode():
+            cache = growing_cache()
+            pos = (pmask.cumsum(-1) - 1).clamp(min=0)
+            model(input_ids=passages, attention_mask=pmask, position_ids=pos, past_key_values=cache, use_cache=True)
+            index = torch.tensor(owners)
+            extra = {}
+            if expand:
+                cache.batch_select_indices(index)
+            else:
+                cache = shared_prefix_cache(cache, owners)
+                extra = {"shared_prefix": cache}
+            mask = torch.cat([pmask[index], tmask], dim=1)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            ids, step_pos, out = tails, pos[:, -3:], []
+            for step in range(3):
+                logits = model(input_ids=ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache,
+                               use_cache=True, **extra).logits[:, -1]
+                out.append(logits)
+                ids = logits.argmax(-1, keepdim=True)
+                if step == 0:  # rows 1 and 3 finish
+                    keep = torch.tensor([0, 2, 4])
+                    cache.batch_select_indices(keep)
+                    mask, step_pos, ids = mask[keep], step_pos[keep], ids[keep]
+                step_pos = step_pos[:, -1:] + 1
+                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        return out
+
+    for a, b in zip(run(expand=True), run(expand=False)):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

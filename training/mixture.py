@@ -133,21 +133,23 @@ def build_mixture(
     empty_share: float = 0.1,
     eos: str = "<|im_end|>",
     seed: int = 0,
+    shares: Optional[Dict[str, float]] = None,
 ) -> Tuple[List[Conversation], dict]:
+    shares = SHARES if shares is None else shares
     by_set = load_sources(root)
     freq = type_frequencies(ex for exs in by_set.values() for ex in exs)
 
     def offsets(text: str):
         return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
 
-    others = [d for d in by_set if d not in SHARES and d not in TAKE_ALL]
-    fixed = sum(SHARES.get(d, 0.0) for d in by_set)
+    others = [d for d in by_set if d not in shares and d not in TAKE_ALL]
+    fixed = sum(shares.get(d, 0.0) for d in by_set)
     budget: Dict[str, Optional[int]] = {}
     for d in by_set:
         if d in TAKE_ALL:
             budget[d] = None
-        elif d in SHARES:
-            budget[d] = int(SHARES[d] * total_tokens)
+        elif d in shares:
+            budget[d] = int(shares[d] * total_tokens)
     picked: Dict[str, List[Conversation]] = {}
     # take-all sets first: what they use comes out of the others' budget
     used = 0
@@ -186,6 +188,19 @@ def build_mixture(
     mixture = [c for d in sorted(picked) for c in picked[d]]
     random.Random(seed).shuffle(mixture)
     return mixture, _stats(picked, tokenizer, eos, total_tokens, options)
+
+
+def parse_shares(text: str) -> Dict[str, float]:
+    """'a=0.3,b=0.1' → {'a': 0.3, 'b': 0.1}; a later phase re-weights sets without editing SHARES."""
+    out: Dict[str, float] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--shares item {item!r} is not NAME=SHARE")
+        out[name.strip()] = float(value)
+    if sum(out.values()) > 1:
+        raise ValueError(f"--shares add up to {sum(out.values()):.2f} > 1")
+    return out
 
 
 def _opts(options: BuildOptions, seed: int, dataset: str) -> BuildOptions:
@@ -250,6 +265,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--definition-mode", default="type", choices=["type", "definition", "both"])
     p.add_argument("--dataset-prompt", action="store_true", help="the dataset-specific template")
     p.add_argument("--uniner-json", help="also write the official UniNER conversation JSON here")
+    p.add_argument("--shares", default="", help="override budget shares, e.g. 'conll2003=0.3,ncbi=0.1' (the others keep SHARES)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     tokenizer = AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
@@ -263,9 +279,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         dataset_prompt=args.dataset_prompt,
         seed=args.seed,
     )
-    mixture, stats = build_mixture(Path(args.data), tokenizer, args.tokens, options, args.empty_share, EMBEDDED_EOS, args.seed)
+    shares = {**SHARES, **parse_shares(args.shares)}
+    if sum(shares.values()) > 1:
+        raise SystemExit(f"budget shares add up to {sum(shares.values()):.2f} > 1: lower some with --shares")
+    mixture, stats = build_mixture(
+        Path(args.data), tokenizer, args.tokens, options, args.empty_share, EMBEDDED_EOS, args.seed, shares
+    )
     out = Path(args.out)
     write_jsonl(mixture, out)
+    stats["shares"] = shares
     Path(str(out).rsplit(".", 1)[0] + ".stats.json").write_text(json.dumps(stats, indent=1))
     if args.uniner_json:
         write_uniner_json(mixture, args.uniner_json)

@@ -10,7 +10,7 @@ updated scores, so runners-up stay visible.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from spacy.tokens import Doc
@@ -81,13 +81,20 @@ class ConflictResolver:
 
     def label_probs(self, doc: Doc, candidates: List[Candidate], labels: List[str]) -> np.ndarray:
         """(len(candidates), len(labels)) softmax of mention-in-context vs label similarity."""
+        return self._probs(self._vectors(doc, candidates), self._label_vectors(labels))
+
+    def _vectors(self, doc: Doc, candidates: Sequence[Candidate]) -> np.ndarray:
         mentions = [doc.text[c.start : c.end] for c in candidates]
         contexts = [_context(doc, c.start, c.end, self.window) for c in candidates]
-        m = self.embedder.encode(mentions)
-        x = self.embedder.encode(contexts)
-        v = self.mention_weight * m + (1 - self.mention_weight) * x
-        v /= np.linalg.norm(v, axis=1, keepdims=True) + 1e-12
-        lab = self.embedder.encode([label_text(l, self.descriptions.get(l)) for l in labels])
+        # one encoder call for mentions and contexts together: a call costs more than a text
+        both = self.embedder.encode(mentions + contexts)
+        v = self.mention_weight * both[: len(mentions)] + (1 - self.mention_weight) * both[len(mentions) :]
+        return v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
+
+    def _label_vectors(self, labels: Sequence[str]) -> np.ndarray:
+        return self.embedder.encode([label_text(l, self.descriptions.get(l)) for l in labels])
+
+    def _probs(self, v: np.ndarray, lab: np.ndarray) -> np.ndarray:
         logits = (v @ lab.T) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
@@ -95,10 +102,18 @@ class ConflictResolver:
 
     def __call__(self, doc: Doc, candidates: List[Candidate]) -> List[Candidate]:
         candidates = list(candidates)
-        for group in conflict_groups(candidates):
-            members = [candidates[i] for i in group]
-            labels = sorted({c.label for c in members})
-            probs = self.label_probs(doc, members, labels)
+        groups = conflict_groups(candidates)
+        if not groups:
+            return candidates
+        # every competing candidate of the document is embedded in one go
+        members = sorted({i for group in groups for i in group})
+        row_of = {i: r for r, i in enumerate(members)}
+        vectors = self._vectors(doc, [candidates[i] for i in members])
+        labels_all = sorted({candidates[i].label for i in members})
+        label_vecs = dict(zip(labels_all, self._label_vectors(labels_all)))
+        for group in groups:
+            labels = sorted({candidates[i].label for i in group})
+            probs = self._probs(vectors[[row_of[i] for i in group]], np.stack([label_vecs[l] for l in labels]))
             for row, i in enumerate(group):
                 c = candidates[i]
                 p = float(probs[row, labels.index(c.label)])

@@ -156,12 +156,18 @@ class JsonListConstraint:
         self.vocab = vocab
         self.grammars = grammars
 
+    def allowed(self, generated: Sequence[Sequence[int]], rows: Sequence[int]) -> List[List[int]]:
+        """Per row, the token ids its grammar allows next (end of sequence when nothing else fits)."""
+        out = []
+        for r, tokens in zip(rows, generated):
+            state = self.grammars[r].run(b"".join(self.vocab.bytes[t] for t in tokens))
+            out.append((self.vocab.allowed(self.grammars[r], state) if state else []) or [self.vocab.eos_id])
+        return out
+
     def __call__(self, generated: Sequence[Sequence[int]], rows: Sequence[int], scores):
         import torch
 
         mask = torch.full_like(scores, float("-inf"))
-        for k, (r, tokens) in enumerate(zip(rows, generated)):
-            state = self.grammars[r].run(b"".join(self.vocab.bytes[t] for t in tokens))
-            allowed = self.vocab.allowed(self.grammars[r], state) if state else []
-            mask[k, allowed or [self.vocab.eos_id]] = 0.0
+        for k, ids in enumerate(self.allowed(generated, rows)):
+            mask[k, ids] = 0.0
         return scores + mask

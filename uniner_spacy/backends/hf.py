@@ -18,11 +18,14 @@ from ..parsing import scan_list
 from ..ty import Generation, Query
 from .base import Prompter, common_head, describe
 from ..constrained import GRAMMAR_VERSION
+from .cpu_speed import growing_cache, repeat_rows, shared_prefix_cache, stack_left_padded, cat_rows, use_grouped_attention
 from .decoding import greedy_decode
 
 logger = logging.getLogger(__name__)
 # int8: dynamic int8 quantization of the linear layers, on the CPU
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+# auto: `grouped` on the CPU (cpu_speed.py), the model's own kernel elsewhere
+ATTENTIONS = ("auto", "grouped", "model")
 
 
 class HFBackend:
@@ -33,7 +36,7 @@ class HFBackend:
         adapter: Optional[str] = None,
         device: str = "auto",
         dtype: str = "auto",
-        batch_size: int = 32,
+        batch_size: Optional[int] = None,
         max_new_tokens: int = 256,
         threads: Optional[int] = None,
         stop_at_list_end: bool = True,
@@ -41,8 +44,11 @@ class HFBackend:
         constrained: Optional[bool] = None,
         system: str = "text",
         dataset: Optional[str] = None,
+        attention: str = "auto",
     ):
-        if batch_size < 1:
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
@@ -52,11 +58,14 @@ class HFBackend:
         self.adapter = adapter
         self.device_name = device
         self.dtype_name = dtype
+        # None: set at load, 512 queries where passages are stored once (CPU), else 32
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.threads = threads
         self.stop_at_list_end = stop_at_list_end
         self.prefix_sharing = prefix_sharing
+        self.attention = attention
+        self._grouped = False  # set at load: grouped attention and the shared-prefix cache in use
         # None: on for the embedded student (trained for this format), off otherwise
         self.constrained = (model == "embedded") if constrained is None else constrained
         self._vocab = None
@@ -72,6 +81,7 @@ class HFBackend:
         fix_tokenizer(tokenizer, None)
         backend._model, backend._tokenizer = model, tokenizer
         backend.device = str(next(model.parameters()).device)
+        backend.batch_size = backend.batch_size or 32
         backend.template = backend.prompter.template(tokenizer.eos_token)
         return backend
 
@@ -113,6 +123,12 @@ class HFBackend:
             # per output channel, decoder layers only (lm_head is tied to the embeddings); it still
             # cost F1 on this model (README, Speed), so it is an option, not the CPU default
             model.model = quantize_dynamic(model.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        if self.attention == "grouped" or (self.attention == "auto" and device == "cpu"):
+            self._grouped = use_grouped_attention(model)
+        if self.batch_size is None:
+            # a batch's cost is mostly its slowest answer's steps, so on the CPU more rows per batch
+            # pay off; elsewhere each row carries its whole prompt's key/value cache
+            self.batch_size = 512 if self._grouped and self.prefix_sharing else 32
         self.device = device
         self._model, self._tokenizer = model, tokenizer
         self.template = self.prompter.template(tokenizer.eos_token)
@@ -228,7 +244,6 @@ class HFBackend:
 
     def generate_shared(self, passages: List[str], owners: List[int], questions: List[str]) -> List[Generation]:
         import torch
-        from transformers import DynamicCache
 
         tok = self.tokenizer
         prefixes = [self.template.prefix(p) for p in passages]
@@ -236,21 +251,51 @@ class HFBackend:
         if cut is None:
             return self.generate([prefixes[o] + q for o, q in zip(owners, questions)], [passages[o] for o in owners])
         head, qhead = cut
-        cache = DynamicCache()
-        ids = mask = None
         opening = tok(head, add_special_tokens=True).input_ids
+        rests = tok([p[len(head):] + qhead for p in prefixes], add_special_tokens=False).input_ids
         with torch.inference_mode():
-            if opening:
-                ids, mask = self._extend(cache, None, None, [opening])
-                cache.batch_repeat_interleave(len(passages))
-                ids, mask = ids.repeat(len(passages), 1), mask.repeat(len(passages), 1)
-            rests = [p[len(head):] + qhead for p in prefixes]
-            ids, mask = self._extend(cache, ids, mask, tok(rests, add_special_tokens=False).input_ids)
+            cache, ids, mask = self._prefill_passages(opening, rests)
         index = torch.tensor(owners, device=self.device)
-        cache.batch_select_indices(index)
+        extra = None
+        if self._grouped:  # passages stay stored once (cpu_speed.py)
+            cache = shared_prefix_cache(cache, owners)
+            extra = {"shared_prefix": cache}
+        else:
+            cache.batch_select_indices(index)
         tails = tok([q[len(qhead):] for q in questions], add_special_tokens=False).input_ids
         ids, mask = self._append(ids[index], mask[index], tails)
-        return self._decode(ids, mask, [passages[o] for o in owners], past_key_values=cache)
+        return self._decode(ids, mask, [passages[o] for o in owners], past_key_values=cache, forward_kwargs=extra)
+
+    def _prefill_passages(self, opening: List[int], rests: List[List[int]], chunk: int = 16):
+        """The cache of each passage's prefix: the common opening once, then the passages.
+
+        Passages arrive longest first, so runs of `chunk` of them have similar
+        lengths: each run is padded only to its own longest, then the runs are
+        stacked (padded at the front, which the mask hides).
+        """
+        import torch.nn.functional as F
+
+        start = growing_cache()
+        ids = mask = None
+        if opening:
+            ids, mask = self._extend(start, None, None, [opening])
+        if not hasattr(start, "_buffers"):  # a plain DynamicCache: one run
+            chunk = len(rests)
+        parts = []
+        for b in range(0, len(rests), chunk):
+            rows = rests[b : b + chunk]
+            cache = repeat_rows(start, len(rows)) if opening else growing_cache()
+            part_ids, part_mask = self._extend(
+                cache, None if ids is None else ids.repeat(len(rows), 1),
+                None if mask is None else mask.repeat(len(rows), 1), rows)
+            parts.append((cache, part_ids, part_mask))
+        if len(parts) == 1:
+            return parts[0]
+        width = max(p[1].shape[1] for p in parts)
+        pad = self.tokenizer.pad_token_id
+        ids = cat_rows([F.pad(p[1], (width - p[1].shape[1], 0), value=pad) for p in parts])
+        mask = cat_rows([F.pad(p[2], (width - p[2].shape[1], 0), value=0) for p in parts])
+        return stack_left_padded([p[0] for p in parts]), ids, mask
 
     def _append(self, ids, mask, rows: List[List[int]]):
         """[what is there][mid pad][row]: positions count real tokens only, so pads in the middle are harmless."""
@@ -278,7 +323,8 @@ class HFBackend:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
         return self._decode(enc.input_ids, enc.attention_mask, passages)
 
-    def _decode(self, input_ids, attention_mask, passages=None, past_key_values=None) -> List[Generation]:
+    def _decode(self, input_ids, attention_mask, passages=None, past_key_values=None,
+                forward_kwargs=None) -> List[Generation]:
         tok = self.tokenizer
         processor = None
         if self.constrained and passages is not None:
@@ -296,6 +342,7 @@ class HFBackend:
             past_key_values=past_key_values,
             processor=processor,
             stop=ListClosed(tok) if self.stop_at_list_end else None,
+            forward_kwargs=forward_kwargs,
         )
         return [Generation(text="".join(p for p, _ in pieces), token_logprobs=pieces)
                 for pieces in (self._pieces(row) for row in rows)]
