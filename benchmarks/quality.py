@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default="", help="answer cache (uniner.Cached.v1) for the default pipeline, e.g. the ablation's")
+    ap.add_argument("--backend", default="", help='JSON settings over the default backend, e.g. \'{"constrained": false}\'')
     args = ap.parse_args()
     import torch
 
@@ -43,8 +44,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.cache and not args.config:
-        args.config = cached_default(args.cache, Path(tempfile.mkdtemp()) / "cached_default.cfg")
+    if (args.cache or args.backend) and not args.config:
+        overrides = json.loads(args.backend) if args.backend else {}
+        args.config = default_config(args.cache, overrides, Path(tempfile.mkdtemp()) / "default.cfg")
     summary = {}
     for suite in args.suites.split(","):
         paths = [args.data / p for p in SUITES[suite]]
@@ -70,15 +72,17 @@ def main() -> None:
     print(json.dumps({"limit": args.limit, "mean_f1": summary}))
 
 
-def cached_default(cache: str, path: Path) -> Path:
-    """The default pipeline with its backend wrapped in the answer cache."""
+def default_config(cache: str, overrides: dict, path: Path) -> Path:
+    """The default pipeline, its backend changed by `overrides` and, with `cache`, wrapped in the answer cache."""
     import spacy
 
     from uniner_spacy.component import DEFAULT_BACKEND
 
+    backend = {**DEFAULT_BACKEND, **overrides}
+    if cache:
+        backend = {"@misc": "uniner.Cached.v1", "backend": backend, "path": cache}
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"labels": ["entity"],
-                                   "backend": {"@misc": "uniner.Cached.v1", "backend": DEFAULT_BACKEND, "path": cache}})
+    nlp.add_pipe("uniner", config={"labels": ["entity"], "backend": backend})
     nlp.config.to_disk(path)
     return path
 

@@ -3,7 +3,9 @@
 Prints one JSON line per (mode, labels): `naive` sends one query per
 `generate` call (how spacy-llm and the UniNER demo run a HF model),
 `batched` sends all (chunk, type) queries of an `nlp.pipe` batch together,
-`prefix` also encodes each passage once for all its questions (prefix sharing).
+`prefix` also encodes each passage once for all its questions (prefix sharing),
+`llamacpp` asks llama.cpp (xllamacpp) serving the GGUF through the OpenAI
+backend (a cost comparison only: see `llama_cpp`).
 
     python benchmarks/throughput.py --sentences 200 --labels 4 --modes naive,batched,prefix
 
@@ -48,22 +50,53 @@ def sentences(n: int):
     return [r["sentence"] for r in rows if len(r["sentence"].split()) >= 5][:n]
 
 
-def run(mode: str, n_labels: int, texts, model: str, dtype: str) -> dict:
+def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int) -> dict:
     nlp = spacy.blank("en")
-    backend = {"@misc": "uniner.HF.v1", "model": model, "dtype": dtype, **MODES[mode]}
+    server = None
+    if mode == "llamacpp":
+        server, backend = llama_cpp(threads)
+    else:
+        backend = {"@misc": "uniner.HF.v1", "model": model, "dtype": dtype, **MODES[mode]}
     nlp.add_pipe("uniner", config={"labels": LABELS[:n_labels], "backend": backend})
     nlp("Warm-up sentence about Paris.")  # loads the model outside the timing
     start = time.perf_counter()
     docs = list(nlp.pipe(texts, batch_size=64))
     elapsed = time.perf_counter() - start
+    del server
     stats = [d._.uniner_stats for d in docs]
     return {
-        "mode": mode, "labels": n_labels, "sentences": len(texts), "dtype": backend["dtype"],
+        "mode": mode, "labels": n_labels, "sentences": len(texts), "dtype": backend.get("dtype", "q4_1"),
         "sentences_per_s": round(len(texts) / elapsed, 3), "seconds": round(elapsed, 1),
         "queries": sum(s["queries"] for s in stats),
         "parse_failures": sum(s["parse_failures"] for s in stats),
         "entities": sum(len(d.ents) for d in docs),
     }
+
+
+def llama_cpp(threads: int, slots: int = 4, answer_tokens: int = 8):
+    """llama.cpp (xllamacpp, in-process) serving the shipped GGUF, asked through `uniner.OpenAI.v1`.
+
+    It serves the base SmolLM2 GGUF (Q4_1) without our adapter: the same
+    cost per token as the student, but not its answers, so every answer is
+    cut at `answer_tokens` (the student's answers average about 7 tokens) and
+    its entities mean nothing. llama.cpp reuses a slot's cached prompt
+    prefix, so a passage's later questions cost only their own tokens.
+    """
+    import xllamacpp
+
+    from uniner_spacy.models import embedded_gguf
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(embedded_gguf())
+    params.n_ctx = 1024 * slots
+    params.n_parallel = slots
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    server = xllamacpp.Server(params)
+    url = server.listening_address.rstrip("/") + "/v1"
+    backend = {"@misc": "uniner.OpenAI.v1", "model": "smollm2", "base_url": url, "eos": "<|im_end|>",
+               "max_new_tokens": answer_tokens, "concurrency": slots, "timeout": 600}
+    return server, backend
 
 
 def main() -> None:
@@ -86,7 +119,7 @@ def main() -> None:
     for n in [int(x) for x in args.labels.split(",")]:
         for mode in args.modes.split(","):
             subset = texts[:: args.naive_every] if mode == "naive" else texts
-            row = {**run(mode, n, subset, args.model, args.dtype), "threads": args.threads}
+            row = {**run(mode, n, subset, args.model, args.dtype, args.threads), "threads": args.threads}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.out:

@@ -1,6 +1,7 @@
 import pytest
 
 from conftest import TINY_FACTS, embedded_tokenizer
+from uniner_spacy.backends.decoding import Step
 from uniner_spacy.backends.hf import HFBackend
 from uniner_spacy.constrained import DONE, AnswerGrammar, Vocabulary
 from uniner_spacy.parsing import parse_answer
@@ -41,7 +42,7 @@ def test_pieces_keep_characters_split_over_byte_tokens():
     answer = ' ["letter eta η", "🎸"]'
     ids = tok(answer, add_special_tokens=False).input_ids
     assert any("\ufffd" in tok.decode([t]) for t in ids)  # some token holds part of a character
-    pieces = backend._pieces([(t, -0.1) for t in ids] + [(tok.eos_token_id, 0.0)])
+    pieces = backend._pieces([Step(t, -0.1) for t in ids] + [Step(tok.eos_token_id, 0.0)])
     assert len(pieces) == len(ids)
     assert "".join(p for p, _ in pieces) == answer
     assert all("\ufffd" not in p for p, _ in pieces)
@@ -76,3 +77,57 @@ def test_constrained_with_prefix_sharing(tiny_model_dir):
     a = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True, prefix_sharing=False)(queries)
     b = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True, prefix_sharing=True)(queries)
     assert [g.text for g in a] == [g.text for g in b]
+
+
+def test_allowed_tokens_only_logits_equal_masked_full_logits(tiny_model_dir):
+    """Computing the output layer for the allowed tokens only changes nothing but the work."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from uniner_spacy.backends.decoding import greedy_decode
+    from uniner_spacy.constrained import AnswerGrammar, JsonListConstraint, Vocabulary
+    from uniner_spacy.prompts import Template
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    template = Template(eos=tok.eos_token)
+    queries = list(TINY_FACTS)
+    enc = tok([template.render(p, t) for p, t in queries], return_tensors="pt", padding=True)
+    grammars = JsonListConstraint(Vocabulary(tok), [AnswerGrammar(p) for p, _ in queries])
+    masked = lambda generated, rows, scores: grammars(generated, rows, scores)  # no .options: full logits
+    runs = [greedy_decode(model, enc.input_ids, enc.attention_mask, eos_id=tok.eos_token_id, max_new_tokens=16,
+                          processor=p) for p in (grammars, masked)]
+    assert [[s.token for s in row] for row in runs[0]] == [[s.token for s in row] for row in runs[1]]
+    for a, b in zip(*runs):
+        assert [s.logprob for s in a] == pytest.approx([s.logprob for s in b], abs=1e-4)
+
+
+def test_mentions_the_grammar_forces_are_marked_and_dropped(tiny_model_dir):
+    """The tiny model answers "Atlantis" (not in the passage): pushed into a passage string instead,
+    that mention is marked forced, and the component does not keep it."""
+    import spacy
+
+    passage = "Bob Jones flew to Paris with Alice Smith."
+    bound = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True)([Query(passage, "location", "location")])[0]
+    mentions = parse_answer(bound.text).mentions
+    assert mentions[0] == "Paris" and "Paris" not in bound.forced
+    assert bound.forced and set(bound.forced) <= set(mentions[1:])
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"labels": ["location"], "stages": {}, "backend": {
+        "@misc": "uniner.HF.v1", "model": str(tiny_model_dir), "max_new_tokens": 24, "constrained": True}})
+    doc = nlp(passage)
+    assert [e.text for e in doc.ents] == ["Paris"]
+    assert doc._.uniner_stats["forced"] == len(bound.forced)
+    # in a batch, where rows finish at different steps, each row keeps its own marks
+    queries = [Query(p, t, t) for (p, t) in TINY_FACTS] + [Query(passage, "location", "location")]
+    alone = [HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=1, constrained=True)([q])[0] for q in queries]
+    together = HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=64, constrained=True)(queries)
+    assert [g.forced for g in together] == [g.forced for g in alone]
+
+
+def test_forced_mentions_are_the_items_holding_a_forced_token():
+    from uniner_spacy.parsing import forced_mentions
+
+    pieces = [(' ["', 0.0), ("Par", 0.0), ('is", "', 0.0), ("Ber", 0.0), ("lin", 0.0), ('"]', 0.0)]
+    assert forced_mentions(' ["Paris", "Berlin"]', pieces, [False, False, False, False, True, False]) == ("Berlin",)
+    assert forced_mentions(' ["Paris", "Berlin"]', pieces, [False] * 6) == ()

@@ -41,10 +41,10 @@ def test_greedy_decode_equals_generate(tiny_model_dir):
     width = enc.input_ids.shape[1]
     for row, seq, lps in zip(rows, ref.sequences[:, width:].tolist(), ref_lp.tolist()):
         n = len(row)
-        assert [t for t, _ in row] == seq[:n]
+        assert [s.token for s in row] == seq[:n]
         assert n == 12 or seq[n - 1] == tok.eos_token_id
         # generate's own scores differ from a plain forward pass by ~1e-3 here; ours match the forward pass
-        assert [lp for _, lp in row] == pytest.approx(lps[:n], abs=5e-3)
+        assert [s.logprob for s in row] == pytest.approx(lps[:n], abs=5e-3)
 
 
 def test_grouped_attention_and_growing_cache_equal_sdpa():

@@ -73,7 +73,7 @@ def test_bad_rows_name_the_field(row, message):
 def test_bad_json_line_names_file_and_line(tmp_path):
     path = tmp_path / "fb.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n{oops\n")
-    with pytest.raises(FeedbackError, match="fb.jsonl:2: not valid JSON"):
+    with pytest.raises(FeedbackError, match="fb.jsonl:2: not JSON"):
         read_corrections(path)
 
 

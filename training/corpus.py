@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from uniner_spacy.chunking import chunk_text
+from uniner_spacy.jsonl import jsonl_rows
 from uniner_spacy.teacher import passage_id
 
 
@@ -56,18 +57,10 @@ def read_documents(path: Path, text_field: str = "text", log=print) -> Iterator[
                 yield from read_documents(child, text_field, log)
         return
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    log(f"{path}:{n}: not JSON, skipped")
-                    continue
-                text = row.get(text_field) if isinstance(row, dict) else None
-                if isinstance(text, str) and text.strip():
-                    yield str(row.get("source") or path.stem), text
+        for _, row in jsonl_rows(path, on_bad=log):
+            text = row.get(text_field) if isinstance(row, dict) else None
+            if isinstance(text, str) and text.strip():
+                yield str(row.get("source") or path.stem), text
         return
     raw = path.read_text(encoding="utf-8", errors="replace")
     for block in raw.replace("\r\n", "\n").split("\n\n"):

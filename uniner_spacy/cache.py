@@ -77,13 +77,14 @@ class AnswerCache:
                         continue
                     data = json.loads(value)
                     pieces = [tuple(p) for p in data["logprobs"]] if data.get("logprobs") is not None else None
-                    found[key] = Generation(text=data["text"], token_logprobs=pieces)
+                    found[key] = Generation(text=data["text"], token_logprobs=pieces,
+                                            forced=tuple(data.get("forced", ())))
         return found
 
     def put_many(self, items: Dict[str, Generation]) -> None:
         rows = []
         for key, gen in items.items():
-            value = json.dumps({"text": gen.text, "logprobs": gen.token_logprobs})
+            value = json.dumps({"text": gen.text, "logprobs": gen.token_logprobs, "forced": list(gen.forced)})
             rows.append((key, value, _digest(value)[:16]))
         with self.lock:
             self.conn.execute("BEGIN IMMEDIATE")

@@ -8,6 +8,8 @@ from typing import Iterator, List, Optional, Tuple
 
 import typer
 
+from .jsonl import jsonl_rows
+
 app = typer.Typer(add_completion=False, help="UniversalNER-style open NER for spaCy.")
 
 
@@ -22,22 +24,18 @@ def read_texts(path: Path, text_field: str = "text") -> Iterator[Tuple[str, dict
         for f in sorted(path.rglob("*.txt")):
             yield f.read_text(encoding="utf8"), {"file": str(f.relative_to(path))}
         return
-    with path.open(encoding="utf8") as fh:
-        jsonl = path.suffix in (".jsonl", ".ndjson")
-        for n, line in enumerate(fh):
-            if jsonl:
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    fail(f"{path}:{n + 1} is not JSON: {err}")
+    if path.suffix in (".jsonl", ".ndjson"):
+        try:
+            for n, row in jsonl_rows(path):
                 if not isinstance(row, dict) or text_field not in row:
-                    fail(f"{path}:{n + 1} has no '{text_field}' field (choose it with --text-field)")
-                meta = {k: v for k, v in row.items() if k != text_field}
-                yield row[text_field], meta
-            else:
-                yield line.rstrip("\n"), {"line": n + 1}
+                    fail(f"{path}:{n} has no '{text_field}' field (choose it with --text-field)")
+                yield row[text_field], {k: v for k, v in row.items() if k != text_field}
+        except ValueError as err:
+            fail(str(err))
+        return
+    with path.open(encoding="utf8") as fh:
+        for n, line in enumerate(fh):
+            yield line.rstrip("\n"), {"line": n + 1}
 
 
 def doc_to_json(doc, meta: dict, spans_key: str = "uniner") -> dict:

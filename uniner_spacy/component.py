@@ -265,6 +265,9 @@ class UniNER:
         local = token_bounds_in(doc_bounds, passage.start, passage.start + len(passage.text))
         out = []
         for k, mention in enumerate(parsed.mentions):
+            if mention in gen.forced:
+                stats.forced += 1
+                continue
             matches = align_mention(mention, passage.text, local, self.fuzzy_threshold)
             if not matches:
                 stats.unaligned.append((query.label, mention))

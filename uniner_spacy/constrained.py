@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Sequence
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 END = -1  # trie key holding the values that end at a node
 
@@ -20,7 +20,7 @@ START, OPEN, IN, AFTER, COMMA, DONE = range(6)
 # a clitic after an apostrophe stays with it (`'s`, `'Brien`), as spaCy's tokenizer keeps it:
 # `s` alone is never a mention, `Beatles` and `O'Brien` are
 _WORD = re.compile(r"'\w+|\w+|[^\w\s]")
-GRAMMAR_VERSION = 2  # part of cache keys: answers change when the grammar does
+GRAMMAR_VERSION = 3  # part of cache keys: answers change when the grammar does (3: forced mentions marked)
 
 
 def _insert(root: dict, key: bytes, value) -> None:
@@ -156,13 +156,18 @@ class JsonListConstraint:
         self.vocab = vocab
         self.grammars = grammars
 
-    def allowed(self, generated: Sequence[Sequence[int]], rows: Sequence[int]) -> List[List[int]]:
-        """Per row, the token ids its grammar allows next (end of sequence when nothing else fits)."""
+    def options(self, generated: Sequence[Sequence[int]], rows: Sequence[int]) -> List[Tuple[List[int], bool]]:
+        """Per row: the token ids its grammar allows next (end of sequence when nothing else fits),
+        and whether the row is inside a mention (where the grammar can overrule the model)."""
         out = []
         for r, tokens in zip(rows, generated):
             state = self.grammars[r].run(b"".join(self.vocab.bytes[t] for t in tokens))
-            out.append((self.vocab.allowed(self.grammars[r], state) if state else []) or [self.vocab.eos_id])
+            ids = (self.vocab.allowed(self.grammars[r], state) if state else []) or [self.vocab.eos_id]
+            out.append((ids, state is not None and state.mode == IN))
         return out
+
+    def allowed(self, generated: Sequence[Sequence[int]], rows: Sequence[int]) -> List[List[int]]:
+        return [ids for ids, _ in self.options(generated, rows)]
 
     def __call__(self, generated: Sequence[Sequence[int]], rows: Sequence[int], scores):
         import torch

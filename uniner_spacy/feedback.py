@@ -11,12 +11,12 @@ kept). Texts rejected again and again for a label become rule snippets
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
+from .jsonl import jsonl_rows
 from .ty import Entity, Example
 
 VERDICTS = ("accepted", "rejected", "added")
@@ -79,17 +79,12 @@ def read_corrections(path: Union[str, Path]) -> List[Correction]:
     path = Path(path)
     if path.suffix == ".spacy":
         return _read_docbin(path)
-    out = []
-    with path.open(encoding="utf8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FeedbackError(f"{path}:{n}: not valid JSON: {e}") from None
-            out.append(parse_row(row, f"{path}:{n}"))
-    return out
+    try:
+        return [parse_row(row, f"{path}:{n}") for n, row in jsonl_rows(path)]
+    except ValueError as err:
+        if isinstance(err, FeedbackError):
+            raise
+        raise FeedbackError(str(err)) from None
 
 
 def _read_docbin(path: Path) -> List[Correction]:

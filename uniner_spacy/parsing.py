@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import json
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from .ty import ParsedAnswer
 
@@ -90,6 +90,19 @@ def parse_answer(raw: str) -> ParsedAnswer:
             mentions.append(text)
     repaired = not closed or not prefix_is_clean or len(mentions) < len(literals)
     return ParsedAnswer(mentions=mentions, ok=True, repaired=repaired)
+
+
+def forced_mentions(raw: str, pieces: List[Tuple[str, float]], forced: Sequence[bool]) -> Tuple[str, ...]:
+    """The list items of `raw` that contain a token marked forced (pieces laid end to end give `raw`)."""
+    spans, pos = [], 0
+    for (piece, _), flag in zip(pieces, forced):
+        if flag:
+            spans.append((pos, pos + len(piece)))
+        pos += len(piece)
+    if not spans:
+        return ()
+    literals, _, _ = scan_list(raw)
+    return tuple(lit.value.strip() for lit in literals if any(s < lit.end and e > lit.start for s, e in spans))
 
 
 def mention_scores(

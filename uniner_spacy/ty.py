@@ -34,6 +34,8 @@ class Generation:
     text: str
     error: Optional[str] = None  # set when the backend failed for this query
     token_logprobs: Optional[List[Tuple[str, float]]] = None
+    # mentions a grammar pushed the model into (its own choice led out of the passage): not kept
+    forced: Tuple[str, ...] = ()
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Stats:
     parse_failures: int = 0
     backend_errors: int = 0
     unaligned: List[Tuple[str, str]] = field(default_factory=list)  # (label, mention)
+    forced: int = 0  # mentions dropped because constrained decoding overruled the model inside them
     seconds: float = 0.0
 
     def to_dict(self) -> Dict[str, object]:
@@ -75,6 +78,7 @@ class Stats:
             "parse_failures": self.parse_failures,
             "backend_errors": self.backend_errors,
             "unaligned": [list(u) for u in self.unaligned],
+            "forced": self.forced,
             "seconds": round(self.seconds, 4),
         }
 

@@ -3,18 +3,29 @@
 `model.generate` keeps every row until the longest answer ends, so a batch of
 64 questions where most answers are `[]` (3 tokens) pays for 64 rows over the
 26 steps of the longest list. UniNER answers are short and very uneven, so
-here a row leaves the batch (and its key/value cache) the step it finishes.
-The log-probability of each greedy token is `max - logsumexp` of the step's
-(processed) logits, so no per-step score tensors are kept.
+here finished rows leave the batch (and its key/value cache) once they are a
+quarter of it (`compact`). The log-probability of each greedy token is
+`max - logsumexp` of the step's (processed) logits, so no per-step score
+tensors are kept; under a grammar only the allowed tokens' logits are
+computed, and the log-probability is normalised over them, as before.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 # (generated tokens of the active rows, their indices in the batch, logits) -> logits
 Processor = Callable[[Sequence[Sequence[int]], Sequence[int], "object"], "object"]
 # (generated tokens of one row) -> finished?
 Stop = Callable[[Sequence[int]], bool]
+
+
+class Step(NamedTuple):
+    """One generated token: its log-probability (over the allowed tokens, under a grammar), and
+    whether the grammar overruled the model's own choice there (inside a mention)."""
+
+    token: int
+    logprob: float
+    forced: bool = False
 
 
 def _output_head(model):
@@ -25,6 +36,28 @@ def _output_head(model):
     plain = (getattr(config, "final_logit_softcapping", None) is None and getattr(config, "logit_scale", None) is None
              and out is not None and getattr(out, "bias", None) is None and hasattr(out, "weight"))
     return (decoder, out.weight) if decoder is not None and plain else None
+
+
+def _free_choices(hidden, weight, inside: Sequence[bool]) -> dict:
+    """{row: the model's own choice over the whole vocabulary}, for rows inside a mention.
+
+    Where the grammar overrules that choice, the model was heading for text
+    that is not in the passage: the mention it is then pushed into is one it
+    did not pick (`Step.forced`).
+    """
+    import torch
+
+    rows = [k for k, flag in enumerate(inside) if flag]
+    if not rows:
+        return {}
+    index = torch.tensor(rows, device=hidden.device)
+    return dict(zip(rows, (hidden[index] @ weight.T).argmax(-1).tolist()))
+
+
+def _full_logits(model, inputs: dict, index, processor, generated, rows):
+    logits = model(**inputs, logits_to_keep=1).logits[:, -1, :]
+    logits = (logits if index is None else logits[index]).float()
+    return logits if processor is None else processor(generated, rows, logits)
 
 
 def _restricted_logits(hidden, weight, allowed: Sequence[Sequence[int]]):
@@ -63,8 +96,8 @@ def greedy_decode(
     processor: Optional[Processor] = None,
     stop: Optional[Stop] = None,
     forward_kwargs: Optional[dict] = None,
-) -> List[List[Tuple[int, float]]]:
-    """Greedy continuation of a left-padded batch: per row, (token, log-prob) pairs.
+) -> List[List[Step]]:
+    """Greedy continuation of a left-padded batch: per row, its `Step`s.
 
     `past_key_values` may already hold a prefix of `input_ids` (prefix
     sharing); only the rest is run. The end-of-sequence token is included
@@ -86,42 +119,39 @@ def greedy_decode(
     live = list(range(len(present)))  # their places in `present` that still decode
     tokens_of: List[List[int]] = [[] for _ in present]
     logprobs_of: List[List[float]] = [[] for _ in present]
-    head = _output_head(model) if hasattr(processor, "allowed") else None
+    forced_of: List[List[bool]] = [[] for _ in present]
+    head = _output_head(model) if hasattr(processor, "options") else None
     forward_kwargs = forward_kwargs or {}
     with torch.inference_mode():
         for step in range(max_new_tokens):
             rows = [present[k] for k in live]
             index = torch.tensor(live, device=input_ids.device) if len(live) < len(present) else None
+            generated = [tokens_of[r] for r in rows]
+            inputs = dict(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                          use_cache=True, **forward_kwargs)
             if head is None:
-                logits = model(
-                    input_ids=ids, attention_mask=mask, position_ids=pos,
-                    past_key_values=cache, use_cache=True, logits_to_keep=1, **forward_kwargs,
-                ).logits[:, -1, :]
-                logits = (logits if index is None else logits[index]).float()
-                if processor is not None:
-                    logits = processor([tokens_of[r] for r in rows], rows, logits)
+                logits, vocab = _full_logits(model, inputs, index, processor, generated, rows), None
                 if step < min_new_tokens:
                     logits[:, eos_id] = float("-inf")
-                vocab = None
+                free = None
             else:  # only the allowed tokens' logits: the output layer is a fifth of a step's work
-                decoder, weight = head
-                hidden = decoder(
-                    input_ids=ids, attention_mask=mask, position_ids=pos,
-                    past_key_values=cache, use_cache=True, **forward_kwargs,
-                ).last_hidden_state[:, -1]
-                hidden = hidden if index is None else hidden[index]
-                allowed = processor.allowed([tokens_of[r] for r in rows], rows)
+                options = processor.options(generated, rows)
+                allowed = [ids for ids, _ in options]
                 if step < min_new_tokens:
-                    allowed = [[t for t in ids_ if t != eos_id] or ids_ for ids_ in allowed]
-                logits, vocab = _restricted_logits(hidden, weight, allowed)
+                    allowed = [[t for t in a if t != eos_id] or a for a in allowed]
+                hidden = head[0](**inputs).last_hidden_state[:, -1]
+                hidden = hidden if index is None else hidden[index]
+                logits, vocab = _restricted_logits(hidden, head[1], allowed)
+                free = _free_choices(hidden, head[1], [inside for _, inside in options])
             best, tokens = logits.max(-1)
             if vocab is not None:
                 tokens = vocab[tokens]
             logprobs = (best - torch.logsumexp(logits, -1)).tolist()
             still: List[int] = []
-            for k, r, t, lp in zip(live, rows, tokens.tolist(), logprobs):
+            for j, (k, r, t, lp) in enumerate(zip(live, rows, tokens.tolist(), logprobs)):
                 tokens_of[r].append(t)
                 logprobs_of[r].append(lp)
+                forced_of[r].append(free is not None and j in free and free[j] != t)
                 if step >= min_new_tokens and (t == eos_id or (stop is not None and stop(tokens_of[r]))):
                     continue
                 still.append(k)
@@ -139,4 +169,4 @@ def greedy_decode(
             ids = step_ids[:, None]
             pos = pos[:, -1:] + 1
             mask = torch.cat([mask, mask.new_ones((len(present), 1))], dim=1)
-    return [list(zip(t, lp)) for t, lp in zip(tokens_of, logprobs_of)]
+    return [[Step(*x) for x in zip(t, lp, f)] for t, lp, f in zip(tokens_of, logprobs_of, forced_of)]

@@ -4,8 +4,10 @@ All (chunk, type) queries of an `nlp.pipe` batch are generated together:
 with `prefix_sharing` (the default) each batch's common opening, each
 passage and each question's own words are encoded once, level by level, and
 all questions decode together; without it prompts are length-sorted and
-left-padded. Decoding is greedy and drops each row the step its list closes
-(`decoding.py`). One query per call (`batch_size=1`) is the slow baseline.
+left-padded. Decoding is greedy and drops rows whose list has closed
+(`decoding.py`). On the CPU, attention and the key/value cache take the
+faster route of `cpu_speed.py`, where passages are stored once for all their
+questions. One query per call (`batch_size=1`) is the slow baseline.
 """
 from __future__ import annotations
 
@@ -14,12 +16,12 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from ..models import fix_tokenizer, resolve_model
-from ..parsing import scan_list
+from ..parsing import forced_mentions, scan_list
 from ..ty import Generation, Query
 from .base import Prompter, common_head, describe
 from ..constrained import GRAMMAR_VERSION
 from .cpu_speed import growing_cache, repeat_rows, shared_prefix_cache, stack_left_padded, cat_rows, use_grouped_attention
-from .decoding import greedy_decode
+from .decoding import Step, greedy_decode
 
 logger = logging.getLogger(__name__)
 # int8: dynamic int8 quantization of the linear layers, on the CPU
@@ -344,10 +346,15 @@ class HFBackend:
             stop=ListClosed(tok) if self.stop_at_list_end else None,
             forward_kwargs=forward_kwargs,
         )
-        return [Generation(text="".join(p for p, _ in pieces), token_logprobs=pieces)
-                for pieces in (self._pieces(row) for row in rows)]
+        out = []
+        for row in rows:
+            pieces = self._pieces(row)
+            text = "".join(p for p, _ in pieces)
+            forced = forced_mentions(text, pieces, [s.forced for s in row])
+            out.append(Generation(text=text, token_logprobs=pieces, forced=forced))
+        return out
 
-    def _pieces(self, row: Sequence[Tuple[int, float]]) -> List[Tuple[str, float]]:
+    def _pieces(self, row: Sequence[Step]) -> List[Tuple[str, float]]:
         """(text, log-prob) per token, joining to the decoded answer.
 
         A character split over several byte tokens (`η`, emoji) belongs to the
@@ -356,7 +363,7 @@ class HFBackend:
         ids: List[int] = []
         done = ""
         pieces = []
-        for t, lp in row:
+        for t, lp, _ in row:
             if t == self.tokenizer.eos_token_id:
                 break
             ids.append(t)
