@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--naive-every", type=int, default=1, help="time `naive` on every K-th sentence only")
     ap.add_argument("--out", type=Path, help="also append the JSON lines to this file")
-    ap.add_argument("--plot", type=Path, help="write sentences/s against labels, per mode, as a PNG")
+    ap.add_argument("--plot", type=Path, help="write sentences/s against labels, per mode, as a PNG (all of --out's lines)")
     args = ap.parse_args()
     import torch
 
@@ -125,7 +125,9 @@ def main() -> None:
             if args.out:
                 with args.out.open("a") as f:
                     f.write(json.dumps(row) + "\n")
-    if args.plot:
+    if args.plot:  # every line of --out (earlier runs too), else this run's
+        if args.out and args.out.exists():
+            rows = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
         plot(rows, args.plot)
 
 

@@ -104,7 +104,7 @@ def test_allowed_tokens_only_logits_equal_masked_full_logits(tiny_model_dir):
 
 def test_mentions_the_grammar_forces_are_marked_and_dropped(tiny_model_dir):
     """The tiny model answers "Atlantis" (not in the passage): pushed into a passage string instead,
-    that mention is marked forced, and the component does not keep it."""
+    that mention is marked forced, and with `drop_forced` the component does not keep it."""
     import spacy
 
     passage = "Bob Jones flew to Paris with Alice Smith."
@@ -113,7 +113,7 @@ def test_mentions_the_grammar_forces_are_marked_and_dropped(tiny_model_dir):
     assert mentions[0] == "Paris" and "Paris" not in bound.forced
     assert bound.forced and set(bound.forced) <= set(mentions[1:])
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"labels": ["location"], "stages": {}, "backend": {
+    nlp.add_pipe("uniner", config={"labels": ["location"], "stages": {}, "drop_forced": True, "backend": {
         "@misc": "uniner.HF.v1", "model": str(tiny_model_dir), "max_new_tokens": 24, "constrained": True}})
     doc = nlp(passage)
     assert [e.text for e in doc.ents] == ["Paris"]

@@ -59,6 +59,7 @@ def register_extensions() -> None:
         "keep_existing_ents": False,
         "question_mode": "type",
         "on_error": "record",
+        "drop_forced": False,
         "paraphrases": None,
         # measured in benchmarks/ablation.py: the largest single gain over the raw answers
         "stages": {"conflicts": {"@misc": "uniner.Conflicts.v1"}},
@@ -82,6 +83,7 @@ def make_uniner(
     keep_existing_ents: bool,
     question_mode: str,
     on_error: str,
+    drop_forced: bool,
     paraphrases: Optional[Paraphraser],
     stages: Dict[str, Any],  # Stage callables; `Any` because confection validates before it builds
     calibration: Optional[Callable[[float], float]],
@@ -92,7 +94,7 @@ def make_uniner(
         max_passage_tokens=max_passage_tokens, overlap_tokens=overlap_tokens,
         fuzzy_threshold=fuzzy_threshold, threshold=threshold, overlap_policy=overlap_policy,
         write_ents=write_ents, keep_existing_ents=keep_existing_ents,
-        question_mode=question_mode, on_error=on_error, paraphrases=paraphrases,
+        question_mode=question_mode, on_error=on_error, drop_forced=drop_forced, paraphrases=paraphrases,
         stages=stages, calibration=calibration, scorer=scorer,
     )
 
@@ -138,6 +140,7 @@ class UniNER:
         keep_existing_ents: bool = False,
         question_mode: str = "type",
         on_error: str = "record",
+        drop_forced: bool = False,
         paraphrases: Optional[Paraphraser] = None,
         stages: Optional[Dict[str, Stage]] = None,
         calibration: Optional[Callable[[float], float]] = None,
@@ -166,6 +169,8 @@ class UniNER:
         self.keep_existing_ents = keep_existing_ents
         self.question_mode = question_mode
         self.on_error = on_error
+        # off: forced mentions are often the model's near-misses put right (`Baker Obama` → `Barack Obama`)
+        self.drop_forced = drop_forced
         self.paraphrases = paraphrases
         self.stages: Dict[str, Stage] = dict(stages or {})  # run in key order
         self.calibration = calibration
@@ -267,7 +272,8 @@ class UniNER:
         for k, mention in enumerate(parsed.mentions):
             if mention in gen.forced:
                 stats.forced += 1
-                continue
+                if self.drop_forced:
+                    continue
             matches = align_mention(mention, passage.text, local, self.fuzzy_threshold)
             if not matches:
                 stats.unaligned.append((query.label, mention))

@@ -46,6 +46,7 @@ class AnswerGrammar:
     """The answers allowed for one passage."""
 
     def __init__(self, passage: str, max_words: int = 12):
+        self.folded = passage.casefold()
         self.root: dict = {}
         words = [(m.start(), m.end()) for m in _WORD.finditer(passage)]
         seen = set()
@@ -168,6 +169,15 @@ class JsonListConstraint:
 
     def allowed(self, generated: Sequence[Sequence[int]], rows: Sequence[int]) -> List[List[int]]:
         return [ids for ids, _ in self.options(generated, rows)]
+
+    def overrules(self, row: int, free_token: int) -> bool:
+        """Whether the model's own token (inside a mention) heads for text that is not in the passage.
+
+        Not when it only differs in case (`bill Murray`) or closes the mention
+        early (`thriller` for `thrillers`): alignment matches those anyway.
+        """
+        text = self.vocab.bytes[free_token].decode("utf8", "ignore").strip().casefold()
+        return bool(text) and not text.startswith('"') and text not in self.grammars[row].folded
 
     def __call__(self, generated: Sequence[Sequence[int]], rows: Sequence[int], scores):
         import torch

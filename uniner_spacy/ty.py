@@ -34,7 +34,7 @@ class Generation:
     text: str
     error: Optional[str] = None  # set when the backend failed for this query
     token_logprobs: Optional[List[Tuple[str, float]]] = None
-    # mentions a grammar pushed the model into (its own choice led out of the passage): not kept
+    # mentions a grammar pushed the model into (its own choice led out of the passage)
     forced: Tuple[str, ...] = ()
 
 
@@ -68,7 +68,7 @@ class Stats:
     parse_failures: int = 0
     backend_errors: int = 0
     unaligned: List[Tuple[str, str]] = field(default_factory=list)  # (label, mention)
-    forced: int = 0  # mentions dropped because constrained decoding overruled the model inside them
+    forced: int = 0  # mentions where constrained decoding overruled the model (dropped with drop_forced)
     seconds: float = 0.0
 
     def to_dict(self) -> Dict[str, object]:

@@ -41,9 +41,9 @@ def _output_head(model):
 def _free_choices(hidden, weight, inside: Sequence[bool]) -> dict:
     """{row: the model's own choice over the whole vocabulary}, for rows inside a mention.
 
-    Where the grammar overrules that choice, the model was heading for text
-    that is not in the passage: the mention it is then pushed into is one it
-    did not pick (`Step.forced`).
+    Where the grammar overrules that choice and the processor agrees the model
+    was heading for text that is not in the passage, the mention it is pushed
+    into is one it did not pick (`Step.forced`).
     """
     import torch
 
@@ -151,7 +151,7 @@ def greedy_decode(
             for j, (k, r, t, lp) in enumerate(zip(live, rows, tokens.tolist(), logprobs)):
                 tokens_of[r].append(t)
                 logprobs_of[r].append(lp)
-                forced_of[r].append(free is not None and j in free and free[j] != t)
+                forced_of[r].append(free is not None and j in free and free[j] != t and processor.overrules(r, free[j]))
                 if step >= min_new_tokens and (t == eos_id or (stop is not None and stop(tokens_of[r]))):
                     continue
                 still.append(k)
