@@ -281,12 +281,19 @@ class HFBackend:
         ids = mask = None
         if opening:
             ids, mask = self._extend(start, None, None, [opening])
-        if not hasattr(start, "_buffers"):  # a plain DynamicCache: one run
+        plain = not hasattr(start, "_buffers")  # a plain DynamicCache (another transformers): one run
+        if plain:
             chunk = len(rests)
         parts = []
         for b in range(0, len(rests), chunk):
             rows = rests[b : b + chunk]
-            cache = repeat_rows(start, len(rows)) if opening else growing_cache()
+            if not opening:
+                cache = growing_cache()
+            elif plain:
+                cache = start
+                cache.batch_repeat_interleave(len(rows))
+            else:
+                cache = repeat_rows(start, len(rows))
             part_ids, part_mask = self._extend(
                 cache, None if ids is None else ids.repeat(len(rows), 1),
                 None if mask is None else mask.repeat(len(rows), 1), rows)
