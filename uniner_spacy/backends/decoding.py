@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Callable, List, NamedTuple, Optional, Sequence
 
-# (generated tokens of the active rows, their indices in the batch, logits) -> logits
+# (generated tokens of the active rows, their indices in the batch, logits) -> logits; one that also
+# has `options(generated, rows)` -> [(allowed ids, inside a mention)] (JsonListConstraint) gets the
+# allowed-tokens-only output layer and the forced-mention marks
 Processor = Callable[[Sequence[Sequence[int]], Sequence[int], "object"], "object"]
 # (generated tokens of one row) -> finished?
 Stop = Callable[[Sequence[int]], bool]
