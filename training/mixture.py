@@ -198,8 +198,6 @@ def parse_shares(text: str) -> Dict[str, float]:
         if not sep:
             raise ValueError(f"--shares item {item!r} is not NAME=SHARE")
         out[name.strip()] = float(value)
-    if sum(out.values()) > 1:
-        raise ValueError(f"--shares add up to {sum(out.values()):.2f} > 1")
     return out
 
 

@@ -485,7 +485,7 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
         "",
         "## Retrain",
         "",
-        "`make student` rebuilds the shipped adapter from scratch (both training phases, the exact commands).",
+        "`make student` rebuilds the shipped adapter from scratch (every training phase, the exact commands).",
         "",
     ]
     path = folder / "README.md"

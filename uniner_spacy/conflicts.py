@@ -79,10 +79,6 @@ class ConflictResolver:
         self.window = window
         self.embedder = embedder or shared_embedder()
 
-    def label_probs(self, doc: Doc, candidates: List[Candidate], labels: List[str]) -> np.ndarray:
-        """(len(candidates), len(labels)) softmax of mention-in-context vs label similarity."""
-        return self._probs(self._vectors(doc, candidates), self._label_vectors(labels))
-
     def _vectors(self, doc: Doc, candidates: Sequence[Candidate]) -> np.ndarray:
         mentions = [doc.text[c.start : c.end] for c in candidates]
         contexts = [_context(doc, c.start, c.end, self.window) for c in candidates]
@@ -95,6 +91,7 @@ class ConflictResolver:
         return self.embedder.encode([label_text(l, self.descriptions.get(l)) for l in labels])
 
     def _probs(self, v: np.ndarray, lab: np.ndarray) -> np.ndarray:
+        """(mentions, labels) softmax of mention-in-context vs label similarity."""
         logits = (v @ lab.T) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)

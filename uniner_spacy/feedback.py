@@ -81,9 +81,9 @@ def read_corrections(path: Union[str, Path]) -> List[Correction]:
         return _read_docbin(path)
     try:
         return [parse_row(row, f"{path}:{n}") for n, row in jsonl_rows(path)]
-    except ValueError as err:
-        if isinstance(err, FeedbackError):
-            raise
+    except FeedbackError:
+        raise
+    except ValueError as err:  # a line that is not JSON
         raise FeedbackError(str(err)) from None
 
 

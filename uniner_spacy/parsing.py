@@ -92,13 +92,18 @@ def parse_answer(raw: str) -> ParsedAnswer:
     return ParsedAnswer(mentions=mentions, ok=True, repaired=repaired)
 
 
-def forced_mentions(raw: str, pieces: List[Tuple[str, float]], forced: Sequence[bool]) -> Tuple[str, ...]:
-    """The list items of `raw` that contain a token marked forced (pieces laid end to end give `raw`)."""
-    spans, pos = [], 0
-    for (piece, _), flag in zip(pieces, forced):
-        if flag:
-            spans.append((pos, pos + len(piece)))
+def _token_bounds(pieces: List[Tuple[str, float]]) -> List[Tuple[int, int]]:
+    """Character range of each token in the raw answer (token texts laid end to end)."""
+    bounds, pos = [], 0
+    for piece, _ in pieces:
+        bounds.append((pos, pos + len(piece)))
         pos += len(piece)
+    return bounds
+
+
+def forced_mentions(raw: str, pieces: List[Tuple[str, float]], forced: Sequence[bool]) -> Tuple[str, ...]:
+    """The list items of `raw` that contain a token marked forced."""
+    spans = [b for b, flag in zip(_token_bounds(pieces), forced) if flag]
     if not spans:
         return ()
     literals, _, _ = scan_list(raw)
@@ -117,11 +122,7 @@ def mention_scores(
         return None
     import math
 
-    bounds = []
-    pos = 0
-    for piece, lp in token_logprobs:
-        bounds.append((pos, pos + len(piece), lp))
-        pos += len(piece)
+    bounds = [(s, e, lp) for (s, e), (_, lp) in zip(_token_bounds(token_logprobs), token_logprobs)]
     literals, _, _ = scan_list(raw)
     first = {}
     for lit in literals:

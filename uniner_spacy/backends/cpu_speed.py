@@ -77,13 +77,19 @@ def use_grouped_attention(model) -> bool:
     return True
 
 
-def growing_cache(spare: int = 64):
-    """A `DynamicCache` that appends in place (falls back to a plain one if its layout changes)."""
+@functools.lru_cache(maxsize=None)
+def in_place_caches() -> bool:
+    """Whether this transformers' `DynamicCache` has the per-layer lists our caches build on."""
     from transformers import DynamicCache
 
-    if not hasattr(DynamicCache(), "key_cache"):
-        return DynamicCache()
-    return _growing_cache_class()(spare)
+    return hasattr(DynamicCache(), "key_cache")
+
+
+def growing_cache(spare: int = 64):
+    """A `DynamicCache` that appends in place (a plain one where its layout differs)."""
+    from transformers import DynamicCache
+
+    return _growing_cache_class()(spare) if in_place_caches() else DynamicCache()
 
 
 @functools.lru_cache(maxsize=None)  # one class per process: lazy, since torch is imported lazily
@@ -154,23 +160,17 @@ def repeat_rows(cache, n: int):
 
 def stack_left_padded(caches: Sequence):
     """One cache of the rows of `caches`, shorter ones padded at the front (masked: positions come from the mask)."""
+    import torch
     import torch.nn.functional as F
 
-    width = max(c.get_seq_length() for c in caches)
+    lengths = [c.get_seq_length() for c in caches]
+    pad = [max(lengths) - n for n in lengths]
     out = growing_cache()
     for layer in range(len(caches[0].key_cache)):
-        pad = [width - c.get_seq_length() for c in caches]
         keys = [F.pad(c.key_cache[layer], (0, 0, p, 0)) for c, p in zip(caches, pad)]
         values = [F.pad(c.value_cache[layer], (0, 0, p, 0)) for c, p in zip(caches, pad)]
-        out.update(cat_rows(keys), cat_rows(values), layer)
+        out.update(torch.cat(keys), torch.cat(values), layer)
     return out
-
-
-def cat_rows(tensors):
-    """Tensors stacked along the batch."""
-    import torch
-
-    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=0)
 
 
 def shared_prefix_cache(prefix, owners: Sequence[int], spare: int = 64):

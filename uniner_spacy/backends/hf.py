@@ -15,12 +15,13 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from ..constrained import GRAMMAR_VERSION
 from ..models import fix_tokenizer, resolve_model
 from ..parsing import forced_mentions, scan_list
 from ..ty import Generation, Query
 from .base import Prompter, common_head, describe
-from ..constrained import GRAMMAR_VERSION
-from .cpu_speed import growing_cache, repeat_rows, shared_prefix_cache, stack_left_padded, cat_rows, use_grouped_attention
+from .cpu_speed import (growing_cache, in_place_caches, repeat_rows, shared_prefix_cache, stack_left_padded,
+                        use_grouped_attention)
 from .decoding import Step, greedy_decode
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,8 @@ class HFBackend:
             # cost F1 on this model (README, Speed), so it is an option, not the CPU default
             model.model = quantize_dynamic(model.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
         if self.attention == "grouped" or (self.attention == "auto" and device == "cpu"):
-            self._grouped = use_grouped_attention(model)
+            # the shared-prefix cache goes with the grouped attention: one switch for the CPU route
+            self._grouped = in_place_caches() and use_grouped_attention(model)
         if self.batch_size is None:
             # a batch's cost is mostly its slowest answer's steps, so on the CPU more rows per batch
             # pay off; elsewhere each row carries its whole prompt's key/value cache
@@ -275,13 +277,14 @@ class HFBackend:
         lengths: each run is padded only to its own longest, then the runs are
         stacked (padded at the front, which the mask hides).
         """
+        import torch
         import torch.nn.functional as F
 
         start = growing_cache()
         ids = mask = None
         if opening:
             ids, mask = self._extend(start, None, None, [opening])
-        plain = not hasattr(start, "_buffers")  # a plain DynamicCache (another transformers): one run
+        plain = not in_place_caches()  # a plain DynamicCache (another transformers): one run
         if plain:
             chunk = len(rests)
         parts = []
@@ -302,8 +305,8 @@ class HFBackend:
             return parts[0]
         width = max(p[1].shape[1] for p in parts)
         pad = self.tokenizer.pad_token_id
-        ids = cat_rows([F.pad(p[1], (width - p[1].shape[1], 0), value=pad) for p in parts])
-        mask = cat_rows([F.pad(p[2], (width - p[2].shape[1], 0), value=0) for p in parts])
+        ids = torch.cat([F.pad(p[1], (width - p[1].shape[1], 0), value=pad) for p in parts])
+        mask = torch.cat([F.pad(p[2], (width - p[2].shape[1], 0), value=0) for p in parts])
         return stack_left_padded([p[0] for p in parts]), ids, mask
 
     def _append(self, ids, mask, rows: List[List[int]]):
