@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default="", help="answer cache (uniner.Cached.v1) for the default pipeline, e.g. the ablation's")
     ap.add_argument("--backend", default="", help='JSON settings over the default backend, e.g. \'{"constrained": false}\'')
+    ap.add_argument("--llamacpp", action="store_true", help="ask the student through llama.cpp (xllamacpp, GGUF + adapter)")
     args = ap.parse_args()
     import torch
 
@@ -44,8 +45,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    if (args.cache or args.backend) and not args.config:
+    server = None
+    if (args.cache or args.backend or args.llamacpp) and not args.config:
         overrides = json.loads(args.backend) if args.backend else {}
+        if args.llamacpp:
+            from throughput import llama_cpp
+
+            server, served = llama_cpp(args.threads)
+            overrides = {**served, **overrides}
         args.config = default_config(args.cache, overrides, Path(tempfile.mkdtemp()) / "default.cfg")
     summary = {}
     for suite in args.suites.split(","):

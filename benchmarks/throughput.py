@@ -4,8 +4,8 @@ Prints one JSON line per (mode, labels): `naive` sends one query per
 `generate` call (how spacy-llm and the UniNER demo run a HF model),
 `batched` sends all (chunk, type) queries of an `nlp.pipe` batch together,
 `prefix` also encodes each passage once for all its questions (prefix sharing),
-`llamacpp` asks llama.cpp (xllamacpp) serving the GGUF through the OpenAI
-backend (a cost comparison only: see `llama_cpp`).
+`llamacpp` asks llama.cpp (xllamacpp) serving the GGUF with the student
+adapter through the OpenAI backend (see `llama_cpp`).
 
     python benchmarks/throughput.py --sentences 200 --labels 4 --modes naive,batched,prefix
 
@@ -73,21 +73,24 @@ def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int) -
     }
 
 
-def llama_cpp(threads: int, slots: int = 4, answer_tokens: int = 8):
-    """llama.cpp (xllamacpp, in-process) serving the shipped GGUF, asked through `uniner.OpenAI.v1`.
+def llama_cpp(threads: int, slots: int = 4):
+    """llama.cpp (xllamacpp, in-process) serving the shipped GGUF with the student adapter,
+    asked through `uniner.OpenAI.v1`.
 
-    It serves the base SmolLM2 GGUF (Q4_1) without our adapter: the same
-    cost per token as the student, but not its answers, so every answer is
-    cut at `answer_tokens` (the student's answers average about 7 tokens) and
-    its entities mean nothing. llama.cpp reuses a slot's cached prompt
-    prefix, so a passage's later questions cost only their own tokens.
+    The base stays Q4_1 and the adapter (`models.adapter_gguf`) is applied at
+    run time, unconstrained (llama.cpp's grammars cannot say "a passage
+    substring"). llama.cpp reuses a slot's cached prompt prefix, so a
+    passage's later questions cost only their own tokens.
     """
     import xllamacpp
 
-    from uniner_spacy.models import embedded_gguf
+    from uniner_spacy.models import adapter_gguf, embedded_gguf
 
     params = xllamacpp.CommonParams()
     params.model.path = str(embedded_gguf())
+    lora = xllamacpp.CommonAdapterLoraInfo()
+    lora.path, lora.scale = str(adapter_gguf()), 1.0
+    params.lora_adapters = [lora]
     params.n_ctx = 1024 * slots
     params.n_parallel = slots
     params.cpuparams.n_threads = threads
@@ -95,7 +98,7 @@ def llama_cpp(threads: int, slots: int = 4, answer_tokens: int = 8):
     server = xllamacpp.Server(params)
     url = server.listening_address.rstrip("/") + "/v1"
     backend = {"@misc": "uniner.OpenAI.v1", "model": "smollm2", "base_url": url, "eos": "<|im_end|>",
-               "max_new_tokens": answer_tokens, "concurrency": slots, "timeout": 600}
+               "concurrency": slots, "timeout": 600}
     return server, backend
 
 

@@ -19,9 +19,17 @@ def test_grammar_accepts_only_passage_mentions():
     assert g.run(b"[]").mode == DONE
     assert g.run(b' ["Atlantis"') is None  # not in the passage
     assert g.run(b' ["rack"') is None  # not on a word boundary
-    assert g.run(b' ["Paris", "Paris"') is None  # no repeats
     assert g.run(b' [","') is None  # punctuation is no mention
     assert g.run(b'Sure! ["Paris"]') is None
+
+
+def test_a_repeat_closes_but_too_many_end_the_list():
+    g = AnswerGrammar("Boyzone 's Stephen Gately and Boyzone.", max_repeats=2)
+    # a model that wants `Boyzone` again may say so, rather than be pushed into `Boyzone 's`
+    assert g.run(b' ["Boyzone", "Stephen Gately", "Boyzone"]').mode == DONE
+    assert g.run(b' ["Boyzone", "Boyzone", "Boyzone", "Stephen Gately"]') is None  # a loop is cut
+    assert g.run(b' ["Boyzone", "Boyzone", "Boyzone"]').mode == DONE
+    assert parse_answer(' ["Boyzone", "Stephen Gately", "Boyzone"]').mentions == ["Boyzone", "Stephen Gately"]
 
 
 def test_clitics_stay_with_their_apostrophe_as_in_spacy():
@@ -46,6 +54,10 @@ def test_pieces_keep_characters_split_over_byte_tokens():
     assert len(pieces) == len(ids)
     assert "".join(p for p, _ in pieces) == answer
     assert all("\ufffd" not in p for p, _ in pieces)
+    # tokenised passages keep their spaces before punctuation, and so must the answers
+    answer = ' ["Tanita Tikaram , Blancmange", "Boyzone \'s", "St . Louis"]'
+    ids = tok(answer, add_special_tokens=False).input_ids
+    assert "".join(p for p, _ in backend._pieces([Step(t, -0.1) for t in ids])) == answer
 
 
 def test_allowed_tokens_spell_valid_continuations(vocab):

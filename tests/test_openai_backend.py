@@ -11,6 +11,7 @@ from conftest import TINY_FACTS
 from uniner_spacy.backends.hf import HFBackend
 from uniner_spacy.backends.openai import OpenAIBackend
 from uniner_spacy.server import ModelServer
+from uniner_spacy.parsing import parse_answer
 from uniner_spacy.ty import Query
 
 QUERIES = [Query(p, t, t) for (p, t) in TINY_FACTS]
@@ -139,3 +140,30 @@ def test_llama_cpp_server_with_real_gguf():
     gens = backend([Query("Alice Smith works for Acme Corp in Berlin.", "person", "person")])
     assert gens[0].error is None and gens[0].text.strip()
     assert gens[0].token_logprobs and "".join(t for t, _ in gens[0].token_logprobs) == gens[0].text
+
+
+def test_llama_cpp_applies_the_student_adapter():
+    """The shipped adapter, written as a llama.cpp LoRA GGUF, turns the base's prose into UniNER lists."""
+    xllamacpp = pytest.importorskip("xllamacpp")
+    from uniner_spacy.models import adapter_gguf, embedded_gguf
+
+    path = adapter_gguf()
+    assert adapter_gguf() == path  # written once
+    answers = {}
+    for adapters in ([], [path]):
+        params = xllamacpp.CommonParams()
+        params.model.path = str(embedded_gguf())
+        params.n_ctx = 1024
+        params.cpuparams.n_threads = 2
+        for p in adapters:
+            lora = xllamacpp.CommonAdapterLoraInfo()
+            lora.path, lora.scale = str(p), 1.0
+            params.lora_adapters = [lora]
+        server = xllamacpp.Server(params)
+        url = server.listening_address.rstrip("/") + "/v1"
+        backend = OpenAIBackend("smollm2", base_url=url, eos="<|im_end|>", max_new_tokens=24, timeout=60)
+        passage = "Barack Obama met Angela Merkel in Berlin on Tuesday."
+        answers[bool(adapters)] = backend([Query(passage, "person", "person")])[0].text
+        del server
+    assert parse_answer(answers[True]).mentions == ["Barack Obama", "Angela Merkel"]
+    assert answers[False] != answers[True]

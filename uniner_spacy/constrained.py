@@ -2,16 +2,19 @@
 
 A byte-level automaton accepts ` [`, then `"mention"` items separated by
 `, `, then `]`; a mention must be a span of the passage that starts and ends
-on word boundaries and has not been given before. At each step the allowed
-tokens are found by walking the tokenizer's vocabulary trie and the
-passage's candidate trie together, so the model can never hallucinate a
-mention, break the JSON, or loop on a repeated item, and it stops as soon as
-the list closes.
+on word boundaries. At each step the allowed tokens are found by walking the
+tokenizer's vocabulary trie and the passage's candidate trie together, so the
+model can never hallucinate a mention or break the JSON, and it stops as soon
+as the list closes.
+
+A mention may be given again (parsing drops the copy): forbidding it pushed a
+model that wanted to repeat `Boyzone` into a longer, wrong `Boyzone 's`.
+Loops are cut instead: after `max_repeats` repeats the list must close.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 END = -1  # trie key holding the values that end at a node
@@ -20,7 +23,7 @@ START, OPEN, IN, AFTER, COMMA, DONE = range(6)
 # a clitic after an apostrophe stays with it (`'s`, `'Brien`), as spaCy's tokenizer keeps it:
 # `s` alone is never a mention, `Beatles` and `O'Brien` are
 _WORD = re.compile(r"'\w+|\w+|[^\w\s]")
-GRAMMAR_VERSION = 3  # part of cache keys: answers change when the grammar does (3: forced mentions marked)
+GRAMMAR_VERSION = 4  # part of cache keys: answers change when the grammar does (4: repeats allowed)
 
 
 def _insert(root: dict, key: bytes, value) -> None:
@@ -37,15 +40,17 @@ class State:
     content: bytes = b""
     emitted: FrozenSet[bytes] = frozenset()
     spaces: int = 0
+    repeats: int = 0  # mentions given again
 
     def __hash__(self):  # dict nodes are not hashable; states are compared by content
-        return hash((self.mode, self.content, self.emitted, self.spaces))
+        return hash((self.mode, self.content, self.emitted, self.spaces, self.repeats))
 
 
 class AnswerGrammar:
     """The answers allowed for one passage."""
 
-    def __init__(self, passage: str, max_words: int = 12):
+    def __init__(self, passage: str, max_words: int = 12, max_repeats: int = 4):
+        self.max_repeats = max_repeats
         self.folded = passage.casefold()
         self.root: dict = {}
         words = [(m.start(), m.end()) for m in _WORD.finditer(passage)]
@@ -67,23 +72,25 @@ class AnswerGrammar:
             return State(OPEN) if b == 0x5B else None  # [
         if s.mode == OPEN:
             if b == 0x5D:  # ]
-                return State(DONE, emitted=s.emitted)
-            return State(IN, self.root, b"", s.emitted) if b == 0x22 else None
+                return replace(s, mode=DONE)
+            return State(IN, self.root) if b == 0x22 else None
         if s.mode == IN:
-            if b == 0x22:  # closing quote: a whole candidate, not given before
-                if s.node is not None and END in s.node and s.content and s.content not in s.emitted:
-                    return State(AFTER, emitted=s.emitted | {s.content})
-                return None
+            if b == 0x22:  # closing quote: a whole candidate
+                if s.node is None or END not in s.node or not s.content:
+                    return None
+                if s.content in s.emitted:
+                    return State(AFTER, emitted=s.emitted, repeats=s.repeats + 1)
+                return State(AFTER, emitted=s.emitted | {s.content}, repeats=s.repeats)
             child = s.node.get(b) if s.node is not None else None
-            return State(IN, child, s.content + bytes([b]), s.emitted) if child is not None else None
+            return replace(s, node=child, content=s.content + bytes([b])) if child is not None else None
         if s.mode == AFTER:
-            if b == 0x2C:  # ,
-                return State(COMMA, emitted=s.emitted)
-            return State(DONE, emitted=s.emitted) if b == 0x5D else None
+            if b == 0x2C and s.repeats < self.max_repeats:  # ,
+                return replace(s, mode=COMMA)
+            return replace(s, mode=DONE) if b == 0x5D else None
         if s.mode == COMMA:
             if b == 0x20 and s.spaces == 0:
-                return State(COMMA, emitted=s.emitted, spaces=1)
-            return State(IN, self.root, b"", s.emitted) if b == 0x22 else None
+                return replace(s, spaces=1)
+            return State(IN, self.root, b"", s.emitted, repeats=s.repeats) if b == 0x22 else None
         return None  # DONE accepts nothing but the end of sequence
 
     def run(self, data: bytes) -> Optional[State]:

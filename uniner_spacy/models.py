@@ -118,6 +118,61 @@ def embedded_model_path(adapter: Optional[Path] = ADAPTER_DIR) -> Path:
     return base
 
 
+def adapter_gguf(adapter: Path = ADAPTER_DIR, base: Optional[Path] = None, architecture: str = "llama") -> Path:
+    """The LoRA adapter as a llama.cpp adapter GGUF (written once, cached), for the llama.cpp route.
+
+    llama.cpp stores LLaMA's query and key rows interleaved per head (its
+    converter permutes them), so `lora_B` of those projections is permuted the
+    same way; `lora_A` acts on the input side and keeps its layout.
+    """
+    import json
+
+    adapter = Path(adapter)
+    target = cache_dir() / "gguf" / f"adapter-{file_digest(adapter)}.gguf"
+    if target.exists():
+        return target
+    import gguf
+    from safetensors.torch import load_file
+
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    shape = json.loads(((base or convert_gguf(embedded_gguf())) / "config.json").read_text())
+    heads = shape["num_attention_heads"]
+    kv_heads = shape.get("num_key_value_heads") or heads
+    arch = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == architecture)
+    names = gguf.get_tensor_name_map(arch, shape["num_hidden_layers"])
+
+    def permute(w, n_head):
+        return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+    tensors = load_file(str(adapter / "adapter_model.safetensors"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    writer = gguf.GGUFWriter(str(tmp), architecture)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(config["lora_alpha"]))
+    for key in sorted(k for k in tensors if k.endswith(".lora_A.weight")):
+        stem = key[: -len(".lora_A.weight")]
+        hf_name = stem.replace("base_model.model.", "", 1)
+        name = names.get_name(hf_name + ".weight", try_suffixes=(".weight",))
+        if name is None:
+            raise ValueError(f"No llama.cpp tensor for {hf_name}")
+        a = tensors[key].float().numpy()
+        b = tensors[stem + ".lora_B.weight"].float().numpy()
+        if architecture == "llama" and hf_name.endswith("q_proj"):
+            b = permute(b, heads)
+        elif architecture == "llama" and hf_name.endswith("k_proj"):
+            b = permute(b, kv_heads)
+        writer.add_tensor(f"{name}.lora_a", a)
+        writer.add_tensor(f"{name}.lora_b", b)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(tmp, target)
+    return target
+
+
 def resolve_model(name: str) -> Tuple[str, Optional[str]]:
     """Map a config `model` value to (path or hub name, eos override)."""
     if name in ("embedded", ""):

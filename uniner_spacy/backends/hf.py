@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 # auto: `grouped` on the CPU (cpu_speed.py), the model's own kernel elsewhere
 ATTENTIONS = ("auto", "grouped", "model")
+# part of cache keys: the answer text changes with how tokens are decoded (2: spaces before punctuation kept)
+ANSWER_TEXT_VERSION = 2
 
 
 class HFBackend:
@@ -166,7 +168,7 @@ class HFBackend:
         return ident + "|" + describe(
             {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype_name,
              "stop": self.stop_at_list_end, "system": self.prompter.system,
-             "constrained": GRAMMAR_VERSION if self.constrained else False,
+             "constrained": GRAMMAR_VERSION if self.constrained else False, "answer_text": ANSWER_TEXT_VERSION,
              "dataset": self.prompter.dataset}
         )
 
@@ -369,6 +371,8 @@ class HFBackend:
 
         A character split over several byte tokens (`η`, emoji) belongs to the
         token that completes it; decoding tokens one by one would leave `�`.
+        Spaces before punctuation stay: tokenised passages say `Boyzone 's` and
+        `Tikaram , Blancmange`, which the tokenizer's clean-up would rewrite.
         """
         ids: List[int] = []
         done = ""
@@ -377,7 +381,7 @@ class HFBackend:
             if t == self.tokenizer.eos_token_id:
                 break
             ids.append(t)
-            text = self.tokenizer.decode(ids)
+            text = self.tokenizer.decode(ids, clean_up_tokenization_spaces=False)
             if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its last byte
                 pieces.append(("", lp))
                 continue
@@ -397,5 +401,6 @@ class ListClosed:
     def __call__(self, tokens: Sequence[int]) -> bool:
         if "]" not in self.tokenizer.decode(tokens[-1:]):
             return False
-        _, found, closed = scan_list(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        _, found, closed = scan_list(self.tokenizer.decode(tokens, skip_special_tokens=True,
+                                                           clean_up_tokenization_spaces=False))
         return found and closed
