@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default="", help="answer cache (uniner.Cached.v1) for the default pipeline, e.g. the ablation's")
     ap.add_argument("--backend", default="", help='JSON settings over the default backend, e.g. \'{"constrained": false}\'')
+    ap.add_argument("--component", default="", help='JSON settings over the component\'s, e.g. \'{"drop_forced": true}\'')
     ap.add_argument("--llamacpp", action="store_true", help="ask the student through llama.cpp (xllamacpp, GGUF + adapter)")
     args = ap.parse_args()
     import torch
@@ -46,14 +48,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     server = None
-    if (args.cache or args.backend or args.llamacpp) and not args.config:
+    if (args.cache or args.backend or args.component or args.llamacpp) and not args.config:
         overrides = json.loads(args.backend) if args.backend else {}
         if args.llamacpp:
             from throughput import llama_cpp
 
             server, served = llama_cpp(args.threads)
             overrides = {**served, **overrides}
-        args.config = default_config(args.cache, overrides, Path(tempfile.mkdtemp()) / "default.cfg")
+        settings = json.loads(args.component) if args.component else {}
+        args.config = default_config(args.cache, overrides, Path(tempfile.mkdtemp()) / "default.cfg", settings)
     summary = {}
     for suite in args.suites.split(","):
         paths = [args.data / p for p in SUITES[suite]]
@@ -79,8 +82,9 @@ def main() -> None:
     print(json.dumps({"limit": args.limit, "mean_f1": summary}))
 
 
-def default_config(cache: str, overrides: dict, path: Path) -> Path:
-    """The default pipeline, its backend changed by `overrides` and, with `cache`, wrapped in the answer cache."""
+def default_config(cache: str, overrides: dict, path: Path, settings: Optional[dict] = None) -> Path:
+    """The default pipeline, its backend changed by `overrides` and, with `cache`, wrapped in the
+    answer cache; `settings` change the component's own."""
     import spacy
 
     from uniner_spacy.component import DEFAULT_BACKEND
@@ -89,7 +93,7 @@ def default_config(cache: str, overrides: dict, path: Path) -> Path:
     if cache:
         backend = {"@misc": "uniner.Cached.v1", "backend": backend, "path": cache}
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"labels": ["entity"], "backend": backend})
+    nlp.add_pipe("uniner", config={"labels": ["entity"], "backend": backend, **(settings or {})})
     nlp.config.to_disk(path)
     return path
 

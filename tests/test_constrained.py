@@ -137,6 +137,18 @@ def test_mentions_the_grammar_forces_are_marked_and_dropped(tiny_model_dir):
     assert [g.forced for g in together] == [g.forced for g in alone]
 
 
+def test_overruled_means_the_mention_so_far_plus_the_token_is_no_passage_text(vocab):
+    from uniner_spacy.constrained import JsonListConstraint
+
+    tok = embedded_tokenizer()
+    processor = JsonListConstraint(vocab, [AnswerGrammar("The band plays heavy metal in Berlin.")])
+    processor.options([tok(' ["heavy metal', add_special_tokens=False).input_ids], [0])
+    token = {w: tok(w, add_special_tokens=False).input_ids[0] for w in (" band", " in", " METAL", '"')}
+    assert processor.overrules(0, token[" band"])  # `band` is in the passage, but not after `heavy metal`
+    assert not processor.overrules(0, token[" in"])
+    assert not processor.overrules(0, token['"'])  # closing early is no hallucination
+
+
 def test_forced_mentions_are_the_items_holding_a_forced_token():
     from uniner_spacy.parsing import forced_mentions
 

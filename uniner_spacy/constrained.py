@@ -23,7 +23,7 @@ START, OPEN, IN, AFTER, COMMA, DONE = range(6)
 # a clitic after an apostrophe stays with it (`'s`, `'Brien`), as spaCy's tokenizer keeps it:
 # `s` alone is never a mention, `Beatles` and `O'Brien` are
 _WORD = re.compile(r"'\w+|\w+|[^\w\s]")
-GRAMMAR_VERSION = 4  # part of cache keys: answers change when the grammar does (4: repeats allowed)
+GRAMMAR_VERSION = 5  # part of cache keys: answers change when the grammar does (4: repeats allowed, 5: forced marks)
 
 
 def _insert(root: dict, key: bytes, value) -> None:
@@ -163,6 +163,7 @@ class JsonListConstraint:
     def __init__(self, vocab: Vocabulary, grammars: Sequence[AnswerGrammar]):
         self.vocab = vocab
         self.grammars = grammars
+        self.mention: Dict[int, bytes] = {}  # row -> the open mention's text so far, as of `options`
 
     def options(self, generated: Sequence[Sequence[int]], rows: Sequence[int]) -> List[Tuple[List[int], bool]]:
         """Per row: the token ids its grammar allows next (end of sequence when nothing else fits),
@@ -171,20 +172,26 @@ class JsonListConstraint:
         for r, tokens in zip(rows, generated):
             state = self.grammars[r].run(b"".join(self.vocab.bytes[t] for t in tokens))
             ids = (self.vocab.allowed(self.grammars[r], state) if state else []) or [self.vocab.eos_id]
-            out.append((ids, state is not None and state.mode == IN))
+            inside = state is not None and state.mode == IN
+            self.mention[r] = state.content if inside else b""
+            out.append((ids, inside))
         return out
 
     def allowed(self, generated: Sequence[Sequence[int]], rows: Sequence[int]) -> List[List[int]]:
         return [ids for ids, _ in self.options(generated, rows)]
 
     def overrules(self, row: int, free_token: int) -> bool:
-        """Whether the model's own token (inside a mention) heads for text that is not in the passage.
+        """Whether the model's own token (inside a mention) heads for text that is not in the passage:
+        the mention so far plus that token, case aside, is no passage text.
 
         Not when it only differs in case (`bill Murray`) or closes the mention
         early (`thriller` for `thrillers`): alignment matches those anyway.
         """
-        text = self.vocab.bytes[free_token].decode("utf8", "ignore").strip().casefold()
-        return bool(text) and not text.startswith('"') and text not in self.grammars[row].folded
+        piece = self.vocab.bytes[free_token].decode("utf8", "ignore")
+        if not piece.strip() or piece.lstrip().startswith('"'):
+            return False
+        text = (self.mention.get(row, b"").decode("utf8", "ignore") + piece).strip().casefold()
+        return text not in self.grammars[row].folded
 
     def __call__(self, generated: Sequence[Sequence[int]], rows: Sequence[int], scores):
         import torch
