@@ -8,8 +8,10 @@ model can never hallucinate a mention or break the JSON, and it stops as soon
 as the list closes.
 
 A mention may be given again (parsing drops the copy): forbidding it pushed a
-model that wanted to repeat `Boyzone` into a longer, wrong `Boyzone 's`.
-Loops are cut instead: after `max_repeats` repeats the list must close.
+model that wanted to repeat `Boyzone` into a longer, wrong `Boyzone 's`. After
+`max_repeats` repeats, repeats are forbidden again: a model looping on one name
+of a list is pushed on to the others, and as every new mention differs from
+the ones before, the list ends.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ START, OPEN, IN, AFTER, COMMA, DONE = range(6)
 # a clitic after an apostrophe stays with it (`'s`, `'Brien`), as spaCy's tokenizer keeps it:
 # `s` alone is never a mention, `Beatles` and `O'Brien` are
 _WORD = re.compile(r"'\w+|\w+|[^\w\s]")
-GRAMMAR_VERSION = 5  # part of cache keys: answers change when the grammar does (4: repeats allowed, 5: forced marks)
+GRAMMAR_VERSION = 6  # part of cache keys: answers change when the grammar does (6: a few repeats allowed)
 
 
 def _insert(root: dict, key: bytes, value) -> None:
@@ -49,7 +51,7 @@ class State:
 class AnswerGrammar:
     """The answers allowed for one passage."""
 
-    def __init__(self, passage: str, max_words: int = 12, max_repeats: int = 4):
+    def __init__(self, passage: str, max_words: int = 12, max_repeats: int = 3):
         self.max_repeats = max_repeats
         self.folded = passage.casefold()
         self.root: dict = {}
@@ -79,12 +81,14 @@ class AnswerGrammar:
                 if s.node is None or END not in s.node or not s.content:
                     return None
                 if s.content in s.emitted:
+                    if s.repeats >= self.max_repeats:
+                        return None
                     return State(AFTER, emitted=s.emitted, repeats=s.repeats + 1)
                 return State(AFTER, emitted=s.emitted | {s.content}, repeats=s.repeats)
             child = s.node.get(b) if s.node is not None else None
             return replace(s, node=child, content=s.content + bytes([b])) if child is not None else None
         if s.mode == AFTER:
-            if b == 0x2C and s.repeats < self.max_repeats:  # ,
+            if b == 0x2C:  # ,
                 return replace(s, mode=COMMA)
             return replace(s, mode=DONE) if b == 0x5D else None
         if s.mode == COMMA:
