@@ -161,9 +161,11 @@ def test_llama_cpp_applies_the_student_adapter():
             params.lora_adapters = [lora]
         server = xllamacpp.Server(params)
         url = server.listening_address.rstrip("/") + "/v1"
-        backend = OpenAIBackend("smollm2", base_url=url, eos="<|im_end|>", max_new_tokens=24, timeout=60)
+        backend = OpenAIBackend("smollm2", base_url=url, eos="<|im_end|>", max_new_tokens=24, timeout=120)
         passage = "Barack Obama met Angela Merkel in Berlin on Tuesday."
-        answers[bool(adapters)] = backend([Query(passage, "person", "person")])[0].text
+        answer = backend([Query(passage, "person", "person")])[0]
+        assert answer.error is None
+        answers[bool(adapters)] = answer.text
         del server
     assert parse_answer(answers[True]).mentions == ["Barack Obama", "Angela Merkel"]
     assert answers[False] != answers[True]

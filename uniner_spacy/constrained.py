@@ -16,7 +16,7 @@ the ones before, the list ends.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 END = -1  # trie key holding the values that end at a node
@@ -74,7 +74,7 @@ class AnswerGrammar:
             return State(OPEN) if b == 0x5B else None  # [
         if s.mode == OPEN:
             if b == 0x5D:  # ]
-                return replace(s, mode=DONE)
+                return State(DONE)
             return State(IN, self.root) if b == 0x22 else None
         if s.mode == IN:
             if b == 0x22:  # closing quote: a whole candidate
@@ -86,14 +86,15 @@ class AnswerGrammar:
                     return State(AFTER, emitted=s.emitted, repeats=s.repeats + 1)
                 return State(AFTER, emitted=s.emitted | {s.content}, repeats=s.repeats)
             child = s.node.get(b) if s.node is not None else None
-            return replace(s, node=child, content=s.content + bytes([b])) if child is not None else None
+            # the hot path of the vocabulary walk: a plain constructor, not dataclasses.replace
+            return State(IN, child, s.content + bytes([b]), s.emitted, 0, s.repeats) if child is not None else None
         if s.mode == AFTER:
             if b == 0x2C:  # ,
-                return replace(s, mode=COMMA)
-            return replace(s, mode=DONE) if b == 0x5D else None
+                return State(COMMA, emitted=s.emitted, repeats=s.repeats)
+            return State(DONE, emitted=s.emitted, repeats=s.repeats) if b == 0x5D else None
         if s.mode == COMMA:
             if b == 0x20 and s.spaces == 0:
-                return replace(s, spaces=1)
+                return State(COMMA, emitted=s.emitted, spaces=1, repeats=s.repeats)
             return State(IN, self.root, b"", s.emitted, repeats=s.repeats) if b == 0x22 else None
         return None  # DONE accepts nothing but the end of sequence
 
