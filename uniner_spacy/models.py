@@ -147,28 +147,32 @@ def adapter_gguf(adapter: Path = ADAPTER_DIR, base: Optional[Path] = None, archi
     tensors = load_file(str(adapter / "adapter_model.safetensors"))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    writer = gguf.GGUFWriter(str(tmp), architecture)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(config["lora_alpha"]))
-    for key in sorted(k for k in tensors if k.endswith(".lora_A.weight")):
-        stem = key[: -len(".lora_A.weight")]
-        hf_name = stem.replace("base_model.model.", "", 1)
-        name = names.get_name(hf_name + ".weight", try_suffixes=(".weight",))
-        if name is None:
-            raise ValueError(f"No llama.cpp tensor for {hf_name}")
-        a = tensors[key].float().numpy()
-        b = tensors[stem + ".lora_B.weight"].float().numpy()
-        if architecture == "llama" and hf_name.endswith("q_proj"):
-            b = permute(b, heads)
-        elif architecture == "llama" and hf_name.endswith("k_proj"):
-            b = permute(b, kv_heads)
-        writer.add_tensor(f"{name}.lora_a", a)
-        writer.add_tensor(f"{name}.lora_b", b)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    try:
+        writer = gguf.GGUFWriter(str(tmp), architecture)
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(config["lora_alpha"]))
+        for key in sorted(k for k in tensors if k.endswith(".lora_A.weight")):
+            stem = key[: -len(".lora_A.weight")]
+            hf_name = stem.replace("base_model.model.", "", 1)
+            name = names.get_name(hf_name + ".weight", try_suffixes=(".weight",))
+            if name is None:
+                raise ValueError(f"No llama.cpp tensor for {hf_name}")
+            a = tensors[key].float().numpy()
+            b = tensors[stem + ".lora_B.weight"].float().numpy()
+            if architecture == "llama" and hf_name.endswith("q_proj"):
+                b = permute(b, heads)
+            elif architecture == "llama" and hf_name.endswith("k_proj"):
+                b = permute(b, kv_heads)
+            writer.add_tensor(f"{name}.lora_a", a)
+            writer.add_tensor(f"{name}.lora_b", b)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a killed run leaves no half file behind
+        raise
     os.replace(tmp, target)
     return target
 
