@@ -47,7 +47,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    server = None
+    server = None  # held until the end: the llama.cpp server stops when it is dropped
     if (args.cache or args.backend or args.component or args.llamacpp) and not args.config:
         overrides = json.loads(args.backend) if args.backend else {}
         if args.llamacpp:

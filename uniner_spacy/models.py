@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
 import tempfile
@@ -125,8 +126,6 @@ def adapter_gguf(adapter: Path = ADAPTER_DIR, base: Optional[Path] = None, archi
     converter permutes them), so `lora_B` of those projections is permuted the
     same way; `lora_A` acts on the input side and keeps its layout.
     """
-    import json
-
     adapter = Path(adapter)
     target = cache_dir() / "gguf" / f"adapter-{file_digest(adapter)}.gguf"
     if target.exists():
