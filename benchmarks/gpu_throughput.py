@@ -21,17 +21,17 @@ PEAK_GBPS = {"H100 80GB HBM3": 3350, "H100 PCIe": 2000, "H200": 4800, "A100-SXM4
              "A100-SXM4-40GB": 1555, "A100-PCIE-40GB": 1555, "L4": 300, "A10G": 600}
 
 
-def build_model(vocab_size: int):
+def build_model(vocab_size: int, device: str = "cuda", layers: int = 32, hidden: int = 4096):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(  # UniNER-7B = LLaMA-7B
-        vocab_size=vocab_size, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-        num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=2048,
-        rms_norm_eps=1e-6, torch_dtype="bfloat16",
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 11008 // 4096,
+        num_hidden_layers=layers, num_attention_heads=32, num_key_value_heads=32,
+        max_position_embeddings=2048, rms_norm_eps=1e-6, torch_dtype="bfloat16",
     )
     torch.set_default_dtype(torch.bfloat16)
-    with torch.device("cuda"):
+    with torch.device(device):
         model = LlamaForCausalLM(config)
     torch.set_default_dtype(torch.float32)
     return model.eval()
@@ -44,10 +44,12 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=16, help="every answer is forced to this length")
     ap.add_argument("--naive-sentences", type=int, default=8, help="naive mode is slow: fewer sentences")
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--tokenizer", help="tokenizer folder (default: the embedded model's, converted from its GGUF)")
+    ap.add_argument("--smoke", action="store_true", help="a 2-layer model on the CPU: checks the script, measures nothing")
     args = ap.parse_args()
     import torch
 
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not args.smoke:
         print(json.dumps({"skipped": "no CUDA device"}))
         return
     from transformers import AutoTokenizer
@@ -56,11 +58,13 @@ def main() -> None:
     from uniner_spacy.models import convert_gguf, embedded_gguf
     from uniner_spacy.ty import Query
 
-    card = torch.cuda.get_device_name(0)
-    tok = AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
+    device = "cpu" if args.smoke else "cuda"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    card = "smoke test (CPU)" if args.smoke else torch.cuda.get_device_name(0)
+    tok = AutoTokenizer.from_pretrained(args.tokenizer or str(convert_gguf(embedded_gguf())))
     start = time.perf_counter()
-    model = build_model(len(tok))
-    torch.cuda.synchronize()
+    model = build_model(len(tok), device, *((2, 256) if args.smoke else ()))
+    sync()
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     print(json.dumps({"card": card, "build_s": round(time.perf_counter() - start, 1),
                       "params_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 2)}), flush=True)
@@ -77,10 +81,10 @@ def main() -> None:
                                              stop_at_list_end=False, constrained=False, **kw)
             queries = [Query(t, label, label) for t in use for label in LABELS[:n]]
             backend(queries[: min(4, len(queries))])  # warm-up
-            torch.cuda.synchronize()
+            sync()
             t0 = time.perf_counter()
             backend(queries)
-            torch.cuda.synchronize()
+            sync()
             elapsed = time.perf_counter() - t0
             calls = -(-len(queries) // kw["batch_size"])
             steps = calls * args.new_tokens

@@ -23,8 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import spacy
-
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
 LABELS = ["person", "organization", "location", "miscellaneous", "date", "event", "product",
@@ -51,6 +49,8 @@ def sentences(n: int):
 
 
 def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int) -> dict:
+    import spacy
+
     nlp = spacy.blank("en")
     server = None
     if mode == "llamacpp":

@@ -93,3 +93,23 @@ def test_cached_backend_in_config(tiny_model_dir, tmp_path):
     first = [(e.text, e.label_) for e in nlp(text).ents]
     assert first == [(e.text, e.label_) for e in nlp(text).ents]
     assert nlp.get_pipe("uniner").backend.hits == 1
+
+
+def test_model_cache_keeps_the_first_complete_copy(tiny_model_dir, tmp_path):
+    """A second writer (two processes merging the same adapter) must not pull the
+    files from under the first, which may be loading them already."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from uniner_spacy.models import _atomic_save
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    target = tmp_path / "merged"
+    _atomic_save(target, model, tok)
+    first = (target / "config.json").stat().st_ino
+    _atomic_save(target, model, tok)
+    assert (target / "config.json").stat().st_ino == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]  # the loser's copy is gone
+    (target / ".complete").unlink()  # a stale copy is replaced
+    _atomic_save(target, model, tok)
+    assert (target / ".complete").exists() and (target / "config.json").stat().st_ino != first

@@ -284,3 +284,14 @@ def test_tiny_training_run_writes_adapter_and_resumes(tmp_path, tokenizer):
 
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base)), str(export))
     model.merge_and_unload()
+
+
+def test_model_layers_and_training_import_without_spacy():
+    """The trainer and the HF backend run on a bare GPU box, where spaCy is not installed."""
+    import subprocess
+
+    code = ("import sys; sys.modules['spacy'] = None\n"
+            "import uniner_spacy, uniner_spacy.backends.hf, training.train\n"
+            "assert not hasattr(uniner_spacy, 'UniNER')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

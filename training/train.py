@@ -61,6 +61,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="stop (and save) at this step, the schedule unchanged: replays a run cut short by --max-minutes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto: the GPU when there is one; cpu or cuda pin a recipe phase to the hardware it was made on")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="auto: bf16 on a GPU or a CPU with AMX/AVX512-BF16 (autocast over float32 weights), else fp32")
     p.add_argument("--no-bf16", action="store_true", help="same as --precision fp32")
@@ -80,10 +82,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error("--data is required (on the command line or in --config)")
     if args.no_bf16:
         args.precision = "fp32"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device here (this phase was made on a GPU; see the README)")
     return args
 
 
-def use_bf16(precision: str) -> bool:
+def on_gpu(args: argparse.Namespace) -> bool:
+    return args.device != "cpu" and torch.cuda.is_available()
+
+
+def use_bf16(precision: str, gpu: bool) -> bool:
     """bf16 autocast only where the hardware has fast bf16 matmuls.
 
     On a CPU without AMX or AVX512-BF16 a bf16 matmul is ~50x slower than fp32
@@ -91,7 +99,7 @@ def use_bf16(precision: str) -> bool:
     """
     if precision != "auto":
         return precision == "bf16"
-    if torch.cuda.is_available():
+    if gpu:
         return True
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -193,7 +201,7 @@ def resolve_base(base: str) -> str:
     return base
 
 
-def load_model(args: argparse.Namespace, path: str, on_gpu: bool):
+def load_model(args: argparse.Namespace, path: str):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
@@ -224,7 +232,6 @@ def load_model(args: argparse.Namespace, path: str, on_gpu: bool):
 def build_trainer(args, model, dataset, sampler, collate):
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    on_gpu = torch.cuda.is_available()
     training_args = TrainingArguments(
         output_dir=args.output,
         per_device_train_batch_size=1,  # the batch sampler decides
@@ -239,8 +246,8 @@ def build_trainer(args, model, dataset, sampler, collate):
         save_steps=args.save_steps,
         save_total_limit=args.save_total_limit,
         save_strategy="steps",
-        bf16=use_bf16(args.precision),
-        use_cpu=not on_gpu,
+        bf16=use_bf16(args.precision, on_gpu(args)),
+        use_cpu=not on_gpu(args),
         seed=args.seed,
         data_seed=args.seed,
         dataloader_num_workers=0,
@@ -345,8 +352,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
 
     from uniner_spacy.conversations import read_jsonl
 
-    on_gpu = torch.cuda.is_available()
-    if not on_gpu:
+    if not on_gpu(args):
         torch.set_num_threads(args.threads)
     set_seed(args.seed)
     base = resolve_base(args.base)
@@ -358,7 +364,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     sampler = TokenBudgetBatches(lengths, args.batch_tokens, args.max_batch_size, args.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     collate = make_collator(pad_id)
-    model = load_model(args, base, on_gpu)
+    model = load_model(args, base)
     if args.method == "lora":
         model.print_trainable_parameters()
     trainer = build_trainer(args, model, FeatureDataset(features), sampler, collate)
@@ -460,13 +466,13 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
              "seed", "threads"]
     for key in shown:
         lines.append(f"| {key} | {getattr(args, key)} |")
-    lines.append(f"| precision | {'bf16 autocast, float32 master weights' if use_bf16(args.precision) else 'float32'} |")
+    lines.append(f"| precision | {'bf16 autocast, float32 master weights' if use_bf16(args.precision, on_gpu(args)) else 'float32'} |")
     lines += [
         "",
         "## Figures",
         "",
         f"- steps: {metrics.get('global_step', history[-1].get('step') if history else '?')}, "
-        f"wall time {seconds / 60:.1f} min on {'GPU' if torch.cuda.is_available() else f'{args.threads} CPU threads'}",
+        f"wall time {seconds / 60:.1f} min on {'GPU' if on_gpu(args) else f'{args.threads} CPU threads'}",
         f"- non-padding tokens/s: {rates[-1] if rates else '?'} (last log)",
         f"- final train loss (mean over run): {metrics.get('train_loss', float('nan')):.4f}",
         f"- adapter size: {size:.1f} MB",

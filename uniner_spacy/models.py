@@ -188,14 +188,21 @@ def resolve_model(name: str) -> Tuple[str, Optional[str]]:
 
 
 def _atomic_save(target: Path, model, tokenizer) -> None:
-    """Write to a temporary sibling and rename, so a killed run leaves no half cache."""
+    """Write to a temporary sibling and rename, so a killed run leaves no half cache.
+
+    The first complete copy wins: replacing it would pull the files from under
+    a process that is loading it (two evaluations started together)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / ".complete").write_text("ok")
-        if target.exists():
+        if (target / ".complete").exists():
+            # another process finished first and may be loading it now: keep its copy
+            shutil.rmtree(tmp)
+            return
+        if target.exists():  # a stale copy without the marker
             shutil.rmtree(target)
         os.replace(tmp, target)
     except BaseException:
