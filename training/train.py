@@ -463,7 +463,7 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
     ]
     shown = ["method", "init_adapter", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "scheduler", "warmup_ratio",
              "weight_decay", "epochs", "max_steps", "batch_tokens", "max_batch_size", "grad_accum", "max_length",
-             "seed", "threads"]
+             "seed", "threads", "device"]
     for key in shown:
         lines.append(f"| {key} | {getattr(args, key)} |")
     lines.append(f"| precision | {'bf16 autocast, float32 master weights' if use_bf16(args.precision, on_gpu(args)) else 'float32'} |")
