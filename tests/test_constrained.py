@@ -121,7 +121,10 @@ def test_mentions_the_grammar_forces_are_marked_and_dropped(tiny_model_dir):
     import spacy
 
     passage = "Bob Jones flew to Paris with Alice Smith."
-    bound = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True)([Query(passage, "location", "location")])[0]
+    query = Query(passage, "location", "location")
+    bound = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True, mark_forced=True)([query])[0]
+    unmarked = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True)([query])[0]
+    assert unmarked.text == bound.text and unmarked.forced == ()  # marks are opt-in: they cost an output layer
     mentions = parse_answer(bound.text).mentions
     assert mentions[0] == "Paris" and "Paris" not in bound.forced
     assert bound.forced and set(bound.forced) <= set(mentions[1:])
@@ -133,8 +136,9 @@ def test_mentions_the_grammar_forces_are_marked_and_dropped(tiny_model_dir):
     assert doc._.uniner_stats["forced"] == len(bound.forced)
     # in a batch, where rows finish at different steps, each row keeps its own marks
     queries = [Query(p, t, t) for (p, t) in TINY_FACTS] + [Query(passage, "location", "location")]
-    alone = [HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=1, constrained=True)([q])[0] for q in queries]
-    together = HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=64, constrained=True)(queries)
+    alone = [HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=1, constrained=True, mark_forced=True)([q])[0]
+             for q in queries]
+    together = HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=64, constrained=True, mark_forced=True)(queries)
     assert [g.forced for g in together] == [g.forced for g in alone]
 
 

@@ -474,7 +474,9 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
         f"- steps: {metrics.get('global_step', history[-1].get('step') if history else '?')}, "
         f"wall time {seconds / 60:.1f} min on {'GPU' if on_gpu(args) else f'{args.threads} CPU threads'}",
         f"- non-padding tokens/s: {rates[-1] if rates else '?'} (last log)",
-        f"- final train loss (mean over run): {metrics.get('train_loss', float('nan')):.4f}",
+        # not the Trainer's train_loss: after --resume it divides this session's loss sum by all steps
+        f"- train loss: {losses[-1][1]:.4f} at the last log (step {losses[-1][0]}), "
+        f"{sum(v for _, v in losses) / len(losses):.4f} mean over the logs" if losses else "- train loss: ?",
         f"- adapter size: {size:.1f} MB",
         "",
         "Loss by step:",

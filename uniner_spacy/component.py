@@ -171,6 +171,8 @@ class UniNER:
         self.on_error = on_error
         # off: forced mentions are often the model's near-misses put right (`Baker Obama` → `Barack Obama`)
         self.drop_forced = drop_forced
+        if drop_forced:
+            _ask_for_forced_marks(backend)
         self.paraphrases = paraphrases
         self.stages: Dict[str, Stage] = dict(stages or {})  # run in key order
         self.calibration = calibration
@@ -351,3 +353,12 @@ class UniNER:
         self.label_map = validate_labels(cfg["labels"])
         self._extra_types = None
         return self
+
+
+def _ask_for_forced_marks(backend) -> None:
+    """`drop_forced` needs the marks, which a backend computes only when asked (they cost a step's
+    output layer again); wrappers such as `uniner.Cached.v1` hold the model backend as `.backend`."""
+    while "backend" in getattr(backend, "__dict__", {}):
+        backend = backend.backend
+    if "mark_forced" in getattr(backend, "__dict__", {}):
+        backend.mark_forced = True

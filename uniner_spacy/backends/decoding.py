@@ -98,6 +98,7 @@ def greedy_decode(
     processor: Optional[Processor] = None,
     stop: Optional[Stop] = None,
     forward_kwargs: Optional[dict] = None,
+    mark_forced: bool = False,
 ) -> List[List[Step]]:
     """Greedy continuation of a left-padded batch: per row, its `Step`s.
 
@@ -106,6 +107,9 @@ def greedy_decode(
     when the row produced it. Before `min_new_tokens` no row may end (the
     GPU benchmark forces equal answer lengths on random weights this way).
     `forward_kwargs` go to every model call (the shared-prefix cache).
+    `mark_forced` also finds the model's own choice over the whole vocabulary
+    for rows inside a mention, to mark where the grammar overrules it
+    (`Step.forced`); that is one more output-layer product per such row.
     """
     import torch
 
@@ -144,7 +148,7 @@ def greedy_decode(
                 hidden = head[0](**inputs).last_hidden_state[:, -1]
                 hidden = hidden if index is None else hidden[index]
                 logits, vocab = _restricted_logits(hidden, head[1], allowed)
-                free = _free_choices(hidden, head[1], [inside for _, inside in options])
+                free = _free_choices(hidden, head[1], [inside for _, inside in options]) if mark_forced else None
             best, tokens = logits.max(-1)
             if vocab is not None:
                 tokens = vocab[tokens]

@@ -50,6 +50,7 @@ class HFBackend:
         system: str = "text",
         dataset: Optional[str] = None,
         attention: str = "auto",
+        mark_forced: bool = False,
     ):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
@@ -73,6 +74,8 @@ class HFBackend:
         self._grouped = False  # set at load: grouped attention and the shared-prefix cache in use
         # None: on for the embedded student (trained for this format), off otherwise
         self.constrained = (model == "embedded") if constrained is None else constrained
+        # off: the marks cost a full output layer per decoded token; the component's drop_forced turns them on
+        self.mark_forced = mark_forced
         self._vocab = None
         self.prompter = Prompter(system=system, dataset=dataset)
         self._model = None
@@ -169,6 +172,7 @@ class HFBackend:
             {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype_name,
              "stop": self.stop_at_list_end, "system": self.prompter.system,
              "constrained": GRAMMAR_VERSION if self.constrained else False, "answer_text": ANSWER_TEXT_VERSION,
+             "forced": self.mark_forced,
              "dataset": self.prompter.dataset}
         )
 
@@ -357,6 +361,7 @@ class HFBackend:
             processor=processor,
             stop=ListClosed(tok) if self.stop_at_list_end else None,
             forward_kwargs=forward_kwargs,
+            mark_forced=self.mark_forced,
         )
         out = []
         for row in rows:
