@@ -128,10 +128,12 @@ def test_shared_prefix_cache_equals_expanded_cache():
                                use_cache=True, **extra).logits[:, -1]
                 out.append(logits)
                 ids = logits.argmax(-1, keepdim=True)
-                if step == 0:  # rows 1 and 3 finish
-                    keep = torch.tensor([0, 2, 4])
+                if step < 2:  # rows 1 and 3 finish, then row 0: the first passage has no questions left
+                    keep = torch.tensor([0, 2, 4] if step == 0 else [1, 2])
                     cache.batch_select_indices(keep)
                     mask, step_pos, ids = mask[keep], step_pos[keep], ids[keep]
+                    if not expand and step == 1:
+                        assert cache.passages == 1
                 step_pos = step_pos[:, -1:] + 1
                 mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         return out

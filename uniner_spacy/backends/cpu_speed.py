@@ -194,15 +194,18 @@ def _shared_cache_class():
             super().__init__(spare)
             self._prefix = [(k, v) for k, v in zip(prefix.key_cache, prefix.value_cache)]
             self.prefix_length = prefix.get_seq_length()
-            device = self._prefix[0][0].device
-            # each row's slot in a (passage, question) grid: one batched product per layer serves all rows
+            self._layout(torch.tensor(list(owners), device=self._prefix[0][0].device))
+
+        def _layout(self, owners) -> None:
+            """Each row's slot in a (passage, question) grid: one batched product per layer serves all rows."""
+            self.owners = owners
+            self.passages = len(self._prefix[0][0])
             rank, seen = [], {}
-            for o in owners:
+            for o in owners.tolist():
                 rank.append(seen.get(o, 0))
                 seen[o] = rank[-1] + 1
-            self.passages = len(self._prefix[0][0])
-            self.width = max(seen.values())
-            self.slots = torch.tensor([o * self.width + r for o, r in zip(owners, rank)], device=device)
+            self.width = max(seen.values(), default=1)
+            self.slots = owners * self.width + torch.tensor(rank, dtype=owners.dtype, device=owners.device)
 
         def prefix(self, layer_idx: int):
             return self._prefix[layer_idx]
@@ -237,7 +240,12 @@ def _shared_cache_class():
             return self._rows(out, g, m)
 
         def _reindex(self, fn) -> None:
+            """Passages whose questions have all finished leave the grid too: the long answers of a
+            few rows at the end of a batch cost a step over every passage of the batch otherwise."""
             super()._reindex(fn)
-            self.slots = fn(self.slots)
+            used, owners = torch.unique(fn(self.owners), return_inverse=True)
+            if len(used) < self.passages:
+                self._prefix = [(k[used], v[used]) for k, v in self._prefix]
+            self._layout(owners)
 
     return SharedPrefixCache
