@@ -106,6 +106,29 @@ def test_huge_and_foreign_docs_do_not_crash(tiny_model_dir):
     assert foreign._.uniner_stats["backend_errors"] == 0
 
 
+def test_queries_carry_the_docs_token_offsets(tiny_model_dir):
+    """The grammar bounds mentions by the doc's own tokens, so the backend must be given them."""
+
+    class Recording:  # the real backend, with the queries it was asked kept
+        def __init__(self, backend):
+            self.backend, self.asked = backend, []
+
+        def __getattr__(self, name):
+            return getattr(self.backend, name)
+
+        def __call__(self, queries):
+            self.asked.extend(queries)
+            return self.backend(queries)
+
+    nlp = make_nlp(tiny_model_dir, labels=["person", "location"])
+    comp = nlp.get_pipe("uniner")
+    comp.backend = Recording(comp.backend)
+    doc = nlp("Bob Jones flew to Paris with Alice Smith.")
+    assert len(comp.backend.asked) == 2
+    assert all(q.words == tuple((t.idx, t.idx + len(t)) for t in doc) for q in comp.backend.asked)
+    assert ("Paris", "location") in ents(doc)
+
+
 def test_prefix_sharing_equals_unshared_token_for_token(tiny_model_dir):
     from uniner_spacy.backends.hf import HFBackend
     from uniner_spacy.ty import Query

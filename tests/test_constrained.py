@@ -40,6 +40,19 @@ def test_clitics_stay_with_their_apostrophe_as_in_spacy():
     assert g.run(b' ["Brien"') is None
 
 
+def test_the_pipelines_tokens_bound_mentions_when_given():
+    import spacy
+
+    text = "The S programming language inspired the systems ' S ' -PLUS and R ."
+    doc = spacy.blank("en")(text)
+    assert "-PLUS" in [t.text for t in doc]
+    words = tuple((t.idx, t.idx + len(t)) for t in doc)
+    assert AnswerGrammar(text).run(b' ["PLUS"]').mode == DONE  # its own word split: no span of `doc`
+    g = AnswerGrammar(text, words=words)
+    assert g.run(b' ["PLUS"') is None
+    assert g.run(b' ["R", "S programming language"]').mode == DONE
+
+
 def test_pieces_keep_characters_split_over_byte_tokens():
     from uniner_spacy.models import fix_tokenizer
 

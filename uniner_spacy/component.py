@@ -201,11 +201,13 @@ class UniNER:
         offsets = self.backend.token_offsets(doc.text)
         return chunk_text(doc.text, offsets, doc_units(doc), self.max_passage_tokens, self.overlap_tokens)
 
-    def queries(self, passage: Passage) -> List[Query]:
+    def queries(self, passage: Passage, words: Tuple[Tuple[int, int], ...] = ()) -> List[Query]:
+        """One question per type; `words` (the passage's token offsets) tell a grammar where mentions may
+        begin and end."""
         out = []
         for label in self.label_map:
-            out.append(Query(passage.text, self.entity_type(label), label))
-            out.extend(Query(passage.text, t, label) for t in self.extra_types.get(label, []))
+            out.append(Query(passage.text, self.entity_type(label), label, words))
+            out.extend(Query(passage.text, t, label, words) for t in self.extra_types.get(label, []))
         return out
 
     def entity_type(self, label: str) -> str:
@@ -231,16 +233,17 @@ class UniNER:
         stats = [Stats() for _ in docs]
         owners: List[Tuple[int, Passage]] = []
         queries: List[Query] = []
+        bounds = [[(t.idx, t.idx + len(t)) for t in doc] for doc in docs]
         for i, doc in enumerate(docs):
             passages = self.passages(doc)
             stats[i].passages = len(passages)
             for p in passages:
-                for q in self.queries(p):
+                words = tuple(token_bounds_in(bounds[i], p.start, p.start + len(p.text)))
+                for q in self.queries(p, words):
                     owners.append((i, p))
                     queries.append(q)
         gens = self.ask(queries)
         found: List[List[Candidate]] = [[] for _ in docs]
-        bounds = [[(t.idx, t.idx + len(t)) for t in doc] for doc in docs]
         for (i, passage), query, gen in zip(owners, queries, gens):
             stats[i].queries += 1
             found[i].extend(self.read_answer(passage, query, gen, bounds[i], stats[i]))

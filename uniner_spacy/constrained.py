@@ -2,7 +2,8 @@
 
 A byte-level automaton accepts ` [`, then `"mention"` items separated by
 `, `, then `]`; a mention must be a span of the passage that starts and ends
-on word boundaries. At each step the allowed tokens are found by walking the
+on word boundaries: the pipeline's token boundaries when the query carries
+them (`Query.words`), so that alignment can place every mention. At each step the allowed tokens are found by walking the
 tokenizer's vocabulary trie and the passage's candidate trie together, so the
 model can never hallucinate a mention or break the JSON, and it stops as soon
 as the list closes.
@@ -25,7 +26,9 @@ START, OPEN, IN, AFTER, COMMA, DONE = range(6)
 # a clitic after an apostrophe stays with it (`'s`, `'Brien`), as spaCy's tokenizer keeps it:
 # `s` alone is never a mention, `Beatles` and `O'Brien` are
 _WORD = re.compile(r"'\w+|\w+|[^\w\s]")
-GRAMMAR_VERSION = 6  # part of cache keys: answers change when the grammar does (6: a few repeats allowed)
+# part of cache keys: answers change when the grammar does (6: a few repeats allowed; 7: the pipeline's
+# token boundaries when the query has them)
+GRAMMAR_VERSION = 7
 
 
 def _insert(root: dict, key: bytes, value) -> None:
@@ -51,11 +54,15 @@ class State:
 class AnswerGrammar:
     """The answers allowed for one passage."""
 
-    def __init__(self, passage: str, max_words: int = 12, max_repeats: int = 3):
+    def __init__(self, passage: str, max_words: int = 12, max_repeats: int = 3,
+                 words: Sequence[Tuple[int, int]] = ()):
         self.max_repeats = max_repeats
         self.folded = passage.casefold()
         self.root: dict = {}
-        words = [(m.start(), m.end()) for m in _WORD.finditer(passage)]
+        if words:  # the pipeline's tokens, so that every mention aligns; spaces are no word
+            words = [(s, e) for s, e in words if passage[s:e].strip()]
+        else:
+            words = [(m.start(), m.end()) for m in _WORD.finditer(passage)]
         seen = set()
         for i, (start, _) in enumerate(words):
             for j in range(i, min(i + max_words, len(words))):

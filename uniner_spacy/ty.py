@@ -25,6 +25,10 @@ class Query:
     passage: str
     entity_type: str
     label: str = ""
+    # (start, end) of the passage's tokens in the pipeline's tokenizer, where a mention may begin and
+    # end: a grammar that cuts words its own way lets the model answer `PLUS` out of the token `-PLUS`,
+    # which alignment cannot place. Empty: the grammar splits words itself.
+    words: Tuple[Tuple[int, int], ...] = ()
 
 
 @dataclass

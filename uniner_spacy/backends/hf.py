@@ -25,6 +25,7 @@ from .cpu_speed import (growing_cache, in_place_caches, repeat_rows, shared_pref
 from .decoding import Step, greedy_decode
 
 logger = logging.getLogger(__name__)
+Words = Tuple[Tuple[int, int], ...]  # a passage's token offsets (`Query.words`)
 # int8: dynamic int8 quantization of the linear layers, on the CPU
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 # auto: `grouped` on the CPU (cpu_speed.py), the model's own kernel elsewhere
@@ -195,7 +196,8 @@ class HFBackend:
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
             passages = [queries[i].passage for i in idx]
-            for i, gen in zip(idx, self.generate([prompts[i] for i in idx], passages)):
+            words = [queries[i].words for i in idx]
+            for i, gen in zip(idx, self.generate([prompts[i] for i in idx], passages, words)):
                 out[i] = gen
         return out  # type: ignore[return-value]
 
@@ -209,8 +211,10 @@ class HFBackend:
         """
         self._load()
         by_passage: dict = {}
+        words_of: dict = {}  # the same text gives the same tokens
         for i, q in enumerate(queries):
             by_passage.setdefault(q.passage, []).append(i)
+            words_of.setdefault(q.passage, q.words)
         # passages in length order, packed whole into batches of about batch_size queries
         groups = sorted(by_passage.items(), key=lambda kv: len(kv[0]), reverse=True)
         out: List[Optional[Generation]] = [None] * len(queries)
@@ -222,7 +226,8 @@ class HFBackend:
                 owners = [k for k, (_, ids) in enumerate(batch) for _ in ids]
                 flat = [i for _, ids in batch for i in ids]
                 questions = [self.template.question_turn(queries[i].entity_type) for i in flat]
-                for i, gen in zip(flat, self.generate_shared(passages, owners, questions)):
+                words = [words_of[p] for p in passages]
+                for i, gen in zip(flat, self.generate_shared(passages, owners, questions, words)):
                     out[i] = gen
                 batch, size = [], 0
             if idx:
@@ -252,14 +257,16 @@ class HFBackend:
                 return head, qhead
         return None
 
-    def generate_shared(self, passages: List[str], owners: List[int], questions: List[str]) -> List[Generation]:
+    def generate_shared(self, passages: List[str], owners: List[int], questions: List[str],
+                        words: Optional[List[Words]] = None) -> List[Generation]:
         import torch
 
         tok = self.tokenizer
         prefixes = [self.template.prefix(p) for p in passages]
         cut = self._split(prefixes, questions)
         if cut is None:
-            return self.generate([prefixes[o] + q for o, q in zip(owners, questions)], [passages[o] for o in owners])
+            return self.generate([prefixes[o] + q for o, q in zip(owners, questions)], [passages[o] for o in owners],
+                                 None if words is None else [words[o] for o in owners])
         head, qhead = cut
         opening = tok(head, add_special_tokens=True).input_ids
         rests = tok([p[len(head):] + qhead for p in prefixes], add_special_tokens=False).input_ids
@@ -274,7 +281,9 @@ class HFBackend:
             cache.batch_select_indices(index)
         tails = tok([q[len(qhead):] for q in questions], add_special_tokens=False).input_ids
         ids, mask = self._append(ids[index], mask[index], tails)
-        return self._decode(ids, mask, [passages[o] for o in owners], past_key_values=cache, forward_kwargs=extra)
+        row_words = None if words is None else [words[o] for o in owners]
+        return self._decode(ids, mask, [passages[o] for o in owners], row_words, past_key_values=cache,
+                            forward_kwargs=extra)
 
     def _prefill_passages(self, opening: List[int], rests: List[List[int]], chunk: int = 16):
         """The cache of each passage's prefix: the common opening once, then the passages.
@@ -336,12 +345,14 @@ class HFBackend:
                    past_key_values=cache, use_cache=True, logits_to_keep=1)
         return ids, mask
 
-    def generate(self, prompts: List[str], passages: Optional[List[str]] = None) -> List[Generation]:
-        """Greedy generation for one padded batch, with per-token log-probs."""
+    def generate(self, prompts: List[str], passages: Optional[List[str]] = None,
+                 words: Optional[List[Words]] = None) -> List[Generation]:
+        """Greedy generation for one padded batch, with per-token log-probs; `passages` (and their
+        token offsets, `words`) constrain the answers when `constrained`."""
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
-        return self._decode(enc.input_ids, enc.attention_mask, passages)
+        return self._decode(enc.input_ids, enc.attention_mask, passages, words)
 
-    def _decode(self, input_ids, attention_mask, passages=None, past_key_values=None,
+    def _decode(self, input_ids, attention_mask, passages=None, words=None, past_key_values=None,
                 forward_kwargs=None) -> List[Generation]:
         tok = self.tokenizer
         processor = None
@@ -350,8 +361,9 @@ class HFBackend:
 
             if self._vocab is None:
                 self._vocab = Vocabulary(tok)
-            grammars = {p: AnswerGrammar(p) for p in set(passages)}
-            processor = JsonListConstraint(self._vocab, [grammars[p] for p in passages])
+            rows = list(zip(passages, words or [()] * len(passages)))
+            grammars = {row: AnswerGrammar(row[0], words=row[1]) for row in set(rows)}
+            processor = JsonListConstraint(self._vocab, [grammars[row] for row in rows])
         rows = greedy_decode(
             self.model, input_ids, attention_mask,
             eos_id=tok.eos_token_id,
