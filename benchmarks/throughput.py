@@ -51,6 +51,8 @@ def sentences(n: int):
 def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int) -> dict:
     import spacy
 
+    from uniner_spacy.constrained import GRAMMAR_VERSION
+
     nlp = spacy.blank("en")
     server = None
     if mode == "llamacpp":
@@ -66,6 +68,7 @@ def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int) -
     stats = [d._.uniner_stats for d in docs]
     return {
         "mode": mode, "labels": n_labels, "sentences": len(texts), "dtype": backend.get("dtype", "q4_1"),
+        "grammar": GRAMMAR_VERSION if mode != "llamacpp" else None,
         "sentences_per_s": round(len(texts) / elapsed, 3), "seconds": round(elapsed, 1),
         "queries": sum(s["queries"] for s in stats),
         "parse_failures": sum(s["parse_failures"] for s in stats),
