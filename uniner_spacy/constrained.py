@@ -3,10 +3,10 @@
 A byte-level automaton accepts ` [`, then `"mention"` items separated by
 `, `, then `]`; a mention must be a span of the passage that starts and ends
 on word boundaries: the pipeline's token boundaries when the query carries
-them (`Query.words`), so that alignment can place every mention. At each step the allowed tokens are found by walking the
-tokenizer's vocabulary trie and the passage's candidate trie together, so the
-model can never hallucinate a mention or break the JSON, and it stops as soon
-as the list closes.
+them (`Query.words`), so that alignment can place every mention. At each step
+the allowed tokens are found by walking the tokenizer's vocabulary trie and
+the passage's candidate trie together, so the model can never hallucinate a
+mention or break the JSON, and it stops as soon as the list closes.
 
 A mention may be given again (parsing drops the copy): forbidding it pushed a
 model that wanted to repeat `Boyzone` into a longer, wrong `Boyzone 's`. After

@@ -361,9 +361,9 @@ class HFBackend:
 
             if self._vocab is None:
                 self._vocab = Vocabulary(tok)
-            rows = list(zip(passages, words or [()] * len(passages)))
-            grammars = {row: AnswerGrammar(row[0], words=row[1]) for row in set(rows)}
-            processor = JsonListConstraint(self._vocab, [grammars[row] for row in rows])
+            keys = list(zip(passages, words or [()] * len(passages)))
+            grammars = {(text, bounds): AnswerGrammar(text, words=bounds) for text, bounds in set(keys)}
+            processor = JsonListConstraint(self._vocab, [grammars[key] for key in keys])
         rows = greedy_decode(
             self.model, input_ids, attention_mask,
             eos_id=tok.eos_token_id,
