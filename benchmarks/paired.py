@@ -69,12 +69,10 @@ def compare(a: Dict[str, List[Counts]], b: Dict[str, List[Counts]], draws: int =
 
 
 def gold_queries(suite: str, limit: int, data: Path) -> List[dict]:
-    from uniner_spacy.evaluation.loaders import load, source_name
     from uniner_spacy.evaluation.protocols import examples_to_predictions
+    from uniner_spacy.evaluation.runner import load_files
 
-    examples = []
-    for rel in SUITES[suite]:
-        examples.extend(load(data / rel, limit=limit, source=source_name(data / rel)))
+    examples = load_files([data / rel for rel in SUITES[suite]], limit=limit)  # as quality.py loads them
     by_source = defaultdict(list)
     for eg in examples:
         by_source[eg.source].append(eg)

@@ -246,7 +246,7 @@ class UniNER:
         found: List[List[Candidate]] = [[] for _ in docs]
         for (i, passage), query, gen in zip(owners, queries, gens):
             stats[i].queries += 1
-            found[i].extend(self.read_answer(passage, query, gen, bounds[i], stats[i]))
+            found[i].extend(self.read_answer(passage, query, gen, stats[i]))
         elapsed = time.perf_counter() - start
         total = max(1, len(queries))
         results = []
@@ -260,10 +260,9 @@ class UniNER:
         return results
 
     def read_answer(
-        self, passage: Passage, query: Query, gen: Generation,
-        doc_bounds: List[Tuple[int, int]], stats: Stats,
+        self, passage: Passage, query: Query, gen: Generation, stats: Stats,
     ) -> List[Candidate]:
-        """parse → score → align for one answer; failures go to `stats`."""
+        """parse → score → align (to the passage's tokens, `query.words`) for one answer; failures go to `stats`."""
         if gen.error is not None:
             stats.backend_errors += 1
             return []
@@ -272,14 +271,13 @@ class UniNER:
             stats.parse_failures += 1
             return []
         scores = mention_scores(gen.text, gen.token_logprobs, parsed.mentions)
-        local = token_bounds_in(doc_bounds, passage.start, passage.start + len(passage.text))
         out = []
         for k, mention in enumerate(parsed.mentions):
             if mention in gen.forced:
                 stats.forced += 1
                 if self.drop_forced:
                     continue
-            matches = align_mention(mention, passage.text, local, self.fuzzy_threshold)
+            matches = align_mention(mention, passage.text, query.words, self.fuzzy_threshold)
             if not matches:
                 stats.unaligned.append((query.label, mention))
             raw = scores[k] if scores is not None else 1.0

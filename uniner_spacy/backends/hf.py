@@ -211,10 +211,8 @@ class HFBackend:
         """
         self._load()
         by_passage: dict = {}
-        words_of: dict = {}  # the same text gives the same tokens
         for i, q in enumerate(queries):
             by_passage.setdefault(q.passage, []).append(i)
-            words_of.setdefault(q.passage, q.words)
         # passages in length order, packed whole into batches of about batch_size queries
         groups = sorted(by_passage.items(), key=lambda kv: len(kv[0]), reverse=True)
         out: List[Optional[Generation]] = [None] * len(queries)
@@ -226,7 +224,7 @@ class HFBackend:
                 owners = [k for k, (_, ids) in enumerate(batch) for _ in ids]
                 flat = [i for _, ids in batch for i in ids]
                 questions = [self.template.question_turn(queries[i].entity_type) for i in flat]
-                words = [words_of[p] for p in passages]
+                words = [queries[ids[0]].words for _, ids in batch]  # the same text gives the same tokens
                 for i, gen in zip(flat, self.generate_shared(passages, owners, questions, words)):
                     out[i] = gen
                 batch, size = [], 0

@@ -143,6 +143,21 @@ def format_results(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def load_files(paths: Sequence[Union[str, Path]], limit: Optional[int] = None,
+               format: Optional[str] = None) -> List[Example]:
+    """The examples of every file, each file's data set named by its folder (and file, where two
+    files share a folder name)."""
+    from .loaders import load, source_name
+
+    paths = [Path(p) for p in paths]
+    names = [source_name(p) for p in paths]
+    examples: List[Example] = []
+    for path, name in zip(paths, names):
+        source = name if names.count(name) == 1 else f"{name}/{path.stem}"
+        examples.extend(load(path, format=format, limit=limit, source=source))
+    return examples
+
+
 def evaluate_files(
     paths: Sequence[Union[str, Path]],
     config: Optional[Union[str, Path]] = None,
@@ -159,14 +174,8 @@ def evaluate_files(
     component's labels are switched per data set.
     """
     from ..util import build_nlp
-    from .loaders import load, source_name
 
-    paths = [Path(p) for p in paths]
-    names = [source_name(p) for p in paths]
-    examples: List[Example] = []
-    for path, name in zip(paths, names):
-        source = name if names.count(name) == 1 else f"{name}/{path.stem}"
-        examples.extend(load(path, format=format, limit=limit, source=source))
+    examples = load_files(paths, limit=limit, format=format)
     nlp = build_nlp(["entity"], config)
     component = nlp.get_pipe("uniner")
 
