@@ -52,7 +52,7 @@ def rule_set(dataset: str) -> str:
 
 def configure(component, step: str, dataset: str, stages: Dict[str, object], steps: List[str]) -> None:
     """Switch the component to `step` with every requested step before it (skipped steps stay off)."""
-    from uniner_spacy.rules import load_rules
+    from uniner_spacy.stages.rules import load_rules
 
     on = set(steps[: steps.index(step) + 1])
     component.fuzzy_threshold = 90.0 if "+align" in on else 0.0  # 0 disables fuzzy alignment
@@ -86,11 +86,11 @@ def main() -> None:
     import torch
 
     import uniner_spacy  # noqa: F401
-    from uniner_spacy.conflicts import make_conflicts
+    from uniner_spacy.stages.conflicts import make_conflicts
     from uniner_spacy.evaluation.loaders import load
     from uniner_spacy.evaluation.runner import evaluate_pipeline
-    from uniner_spacy.precision import make_precision_check
-    from uniner_spacy.types import make_paraphrases
+    from uniner_spacy.stages.precision import make_precision_check
+    from uniner_spacy.stages.paraphrases import make_paraphrases
 
     torch.set_num_threads(args.threads)
     steps = [s for s in args.steps.split(",") if s]

@@ -54,9 +54,9 @@ def main() -> None:
         return
     from transformers import AutoTokenizer
 
-    from uniner_spacy.backends.hf import HFBackend
-    from uniner_spacy.models import convert_gguf, embedded_gguf
-    from uniner_spacy.ty import Query
+    from uniner_spacy.backends.hf.backend import HFBackend
+    from uniner_spacy.weights import convert_gguf, embedded_gguf
+    from uniner_spacy.types import Query
 
     device = "cpu" if args.smoke else "cuda"
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)

@@ -87,7 +87,7 @@ def default_config(cache: str, overrides: dict, path: Path, settings: Optional[d
     answer cache; `settings` change the component's own."""
     import spacy
 
-    from uniner_spacy.component import DEFAULT_BACKEND
+    from uniner_spacy.pipeline.component import DEFAULT_BACKEND
 
     backend = {**DEFAULT_BACKEND, **overrides}
     if cache:

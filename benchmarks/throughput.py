@@ -51,7 +51,7 @@ def sentences(n: int):
 def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int) -> dict:
     import spacy
 
-    from uniner_spacy.constrained import GRAMMAR_VERSION
+    from uniner_spacy.backends.hf.grammar import GRAMMAR_VERSION
 
     nlp = spacy.blank("en")
     server = None
@@ -87,7 +87,7 @@ def llama_cpp(threads: int, slots: int = 4):
     """
     import xllamacpp
 
-    from uniner_spacy.models import adapter_gguf, embedded_gguf
+    from uniner_spacy.weights import adapter_gguf, embedded_gguf
 
     params = xllamacpp.CommonParams()
     params.model.path = str(embedded_gguf())

@@ -32,7 +32,7 @@ TINY_FACTS = {
 def embedded_tokenizer():
     from transformers import AutoTokenizer
 
-    from uniner_spacy.models import convert_gguf, embedded_gguf
+    from uniner_spacy.weights import convert_gguf, embedded_gguf
 
     return AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
 
@@ -43,8 +43,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from uniner_spacy.models import fix_tokenizer
-    from uniner_spacy.prompts import Template
+    from uniner_spacy.weights import fix_tokenizer
+    from uniner_spacy.pipeline.prompts import Template
 
     torch.manual_seed(0)
     tok = embedded_tokenizer()

@@ -1,6 +1,6 @@
 import spacy
 
-from uniner_spacy.align import align_mention, token_bounds_in
+from uniner_spacy.pipeline.align import align_mention, token_bounds_in
 
 nlp = spacy.blank("en")
 

@@ -4,9 +4,9 @@ import sqlite3
 import spacy
 
 from conftest import TINY_FACTS
-from uniner_spacy.backends.hf import HFBackend
-from uniner_spacy.cache import AnswerCache, CachedBackend
-from uniner_spacy.ty import Generation, Query
+from uniner_spacy.backends.hf.backend import HFBackend
+from uniner_spacy.backends.cache import AnswerCache, CachedBackend
+from uniner_spacy.types import Generation, Query
 
 QUERIES = [Query(p, t, t) for (p, t) in TINY_FACTS]
 
@@ -17,10 +17,11 @@ class Counting:
     def __init__(self, backend):
         self.backend, self.asked = backend, 0
         self.model_id = backend.model_id
+        self.token_offsets = backend.token_offsets
 
-    def __call__(self, queries):
+    def __call__(self, queries, *, mark_forced=False):
         self.asked += len(queries)
-        return self.backend(queries)
+        return self.backend(queries, mark_forced=mark_forced)
 
 
 def test_second_run_is_served_from_cache(tiny_model_dir, tmp_path):
@@ -43,7 +44,10 @@ def test_errors_are_not_cached(tmp_path):
     class Failing:
         model_id = "f"
 
-        def __call__(self, queries):
+        def token_offsets(self, text):
+            return []
+
+        def __call__(self, queries, *, mark_forced=False):
             return [Generation("", error="timeout") for _ in queries]
 
     cached = CachedBackend(Failing(), tmp_path / "c.sqlite")
@@ -100,7 +104,7 @@ def test_model_cache_keeps_the_first_complete_copy(tiny_model_dir, tmp_path):
     files from under the first, which may be loading them already."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from uniner_spacy.models import _atomic_save
+    from uniner_spacy.weights import _atomic_save
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
     tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))

@@ -1,7 +1,7 @@
 import spacy
 
 from uniner_spacy.backends.base import approx_token_offsets
-from uniner_spacy.chunking import chunk_text, doc_units
+from uniner_spacy.pipeline.chunking import chunk_text, doc_units
 
 nlp = spacy.blank("en")
 

@@ -5,7 +5,7 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from conftest import TINY_FACTS
-from uniner_spacy.cli import app
+from uniner_spacy.cli.app import app
 
 runner = CliRunner()
 TEXTS = sorted({p for p, _ in TINY_FACTS})

@@ -23,8 +23,8 @@ def ents(doc):
 
 
 def test_tiny_model_answers_are_known(tiny_model_dir):
-    from uniner_spacy.backends.hf import HFBackend
-    from uniner_spacy.ty import Query
+    from uniner_spacy.backends.hf.backend import HFBackend
+    from uniner_spacy.types import Query
 
     backend = HFBackend(str(tiny_model_dir), max_new_tokens=24)
     queries = [Query(p, t, t) for (p, t) in TINY_FACTS]
@@ -113,12 +113,12 @@ def test_queries_carry_the_docs_token_offsets(tiny_model_dir):
         def __init__(self, backend):
             self.backend, self.asked = backend, []
 
-        def __getattr__(self, name):
-            return getattr(self.backend, name)
+            self.model_id = backend.model_id
+            self.token_offsets = backend.token_offsets
 
-        def __call__(self, queries):
+        def __call__(self, queries, *, mark_forced=False):
             self.asked.extend(queries)
-            return self.backend(queries)
+            return self.backend(queries, mark_forced=mark_forced)
 
     nlp = make_nlp(tiny_model_dir, labels=["person", "location"])
     comp = nlp.get_pipe("uniner")
@@ -130,8 +130,8 @@ def test_queries_carry_the_docs_token_offsets(tiny_model_dir):
 
 
 def test_prefix_sharing_equals_unshared_token_for_token(tiny_model_dir):
-    from uniner_spacy.backends.hf import HFBackend
-    from uniner_spacy.ty import Query
+    from uniner_spacy.backends.hf.backend import HFBackend
+    from uniner_spacy.types import Query
 
     queries = [Query(p, t, t) for (p, t) in TINY_FACTS] + [Query(TEXTS[0], "work of art", "x")]
     plain = HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=4, prefix_sharing=False)(queries)

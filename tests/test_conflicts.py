@@ -4,10 +4,10 @@ import spacy
 from spacy.util import registry
 
 import uniner_spacy  # noqa: F401
-from uniner_spacy.conflicts import ConflictResolver, conflict_groups, consolidate
-from uniner_spacy.resolve import resolve
-from uniner_spacy.ty import Candidate as C
-from uniner_spacy.types import shared_embedder
+from uniner_spacy.stages.conflicts import ConflictResolver, conflict_groups, consolidate
+from uniner_spacy.pipeline.resolve import resolve
+from uniner_spacy.types import Candidate as C
+from uniner_spacy.stages.embeddings import shared_embedder
 
 TEXT = "Paris Hilton flew to Paris on Monday."
 

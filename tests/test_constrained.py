@@ -1,11 +1,11 @@
 import pytest
 
 from conftest import TINY_FACTS, embedded_tokenizer
-from uniner_spacy.backends.decoding import Step
-from uniner_spacy.backends.hf import HFBackend
-from uniner_spacy.constrained import DONE, AnswerGrammar, Vocabulary
-from uniner_spacy.parsing import parse_answer
-from uniner_spacy.ty import Query
+from uniner_spacy.backends.hf.decoding import Step
+from uniner_spacy.backends.hf.backend import HFBackend
+from uniner_spacy.backends.hf.grammar import DONE, AnswerGrammar, Vocabulary
+from uniner_spacy.pipeline.parsing import parse_answer
+from uniner_spacy.types import Query
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_the_pipelines_tokens_bound_mentions_when_given():
 
 
 def test_pieces_keep_characters_split_over_byte_tokens():
-    from uniner_spacy.models import fix_tokenizer
+    from uniner_spacy.weights import fix_tokenizer
 
     tok = embedded_tokenizer()
     fix_tokenizer(tok, None)
@@ -109,9 +109,9 @@ def test_allowed_tokens_only_logits_equal_masked_full_logits(tiny_model_dir):
     """Computing the output layer for the allowed tokens only changes nothing but the work."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from uniner_spacy.backends.decoding import greedy_decode
-    from uniner_spacy.constrained import AnswerGrammar, JsonListConstraint, Vocabulary
-    from uniner_spacy.prompts import Template
+    from uniner_spacy.backends.hf.decoding import greedy_decode
+    from uniner_spacy.backends.hf.grammar import AnswerGrammar, JsonListConstraint, Vocabulary
+    from uniner_spacy.pipeline.prompts import Template
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     tok.padding_side = "left"
@@ -135,7 +135,7 @@ def test_mentions_the_grammar_forces_are_marked_and_dropped(tiny_model_dir):
 
     passage = "Bob Jones flew to Paris with Alice Smith."
     query = Query(passage, "location", "location")
-    bound = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True, mark_forced=True)([query])[0]
+    bound = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True)([query], mark_forced=True)[0]
     unmarked = HFBackend(str(tiny_model_dir), max_new_tokens=24, constrained=True)([query])[0]
     assert unmarked.text == bound.text and unmarked.forced == ()  # marks are opt-in: they cost an output layer
     mentions = parse_answer(bound.text).mentions
@@ -149,14 +149,14 @@ def test_mentions_the_grammar_forces_are_marked_and_dropped(tiny_model_dir):
     assert doc._.uniner_stats["forced"] == len(bound.forced)
     # in a batch, where rows finish at different steps, each row keeps its own marks
     queries = [Query(p, t, t) for (p, t) in TINY_FACTS] + [Query(passage, "location", "location")]
-    alone = [HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=1, constrained=True, mark_forced=True)([q])[0]
+    alone = [HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=1, constrained=True)([q], mark_forced=True)[0]
              for q in queries]
-    together = HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=64, constrained=True, mark_forced=True)(queries)
+    together = HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=64, constrained=True)(queries, mark_forced=True)
     assert [g.forced for g in together] == [g.forced for g in alone]
 
 
 def test_overruled_means_the_mention_so_far_plus_the_token_is_no_passage_text(vocab):
-    from uniner_spacy.constrained import JsonListConstraint
+    from uniner_spacy.backends.hf.grammar import JsonListConstraint
 
     tok = embedded_tokenizer()
     processor = JsonListConstraint(vocab, [AnswerGrammar("The band plays heavy metal in Berlin.")])
@@ -168,7 +168,7 @@ def test_overruled_means_the_mention_so_far_plus_the_token_is_no_passage_text(vo
 
 
 def test_forced_mentions_are_the_items_holding_a_forced_token():
-    from uniner_spacy.parsing import forced_mentions
+    from uniner_spacy.pipeline.parsing import forced_mentions
 
     pieces = [(' ["', 0.0), ("Par", 0.0), ('is", "', 0.0), ("Ber", 0.0), ("lin", 0.0), ('"]', 0.0)]
     assert forced_mentions(' ["Paris", "Berlin"]', pieces, [False, False, False, False, True, False]) == ("Berlin",)

@@ -2,7 +2,7 @@
 import pytest
 
 from uniner_spacy.backends.base import common_head
-from uniner_spacy.backends.decoding import greedy_decode
+from uniner_spacy.backends.hf.decoding import greedy_decode
 
 from conftest import TINY_FACTS
 
@@ -52,7 +52,7 @@ def test_grouped_attention_and_growing_cache_equal_sdpa():
     import torch
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-    from uniner_spacy.backends.cpu_speed import growing_cache, use_grouped_attention
+    from uniner_spacy.backends.hf.cpu_kernels import growing_cache, use_grouped_attention
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
@@ -93,7 +93,7 @@ def test_shared_prefix_cache_equals_expanded_cache():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from uniner_spacy.backends.cpu_speed import growing_cache, shared_prefix_cache, use_grouped_attention
+    from uniner_spacy.backends.hf.cpu_kernels import growing_cache, shared_prefix_cache, use_grouped_attention
 
     torch.manual_seed(1)
     config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,

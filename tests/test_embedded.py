@@ -13,7 +13,7 @@ def nlp():
 
 
 def test_embedded_default_finds_entities(nlp):
-    from uniner_spacy.models import ADAPTER_DIR
+    from uniner_spacy.weights import ADAPTER_DIR
 
     doc = nlp("Barack Obama visited Paris and Berlin last week.")
     stats = doc._.uniner_stats

@@ -5,10 +5,9 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from uniner_spacy.feedback import (FeedbackError, parse_row, propose_block_list, read_corrections,
-                                   snippet_yaml, to_examples)
-from uniner_spacy.rules import Rules
-from uniner_spacy.ty import Entity
+from uniner_spacy.distill.feedback import (FeedbackError, parse_row, propose_block_list, read_corrections, snippet_yaml, to_examples)
+from uniner_spacy.stages.rules import Rules
+from uniner_spacy.types import Entity
 
 ROWS = [
     {"text": "He met Acme Corp in Paris.", "spans": [
@@ -36,7 +35,7 @@ def test_jsonl_corrections_become_examples(tmp_path):
 
 
 def test_examples_feed_the_conversation_builder(tmp_path):
-    from uniner_spacy.conversations import BuildOptions, build_conversations
+    from uniner_spacy.distill.conversations import BuildOptions, build_conversations
 
     examples = to_examples(read_corrections(write_jsonl(tmp_path / "fb.jsonl", ROWS)))
     convs = build_conversations(examples, BuildOptions(negative_share=0.5, seed=0))
@@ -83,7 +82,7 @@ def test_repeated_rejections_become_a_valid_rules_snippet(tmp_path):
     assert snippet["filters"]["labels"] == {"person": {"block": ["he"]}}
     rules = Rules(snippet)  # validates
     doc = spacy.blank("en")("He left.")
-    from uniner_spacy.ty import Candidate
+    from uniner_spacy.types import Candidate
 
     assert rules(doc, [Candidate(0, 2, "person")]) == []
     assert "block:\n      - he" in snippet_yaml(snippet)

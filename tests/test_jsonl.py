@@ -1,6 +1,6 @@
 import pytest
 
-from uniner_spacy.jsonl import jsonl_rows
+from uniner_spacy.io import jsonl_rows
 
 
 def test_bad_line_raises_with_file_and_line_or_is_skipped_and_reported(tmp_path):

@@ -11,14 +11,14 @@ import pytest
 from uniner_spacy.evaluation.labels import generic_label, natural_label
 from uniner_spacy.evaluation.loaders import (bio_spans, detect_format, find_mentions,
                                              iter_data_files, load, load_report)
-from uniner_spacy.ty import Entity, Example
+from uniner_spacy.types import Entity, AnnotatedText
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} absent (set UNINER_DATA)")
 
 
-def spans(eg: Example) -> List[tuple]:
+def spans(eg: AnnotatedText) -> List[tuple]:
     return [(eg.text[e.start:e.end], e.label) for e in eg.entities]
 
 

@@ -8,11 +8,11 @@ import pytest
 import spacy
 
 from conftest import TINY_FACTS
-from uniner_spacy.backends.hf import HFBackend
+from uniner_spacy.backends.hf.backend import HFBackend
 from uniner_spacy.backends.openai import OpenAIBackend
-from uniner_spacy.server import ModelServer
-from uniner_spacy.parsing import parse_answer
-from uniner_spacy.ty import Query
+from uniner_spacy.serve import ModelServer
+from uniner_spacy.pipeline.parsing import parse_answer
+from uniner_spacy.types import Query
 
 QUERIES = [Query(p, t, t) for (p, t) in TINY_FACTS]
 
@@ -127,7 +127,7 @@ def test_429_then_success_retries(faulty):
 def test_llama_cpp_server_with_real_gguf():
     """The official client against llama.cpp (xllamacpp) serving the embedded GGUF."""
     xllamacpp = pytest.importorskip("xllamacpp")
-    from uniner_spacy.models import embedded_gguf
+    from uniner_spacy.weights import embedded_gguf
 
     params = xllamacpp.CommonParams()
     params.model.path = str(embedded_gguf())
@@ -145,7 +145,7 @@ def test_llama_cpp_server_with_real_gguf():
 def test_llama_cpp_applies_the_student_adapter():
     """The shipped adapter, written as a llama.cpp LoRA GGUF, turns the base's prose into UniNER lists."""
     xllamacpp = pytest.importorskip("xllamacpp")
-    from uniner_spacy.models import adapter_gguf, embedded_gguf
+    from uniner_spacy.weights import adapter_gguf, embedded_gguf
 
     path = adapter_gguf()
     assert adapter_gguf() == path  # written once

@@ -4,8 +4,8 @@ import spacy
 from spacy.util import registry
 
 import uniner_spacy  # noqa: F401
-from uniner_spacy.precision import PrecisionCheck, load_ner
-from uniner_spacy.ty import Candidate as C
+from uniner_spacy.stages.precision import PrecisionCheck, load_ner
+from uniner_spacy.types import Candidate as C
 
 TEXT = "Barack Obama visited Berlin on Monday with Microsoft engineers."
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from training import convert, corpus, stats
-from uniner_spacy.conversations import read_jsonl
-from uniner_spacy.prompts import ACK
+from uniner_spacy.distill.conversations import read_jsonl
+from uniner_spacy.pipeline.prompts import ACK
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "training" / "sample_corpus.jsonl"

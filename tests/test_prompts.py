@@ -1,4 +1,4 @@
-from uniner_spacy.prompts import SYSTEM_PARAGRAPH, Template, question, teacher_messages
+from uniner_spacy.pipeline.prompts import SYSTEM_PARAGRAPH, Template, question, teacher_messages
 
 GOLDEN = (
     "A virtual assistant answers questions from a user based on the provided text. "

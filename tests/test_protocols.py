@@ -13,7 +13,7 @@ from uniner_spacy.evaluation import (PRF, benchmark_score, examples_to_predictio
 from uniner_spacy.evaluation.protocols import (normalized_set, score_strings, span_counts,
                                                string_counts, write_jsonl)
 from uniner_spacy.evaluation.report import plot_results
-from uniner_spacy.ty import Entity, Example
+from uniner_spacy.types import Entity, AnnotatedText
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
@@ -184,11 +184,11 @@ def _ruler_factory(labels):
 
 
 EXAMPLES = [
-    Example("John Smith flew to Paris", [Entity(0, 10, "person"), Entity(19, 24, "location")],
+    AnnotatedText("John Smith flew to Paris", [Entity(0, 10, "person"), Entity(19, 24, "location")],
             ["person", "location"], "toy"),
-    Example("Mary Jones saw John Smith in London", [Entity(0, 10, "person"), Entity(15, 25, "person")],
+    AnnotatedText("Mary Jones saw John Smith in London", [Entity(0, 10, "person"), Entity(15, 25, "person")],
             ["person", "location"], "toy"),
-    Example("London calling", [Entity(0, 6, "organization")], ["organization", "location"], "other"),
+    AnnotatedText("London calling", [Entity(0, 6, "organization")], ["organization", "location"], "other"),
 ]
 
 

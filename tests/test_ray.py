@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from conftest import TINY_FACTS
 from test_cli import write_config
-from uniner_spacy.cli import app
+from uniner_spacy.cli.app import app
 
 ray = pytest.importorskip("ray")
 runner = CliRunner()

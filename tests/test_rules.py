@@ -6,8 +6,8 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from uniner_spacy.rules import Rules, RulesError, load_rules, resolve_rules_path, shipped_rule_sets
-from uniner_spacy.ty import Candidate
+from uniner_spacy.stages.rules import Rules, RulesError, load_rules, resolve_rules_path, shipped_rule_sets
+from uniner_spacy.types import Candidate
 
 
 @pytest.fixture(scope="module")

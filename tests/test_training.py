@@ -17,24 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from uniner_spacy.conversations import (  # noqa: E402
-    BuildOptions,
-    Conversation,
-    asked_text,
-    build_conversations,
-    chunk_example,
-    read_jsonl,
-    to_uniner_json,
-    write_jsonl,
-)
-from uniner_spacy.prompts import question  # noqa: E402
-from uniner_spacy.ty import Entity, Example  # noqa: E402
+from uniner_spacy.distill.conversations import (BuildOptions, Conversation, asked_text, build_conversations, chunk_example, read_jsonl, to_uniner_json, write_jsonl)
+from uniner_spacy.pipeline.prompts import question  # noqa: E402
+from uniner_spacy.types import Entity, AnnotatedText  # noqa: E402
 
 EOS = "<|im_end|>"
 
 
 def _ex(text, ents, labels, source="s"):
-    return Example(text=text, entities=[Entity(text.index(m), text.index(m) + len(m), lab) for m, lab in ents],
+    return AnnotatedText(text=text, entities=[Entity(text.index(m), text.index(m) + len(m), lab) for m, lab in ents],
                    labels=labels, source=source)
 
 
@@ -54,7 +45,7 @@ def tokenizer(tmp_path_factory):
     try:
         from transformers import AutoTokenizer
 
-        from uniner_spacy.models import convert_gguf, embedded_gguf
+        from uniner_spacy.weights import convert_gguf, embedded_gguf
 
         return AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
     except Exception:  # noqa: BLE001 - fall back to a tokenizer trained here
@@ -108,7 +99,7 @@ def test_negatives_only_from_the_source_label_set():
 def test_turns_are_shuffled_and_seed_reproducible():
     text = " ".join(f"w{i}" for i in range(12))
     ents = [Entity(text.index(f"w{i}"), text.index(f"w{i}") + len(f"w{i}"), f"t{i}") for i in range(12)]
-    ex = Example(text, ents, [f"t{i}" for i in range(12)], "x")
+    ex = AnnotatedText(text, ents, [f"t{i}" for i in range(12)], "x")
     a = build_conversations([ex] * 5, BuildOptions(seed=7))
     b = build_conversations([ex] * 5, BuildOptions(seed=7))
     c = build_conversations([ex] * 5, BuildOptions(seed=8))
@@ -160,7 +151,7 @@ def test_chunking_keeps_entities_whole(tokenizer):
     while (pos := text.find("New York City", pos)) >= 0:
         ents.append(Entity(pos, pos + 13, "city"))
         pos += 13
-    ex = Example(text, ents, ["city"], "long")
+    ex = AnnotatedText(text, ents, ["city"], "long")
 
     def offsets(t):
         return tokenizer(t, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]

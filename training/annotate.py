@@ -30,8 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from uniner_spacy.teacher import (TeacherAnswer, TeacherClient, batch_requests, clean_pairs, parse_tuples,
-                                  read_batch_results)
+from uniner_spacy.distill.teacher import (TeacherAnswer, TeacherClient, batch_requests, clean_pairs, parse_tuples, read_batch_results)
 
 
 def read_passages(path: Path, limit: int = 0) -> List[Tuple[str, str]]:
@@ -48,8 +47,8 @@ def read_passages(path: Path, limit: int = 0) -> List[Tuple[str, str]]:
 
 def start_local(model: str, max_new_tokens: int):
     """`ModelServer` around `uniner.HF.v1` on a free port of 127.0.0.1 (plain generation)."""
-    from uniner_spacy.backends.hf import HFBackend
-    from uniner_spacy.server import ModelServer
+    from uniner_spacy.backends.hf.backend import HFBackend
+    from uniner_spacy.serve import ModelServer
 
     backend = HFBackend(model, batch_size=1, max_new_tokens=max_new_tokens, constrained=False, prefix_sharing=False,
                         stop_at_list_end=True)

@@ -24,12 +24,11 @@ import json
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from uniner_spacy.conversations import (BuildOptions, build_conversations, load_definitions, negative_share,
-                                        type_frequencies, write_jsonl, write_uniner_json)
-from uniner_spacy.ty import Entity, Example
+from uniner_spacy.distill.conversations import (BuildOptions, build_conversations, load_definitions, negative_share, type_frequencies, write_jsonl, write_uniner_json)
+from uniner_spacy.types import Entity, AnnotatedText
 
 
-def read_annotations(path: Path, source: str = "teacher") -> List[Example]:
+def read_annotations(path: Path, source: str = "teacher") -> List[AnnotatedText]:
     """`training.annotate` output → Examples (labels filled in later); failed passages skipped."""
     out = []
     with path.open(encoding="utf-8") as fh:
@@ -40,11 +39,11 @@ def read_annotations(path: Path, source: str = "teacher") -> List[Example]:
             if row.get("error"):
                 continue
             ents = [Entity(int(s), int(e), ent["type"]) for ent in row.get("entities", []) for s, e in ent["spans"]]
-            out.append(Example(text=row["text"], entities=ents, labels=[], source=source))
+            out.append(AnnotatedText(text=row["text"], entities=ents, labels=[], source=source))
     return out
 
 
-def open_type_pool(examples: Sequence[Example], size: int) -> List[str]:
+def open_type_pool(examples: Sequence[AnnotatedText], size: int) -> List[str]:
     """The negative-type collection: the `size` most frequent types (all when 0)."""
     freq = type_frequencies(examples)
     return [t for t, _ in freq.most_common(size or None)]
@@ -75,16 +74,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         p.error("give --annotations, --pile-ner, --data or --feedback")
 
     from uniner_spacy.evaluation.loaders import load, source_name
-    from uniner_spacy.feedback import propose_block_list, read_corrections, snippet_yaml, to_examples
+    from uniner_spacy.distill.feedback import propose_block_list, read_corrections, snippet_yaml, to_examples
 
-    open_sets: List[List[Example]] = []
+    open_sets: List[List[AnnotatedText]] = []
     for path in args.annotations:
         open_sets.append(read_annotations(path, source=f"teacher:{path.stem}"))
     for path in args.pile_ner:
         examples = load(path, format="conversation", source=f"pile_ner:{path.stem}")
         # Pile-NER asks only the types a passage mentions: negatives come from the whole collection
-        open_sets.append([Example(e.text, e.entities, [], e.source) for e in examples])
-    supervised: List[Example] = []
+        open_sets.append([AnnotatedText(e.text, e.entities, [], e.source) for e in examples])
+    supervised: List[AnnotatedText] = []
     for path in args.data:
         supervised.extend(load(path, limit=args.limit, source=source_name(path)))
 

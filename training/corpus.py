@@ -23,9 +23,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-from uniner_spacy.chunking import chunk_text
-from uniner_spacy.jsonl import jsonl_rows
-from uniner_spacy.teacher import passage_id
+from uniner_spacy.pipeline.chunking import chunk_text
+from uniner_spacy.io import jsonl_rows
+from uniner_spacy.distill.teacher import passage_id
 
 
 def _is_hf_dump(path: Path) -> bool:
@@ -74,7 +74,7 @@ def student_offsets(tokenizer_name: str):
     from transformers import AutoTokenizer
 
     if tokenizer_name in ("embedded", "embedded-base"):
-        from uniner_spacy.models import convert_gguf, embedded_gguf
+        from uniner_spacy.weights import convert_gguf, embedded_gguf
 
         tokenizer_name = str(convert_gguf(embedded_gguf()))
     tok = AutoTokenizer.from_pretrained(tokenizer_name)
@@ -86,7 +86,7 @@ def student_offsets(tokenizer_name: str):
 
 
 def split_passages(text: str, offsets, nlp, max_tokens: int) -> List[Tuple[str, int]]:
-    from uniner_spacy.chunking import doc_units
+    from uniner_spacy.pipeline.chunking import doc_units
 
     units = doc_units(nlp(text))
     return [(p.text.strip(), p.n_tokens) for p in chunk_text(text, offsets(text), units, max_tokens, 0)]

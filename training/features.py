@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
 
-from uniner_spacy.conversations import Conversation
+from uniner_spacy.distill.conversations import Conversation
 
 IGNORE = -100
 DEFAULT_MAX_LENGTH = 1024
@@ -143,8 +143,8 @@ def main() -> None:  # pragma: no cover - a quick look from the command line
 
     from transformers import AutoTokenizer
 
-    from uniner_spacy.conversations import read_jsonl
-    from uniner_spacy.models import EMBEDDED_EOS, convert_gguf, embedded_gguf
+    from uniner_spacy.distill.conversations import read_jsonl
+    from uniner_spacy.weights import EMBEDDED_EOS, convert_gguf, embedded_gguf
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("conversations", help="JSONL written by training.mixture")

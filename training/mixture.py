@@ -30,17 +30,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from uniner_spacy.conversations import (
-    BuildOptions,
-    Conversation,
-    build_conversations,
-    load_definitions,
-    negative_share,
-    type_frequencies,
-    write_jsonl,
-    write_uniner_json,
-)
-from uniner_spacy.ty import Example
+from uniner_spacy.distill.conversations import (BuildOptions, Conversation, build_conversations, load_definitions, negative_share, type_frequencies, write_jsonl, write_uniner_json)
+from uniner_spacy.types import AnnotatedText
 
 DATA_ROOT = Path(os.environ.get("UNINER_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 FOLDERS = ("supervised", "open_types", "pile_ner")
@@ -115,10 +106,10 @@ def source_files(root: Path) -> List[Tuple[str, str, Path, str]]:
     return out
 
 
-def load_sources(root: Path) -> Dict[str, List[Example]]:
+def load_sources(root: Path) -> Dict[str, List[AnnotatedText]]:
     from uniner_spacy.evaluation.loaders import load
 
-    by_set: Dict[str, List[Example]] = {}
+    by_set: Dict[str, List[AnnotatedText]] = {}
     for folder, dataset, path, fmt in source_files(root):
         examples = load(path, format=fmt, source=dataset)
         by_set.setdefault(dataset, []).extend(ex for ex in examples if ex.text.strip() and ex.labels)
@@ -252,7 +243,7 @@ def _stats(picked: Dict[str, List[Conversation]], tokenizer, eos: str, total: in
 def main(argv: Optional[Sequence[str]] = None) -> None:
     from transformers import AutoTokenizer
 
-    from uniner_spacy.models import EMBEDDED_EOS, convert_gguf, embedded_gguf
+    from uniner_spacy.weights import EMBEDDED_EOS, convert_gguf, embedded_gguf
 
     p = argparse.ArgumentParser(description="Build the student's training mixture.")
     p.add_argument("--out", default=".train/mixture.jsonl")

@@ -195,7 +195,7 @@ def make_collator(pad_id: int):
 
 def resolve_base(base: str) -> str:
     if base in ("embedded", ""):
-        from uniner_spacy.models import convert_gguf, embedded_gguf
+        from uniner_spacy.weights import convert_gguf, embedded_gguf
 
         return str(convert_gguf(embedded_gguf()))
     return base
@@ -350,7 +350,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     args = parse_args(argv)
     from transformers import AutoTokenizer, set_seed
 
-    from uniner_spacy.conversations import read_jsonl
+    from uniner_spacy.distill.conversations import read_jsonl
 
     if not on_gpu(args):
         torch.set_num_threads(args.threads)

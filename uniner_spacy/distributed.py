@@ -21,7 +21,7 @@ class Annotator:
     def __init__(self, labels: Optional[object], config: Optional[str], batch_size: int, threads: int):
         import torch
 
-        from .util import build_nlp
+        from .pipeline.build import build_nlp
 
         if threads:
             torch.set_num_threads(threads)
@@ -29,7 +29,7 @@ class Annotator:
         self.batch_size = batch_size
 
     def __call__(self, batch: Dict[str, object]) -> Dict[str, List]:
-        from .cli import doc_to_json
+        from .io import doc_to_json
 
         texts = [str(t) for t in batch["text"]]
         metas = [json.loads(m) for m in batch["meta"]]

@@ -1,12 +1,33 @@
-"""What all backends share: rendering queries and measuring passages."""
+"""What all backends share: the `Backend` interface, rendering queries and measuring passages."""
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
-from ..prompts import SYSTEM_PARAGRAPH, SYSTEM_TEXT, Template
+from ..pipeline.prompts import SYSTEM_PARAGRAPH, SYSTEM_TEXT, Template
+from ..types import Generation, Query
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Who answers. Everything the component and the answer cache use is declared here.
+
+    - `model_id`: identifies weights, prompt and decoding settings (part of cache keys).
+    - `token_offsets(text)`: character offsets of the model's tokens, to cut passages by its budget.
+    - `__call__(queries, mark_forced=...)`: one answer per query, in order; a failed query comes
+      back with `Generation.error` set. `mark_forced` asks a constrained backend to mark mentions
+      its grammar forced (`Generation.forced`); backends that never force ignore it.
+    """
+
+    @property
+    def model_id(self) -> str: ...
+
+    def token_offsets(self, text: str) -> List[Tuple[int, int]]: ...
+
+    def __call__(self, queries: Sequence[Query], *, mark_forced: bool = False) -> List[Generation]: ...
+
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 

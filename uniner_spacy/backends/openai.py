@@ -13,11 +13,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence, Tuple
 
-from ..prompts import ACK, question
-from ..ty import Generation, Query
+from ..registry import registry
+from ..pipeline.prompts import ACK, question
+from ..types import Generation, Query
 from .base import Prompter, approx_token_offsets, describe
 
 
+@registry.misc("uniner.OpenAI.v1")
 class OpenAIBackend:
     def __init__(
         self,
@@ -92,7 +94,8 @@ class OpenAIBackend:
             {"role": "user", "content": question(query.entity_type)},
         ]
 
-    def __call__(self, queries: Sequence[Query]) -> List[Generation]:
+    def __call__(self, queries: Sequence[Query], *, mark_forced: bool = False) -> List[Generation]:
+        """One request per query; `mark_forced` is ignored (a server's answers are never forced)."""
         if not queries:
             return []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(queries))) as pool:

@@ -1,4 +1,4 @@
-"""Read every NER data format we meet into `Example`s with character offsets.
+"""Read every NER data format we meet into `AnnotatedText`s with character offsets.
 
 Each reader turns one file into `_Record`s carrying raw tags; `load` then maps
 tags to natural names (labels.py) and fills each example's full label set, so
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import (Callable, Dict, Iterable, Iterator, List, Mapping, Optional,
                     Sequence, Tuple, Union)
 
-from ..ty import Entity, Example
+from ..types import Entity, AnnotatedText
 from .labels import dataset_labels, make_label_mapper
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class _Record:
 class Loaded:
     """`load`'s result with what was lost on the way, so nothing disappears silently."""
 
-    examples: List[Example]
+    examples: List[AnnotatedText]
     format: str
     source: str
     unlocated: List[Tuple[int, str, str]] = field(default_factory=list)  # (example idx, label, mention)
@@ -583,7 +583,7 @@ def _to_examples(records: Iterable[_Record], mapper: Callable[[str], Optional[st
                        if 0 <= s < e <= len(rec.text) and (n := mapper(lab))},
                       key=lambda x: (x.start, x.end, x.label))
         labels = shared if rec.labels is None else names([*rec.labels, *(lab for _, _, lab in rec.spans)])
-        loaded.examples.append(Example(rec.text, ents, list(labels), source))
+        loaded.examples.append(AnnotatedText(rec.text, ents, list(labels), source))
         loaded.unlocated.extend((i, n, m) for lab, m in rec.unlocated if (n := mapper(lab)))
     return loaded
 
@@ -618,7 +618,7 @@ def load_report(path: PathLike, format: Optional[str] = None,
 
 def load(path: PathLike, format: Optional[str] = None,
          label_map: Optional[Mapping[str, Optional[str]]] = None,
-         limit: Optional[int] = None, source: Optional[str] = None) -> List[Example]:
+         limit: Optional[int] = None, source: Optional[str] = None) -> List[AnnotatedText]:
     """Read one data file into Examples (char offsets, natural label names, full label set).
 
     `format` overrides detection (see FORMATS); `label_map` maps raw tags to

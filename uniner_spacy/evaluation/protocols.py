@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import (Any, Deque, Dict, Iterable, List, Mapping, Optional, Sequence,
                     Tuple, Union)
 
-from ..ty import Example
+from ..types import AnnotatedText
 
 Query = Dict[str, Any]
 _PUNCT = frozenset(string.punctuation)
@@ -134,7 +134,7 @@ def span_counts(predicted: Iterable[Sequence[Any]], gold: Iterable[Sequence[Any]
     return PRF(tp, len(pred_set) - tp, len(gold_set) - tp)
 
 
-def score_span_examples(predicted: Sequence[Example], gold: Sequence[Example]) -> PRF:
+def score_span_examples(predicted: Sequence[AnnotatedText], gold: Sequence[AnnotatedText]) -> PRF:
     """Micro span counts over paired Examples, (start, end, label) exact match."""
     total = PRF()
     for p, g in zip(predicted, gold):
@@ -151,7 +151,7 @@ def benchmark_score(f1_per_dataset: Mapping[str, float]) -> float:
 # ---------------------------------------------------------------- queries
 
 
-def examples_to_predictions(examples: Sequence[Example],
+def examples_to_predictions(examples: Sequence[AnnotatedText],
                             unlocated: Iterable[Tuple[int, str, str]] = ()) -> List[Query]:
     """One query dict per (example, label), gold as if predicted (gold=pred scores 1.0).
 

@@ -3,7 +3,7 @@
 The pipeline only has to set `doc.ents` with `label_` = type name; the UniNER
 component also leaves `doc._.uniner_stats` (queries, parse failures,
 unaligned mentions, seconds), which is summed when present. Each data set
-(`Example.source`) gets its own pipeline from `nlp_factory(labels)`, because
+(`AnnotatedText.source`) gets its own pipeline from `nlp_factory(labels)`, because
 each asks its own label set.
 """
 from __future__ import annotations
@@ -16,14 +16,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from ..ty import Example
+from ..types import AnnotatedText
 from .protocols import benchmark_score, examples_to_predictions, score_queries, write_jsonl
 
 NlpFactory = Union[Language, Callable[[List[str]], Language]]
 PROTOCOLS = ("string", "span", "both")
 
 
-def doc_predictions(doc: Doc, example: Example, labels: Sequence[str]) -> List[Dict[str, Any]]:
+def doc_predictions(doc: Doc, example: AnnotatedText, labels: Sequence[str]) -> List[Dict[str, Any]]:
     """One query dict per label: the texts and char spans of `doc.ents` with that label."""
     rows = []
     for label in labels:
@@ -49,11 +49,11 @@ def _doc_stats(docs: Sequence[Doc]) -> Dict[str, Any]:
     return total
 
 
-def _query_labels(example: Example, labels: Optional[Sequence[str]]) -> List[str]:
+def _query_labels(example: AnnotatedText, labels: Optional[Sequence[str]]) -> List[str]:
     return list(example.labels if labels is None else labels)
 
 
-def evaluate_dataset(nlp: Language, examples: Sequence[Example],
+def evaluate_dataset(nlp: Language, examples: Sequence[AnnotatedText],
                      labels: Optional[Sequence[str]] = None, protocol: str = "both",
                      batch_size: int = 32) -> Dict[str, Any]:
     """Run `nlp` over one data set's examples; return scores, stats and the predictions."""
@@ -66,7 +66,7 @@ def evaluate_dataset(nlp: Language, examples: Sequence[Example],
     predicted: List[Dict[str, Any]] = []
     for doc, eg in zip(docs, examples):
         asked = _query_labels(eg, labels)
-        scoped = Example(eg.text, eg.entities, asked, eg.source)
+        scoped = AnnotatedText(eg.text, eg.entities, asked, eg.source)
         gold.extend(examples_to_predictions([scoped]))
         predicted.extend(doc_predictions(doc, eg, asked))
     scores = score_queries(gold, predicted, spans=protocol != "string")
@@ -88,11 +88,11 @@ def evaluate_dataset(nlp: Language, examples: Sequence[Example],
     }
 
 
-def evaluate_pipeline(nlp_factory: NlpFactory, examples: Sequence[Example],
+def evaluate_pipeline(nlp_factory: NlpFactory, examples: Sequence[AnnotatedText],
                       labels: Optional[Sequence[str]] = None, protocol: str = "both",
                       batch_size: int = 32,
                       predictions_path: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
-    """Evaluate a pipeline per data set (`Example.source`) under one or both protocols.
+    """Evaluate a pipeline per data set (`AnnotatedText.source`) under one or both protocols.
 
     `nlp_factory` is a Language used as is, or a callable given each data
     set's label list (the union of its examples' labels, or `labels` when
@@ -101,7 +101,7 @@ def evaluate_pipeline(nlp_factory: NlpFactory, examples: Sequence[Example],
     "benchmark": mean F1 per protocol}; predictions go to `predictions_path`
     as JSONL when given.
     """
-    groups: Dict[str, List[Example]] = defaultdict(list)
+    groups: Dict[str, List[AnnotatedText]] = defaultdict(list)
     for eg in examples:
         groups[eg.source or "unknown"].append(eg)
     results: Dict[str, Dict[str, Any]] = {}
@@ -144,14 +144,14 @@ def format_results(result: Dict[str, Any]) -> str:
 
 
 def load_files(paths: Sequence[Union[str, Path]], limit: Optional[int] = None,
-               format: Optional[str] = None) -> List[Example]:
+               format: Optional[str] = None) -> List[AnnotatedText]:
     """The examples of every file, each file's data set named by its folder (and file, where two
     files share a folder name)."""
     from .loaders import load, source_name
 
     paths = [Path(p) for p in paths]
     names = [source_name(p) for p in paths]
-    examples: List[Example] = []
+    examples: List[AnnotatedText] = []
     for path, name in zip(paths, names):
         source = name if names.count(name) == 1 else f"{name}/{path.stem}"
         examples.extend(load(path, format=format, limit=limit, source=source))
@@ -173,7 +173,7 @@ def evaluate_files(
     Each data set asks its own labels; the model is loaded once and the
     component's labels are switched per data set.
     """
-    from ..util import build_nlp
+    from ..pipeline.build import build_nlp
 
     examples = load_files(paths, limit=limit, format=format)
     nlp = build_nlp(["entity"], config)

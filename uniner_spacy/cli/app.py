@@ -8,7 +8,8 @@ from typing import Iterator, List, Optional, Tuple
 
 import typer
 
-from .jsonl import jsonl_rows
+from ..errors import UninerError
+from ..io import doc_to_json, read_texts
 
 app = typer.Typer(add_completion=False, help="UniversalNER-style open NER for spaCy.")
 
@@ -18,31 +19,24 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def read_texts(path: Path, text_field: str = "text") -> Iterator[Tuple[str, dict]]:
-    """(text, meta) from text lines, JSONL, or a folder of .txt files, in a stable order."""
-    if path.is_dir():
-        for f in sorted(path.rglob("*.txt")):
-            yield f.read_text(encoding="utf8"), {"file": str(f.relative_to(path))}
-        return
-    if path.suffix in (".jsonl", ".ndjson"):
-        try:
-            for n, row in jsonl_rows(path):
-                if not isinstance(row, dict) or text_field not in row:
-                    fail(f"{path}:{n} has no '{text_field}' field (choose it with --text-field)")
-                yield row[text_field], {k: v for k, v in row.items() if k != text_field}
-        except ValueError as err:
-            fail(str(err))
-        return
-    with path.open(encoding="utf8") as fh:
-        for n, line in enumerate(fh):
-            yield line.rstrip("\n"), {"line": n + 1}
+def _read(path: Path, text_field: str) -> List[Tuple[str, dict]]:
+    try:
+        return list(read_texts(path, text_field))
+    except UninerError as err:
+        fail(str(err))
+        raise
 
 
-def doc_to_json(doc, meta: dict, spans_key: str = "uniner") -> dict:
-    ent = lambda s: {"start": s.start_char, "end": s.end_char, "text": s.text, "label": s.label_,
-                     "score": s._.uniner_score}
-    return {"text": doc.text, **meta, "ents": [ent(e) for e in doc.ents],
-            "spans": [ent(s) for s in doc.spans.get(spans_key, [])], "stats": doc._.uniner_stats}
+def parse_labels(text: str) -> Labels:
+    """`person,organization` or `person=A human being;city=A town` from the CLI."""
+    if "=" in text:
+        out = {}
+        for item in text.split(";"):
+            if item.strip():
+                label, _, desc = item.partition("=")
+                out[label.strip()] = desc.strip() or None
+        return out
+    return [l.strip() for l in text.split(",") if l.strip()]
 
 
 def _count_lines(path: Path) -> int:
@@ -71,16 +65,16 @@ def annotate(
     """Annotate a corpus; a .jsonl output picks up where a stopped run left off."""
     from tqdm import tqdm
 
-    from .util import build_nlp, parse_labels
+    from ..pipeline.build import build_nlp
 
     if ray:
-        from .distributed import annotate_ray
+        from ..distributed import annotate_ray
 
         if output.suffix:
             fail(f"With --ray the output is a folder of shards, not {output.name!r}")
         if not input.exists():
             fail(f"Input {input} does not exist")
-        items = list(read_texts(input, text_field))
+        items = _read(input, text_field)
         shards = annotate_ray(items, output, labels=parse_labels(labels) if labels else None, config=config,
                               workers=workers, threads=threads, gpus_per_worker=gpus_per_worker,
                               batch_size=batch_size, shard_size=shard_size, address=ray_address)
@@ -91,7 +85,7 @@ def annotate(
         fail(f"Output must end in .jsonl, .spacy or .html, not {output.name!r}")
     if not input.exists():
         fail(f"Input {input} does not exist")
-    items = list(read_texts(input, text_field))
+    items = _read(input, text_field)
     nlp = build_nlp(parse_labels(labels) if labels else None, config)
     done = _count_lines(output) if kind == ".jsonl" and resume else 0
     if done:
@@ -140,7 +134,7 @@ def evaluate(
     format: Optional[str] = typer.Option(None, help="Override the detected data format"),
 ):
     """Score a pipeline on data files; the last line is one JSON object."""
-    from .evaluation.runner import evaluate_files
+    from ..evaluation.runner import evaluate_files
 
     result = evaluate_files(data, config=config, limit=limit, protocol=protocol, batch_size=batch_size,
                             predictions=predictions, format=format, echo=lambda s: typer.echo(s, err=False))
@@ -153,7 +147,7 @@ def score(
     pred: Path = typer.Option(..., help="Predictions JSONL: {text, type, prediction[, spans]}"),
 ):
     """Score a predictions file without running a model; the last line is JSON."""
-    from .evaluation.protocols import score_files
+    from ..evaluation.protocols import score_files
 
     typer.echo(json.dumps(score_files(gold, pred)))
 
@@ -167,9 +161,9 @@ def calibrate(
     batch_size: int = typer.Option(32),
 ):
     """Fit score calibration on dev data, so that `threshold` is a probability of being right."""
-    from .calibration import candidates_vs_gold, fit
-    from .evaluation.loaders import load
-    from .util import build_nlp
+    from ..pipeline.calibration import candidates_vs_gold, fit
+    from ..evaluation.loaders import load
+    from ..pipeline.build import build_nlp
 
     nlp = build_nlp(["entity"], config)
     component = nlp.get_pipe("uniner")
@@ -197,7 +191,7 @@ def serve(
     batch_size: int = typer.Option(16),
 ):
     """Serve a UniNER model over an OpenAI-compatible HTTP API."""
-    from .server import serve as start
+    from ..serve import serve as start
 
     server = start(model, host, port, batch_size=batch_size)
     typer.echo(f"Serving {model} at {server.url}", err=True)
@@ -224,7 +218,6 @@ def demo(
         "The Mississippi River flows through Minneapolis and New Orleans.",
         "Elon Musk founded SpaceX in California in 2002.",
     ]
-    from .util import parse_labels
 
     nlp = spacy.blank("en")
     nlp.add_pipe("uniner", config={"labels": parse_labels(labels)})

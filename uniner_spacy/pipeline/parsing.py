@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from .ty import ParsedAnswer
+from ..types import ParsedAnswer
 
 
 @dataclass(frozen=True)

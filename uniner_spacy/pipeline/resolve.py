@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Dict, Iterable, List, Tuple
 
-from .ty import Candidate
+from ..types import Candidate
 
 _KEYS: Dict[str, Callable[[Candidate], Tuple]] = {
     "longest": lambda c: (-(c.end - c.start), -c.score, c.start),

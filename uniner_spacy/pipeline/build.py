@@ -46,15 +46,3 @@ def build_nlp(
 
 def _plain(labels: Labels):
     return dict(labels) if isinstance(labels, dict) else list(labels)
-
-
-def parse_labels(text: str) -> Labels:
-    """`person,organization` or `person=A human being;city=A town` from the CLI."""
-    if "=" in text:
-        out = {}
-        for item in text.split(";"):
-            if item.strip():
-                label, _, desc = item.partition("=")
-                out[label.strip()] = desc.strip() or None
-        return out
-    return [l.strip() for l in text.split(",") if l.strip()]

@@ -11,18 +11,24 @@ Order per doc: edits → merges → gazetteers → filters, then one candidate p
 """
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from ..registry import registry
+from ..errors import RulesError
 
 from spacy.matcher import Matcher
 from spacy.tokens import Doc, Span
 
-from .ty import Candidate
+from ..types import Candidate
 
-RULES_DIR = Path(__file__).parent / "rules"
+# the top-level rules/ folder, installed as the package uniner_spacy.rulesets
+RULES_DIR = Path(str(importlib.resources.files("uniner_spacy.rulesets")))
+SAVED_FILE = "rules.json"  # a rule set inside a saved pipeline
 
 PRONOUNS = frozenset("""i me my mine myself you your yours yourself yourselves he him his himself she
 her hers herself it its itself we us our ours ourselves they them their theirs themselves this that
@@ -38,8 +44,6 @@ def _closes(before: str, last: str) -> bool:
     return last in pairs and before.count(pairs[last]) > before.count(last)
 
 
-class RulesError(ValueError):
-    """A rule file that does not follow the schema; the message names the key and the value."""
 
 
 # ------------------------------------------------------------------ schema
@@ -178,7 +182,7 @@ def _read_file(path: Path) -> Any:
 
 
 def resolve_rules_path(path: Union[str, Path]) -> Path:
-    """A file path, or the name of a shipped set (`default` → uniner_spacy/rules/default.yaml)."""
+    """A file path, or the name of a shipped set (`default` → rules/default.yaml)."""
     p = Path(path)
     if p.exists():
         return p
@@ -256,6 +260,9 @@ class Rules:
         if not isinstance(gaz, list):
             raise _err(f"{where}.gazetteers", f"expected a list of gazetteers, got {gaz!r}")
         self.gazetteers = [self._parse_gazetteer(g, f"{where}.gazetteers[{k}]", base_dir) for k, g in enumerate(gaz)]
+        # the rule set with gazetteer files read in: what a saved pipeline stores (no outside paths)
+        self.data = {**top, "gazetteers": [asdict(g) for g in self.gazetteers]}
+        self.missing: Optional[str] = None  # set by make_rules for a file that is not there
         self._matchers: Dict[int, Tuple[Matcher, Matcher]] = {}  # per vocab
 
     @staticmethod
@@ -295,6 +302,18 @@ class Rules:
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
             raise _err(f"{where}.score", f"expected a number in [0, 1], got {score!r}")
         return Gazetteer(label, list(dict.fromkeys(entries)), fuzzy, mode, float(score), _bool(g, "case_sensitive", where))
+
+    def to_disk(self, path: Union[str, Path]) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.missing is not None:
+            raise RulesError(self.missing)
+        (path / SAVED_FILE).write_text(json.dumps(self.data, ensure_ascii=False, indent=1), encoding="utf8")
+
+    def from_disk(self, path: Union[str, Path]) -> "Rules":
+        file = Path(path) / SAVED_FILE
+        self.__init__(_read_file(file), name=self.name)  # type: ignore[misc]
+        return self
 
     @classmethod
     def from_path(cls, path: Union[str, Path]) -> "Rules":
@@ -456,6 +475,8 @@ class Rules:
         return True
 
     def __call__(self, doc: Doc, candidates: List[Candidate]) -> List[Candidate]:
+        if self.missing is not None:
+            raise RulesError(self.missing)
         edited = [e for e in (self.edit(doc, c) for c in candidates) if e is not None]
         merged = self.merge_adjacent(doc, edited)
         with_gaz = self.apply_gazetteers(doc, merged) if self.gazetteers else merged
@@ -472,6 +493,18 @@ def load_rules(path: Union[str, Path]) -> Rules:
     return Rules.from_path(path)
 
 
+@registry.misc("uniner.Rules.v1")
 def make_rules(path: str = "default") -> Rules:
-    """`uniner.Rules.v1`: a rules Stage from a file path or a shipped set name."""
-    return Rules.from_path(path)
+    """`uniner.Rules.v1`: a rules Stage from a file path or a shipped set name.
+
+    A path that is not there is an error at first use rather than now: a saved pipeline that moved
+    still names the original file, and its from_disk supplies the saved rules first.
+    """
+    try:
+        return Rules.from_path(path)
+    except RulesError as err:
+        if Path(path).suffix.lower() not in (".yaml", ".yml", ".json") or Path(path).exists():
+            raise  # a bad file, or a shipped-set name that does not exist: say so now
+        rules = Rules({}, name=str(path))
+        rules.missing = str(err)
+        return rules

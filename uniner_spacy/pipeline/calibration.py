@@ -14,15 +14,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
-from .models import ADAPTER_DIR
+from ..registry import registry
+from ..weights import ADAPTER_DIR
+
+
+CALIBRATION_FILE = "calibration.json"  # its name in the embedded adapter and in saved pipelines
 
 
 @dataclass
 class Calibrator:
     xs: List[float]
     ys: List[float]
+    # a configured file that was not there: an error at first use, unless a saved pipeline's
+    # from_disk supplies the data first (the folder moved, the original file did not)
+    missing: Optional[str] = None
 
     def __call__(self, score: float) -> float:
+        if self.missing is not None:
+            raise FileNotFoundError(f"Calibration file {self.missing} does not exist")
         if not self.xs:
             return score
         i = bisect_right(self.xs, score)
@@ -70,13 +79,12 @@ def candidates_vs_gold(docs, examples, spans_key: str = "uniner") -> Tuple[List[
     return scores, correct
 
 
+@registry.misc("uniner.Calibration.v1")
 def make_calibration(path: Optional[str] = "embedded") -> Optional[Calibrator]:
     """`embedded`: the calibration shipped with the student adapter (none → identity)."""
     if path is None:
         return None
-    file = ADAPTER_DIR / "calibration.json" if path == "embedded" else Path(path)
+    file = ADAPTER_DIR / CALIBRATION_FILE if path == "embedded" else Path(path)
     if not file.exists():
-        if path == "embedded":
-            return None
-        raise FileNotFoundError(f"Calibration file {file} does not exist")
+        return None if path == "embedded" else Calibrator([], [], missing=str(file))
     return Calibrator.from_disk(file)

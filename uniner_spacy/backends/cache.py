@@ -17,10 +17,12 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from .prompts import TEMPLATE_VERSION
-from .ty import Backend, Generation, Query
+from ..registry import registry
+from ..pipeline.prompts import TEMPLATE_VERSION
+from .base import Backend
+from ..types import Generation, Query
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +106,16 @@ class CachedBackend:
         self.hits = 0
         self.misses = 0
 
-    def __getattr__(self, name):  # token_offsets, tokenizer, ... of the wrapped backend
-        return getattr(self.backend, name)
+    @property
+    def model_id(self) -> str:
+        return self.backend.model_id
 
-    def __call__(self, queries: Sequence[Query]) -> List[Generation]:
-        model_id = self.backend.model_id
+    def token_offsets(self, text: str) -> List[Tuple[int, int]]:
+        return self.backend.token_offsets(text)
+
+    def __call__(self, queries: Sequence[Query], *, mark_forced: bool = False) -> List[Generation]:
+        # answers with forced marks are kept apart: an unmarked answer cannot say what was forced
+        model_id = self.backend.model_id + ("|forced" if mark_forced else "")
         keys = [AnswerCache.key(model_id, q) for q in queries]
         found = self.cache.get_many(list(dict.fromkeys(keys)))
         todo = [i for i, k in enumerate(keys) if k not in found]
@@ -116,7 +123,7 @@ class CachedBackend:
         self.misses += len(todo)
         out: List[Optional[Generation]] = [found.get(k) for k in keys]
         if todo:
-            answers = self.backend([queries[i] for i in todo])
+            answers = self.backend([queries[i] for i in todo], mark_forced=mark_forced)
             fresh = {}
             for i, gen in zip(todo, answers):
                 out[i] = gen
@@ -127,5 +134,6 @@ class CachedBackend:
         return out  # type: ignore[return-value]
 
 
+@registry.misc("uniner.Cached.v1")
 def make_cached_backend(backend: Backend, path: str) -> CachedBackend:
     return CachedBackend(backend, path)

@@ -14,7 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional, Tuple
 
-from .backends.hf import HFBackend
+from .backends.hf.backend import HFBackend
 
 
 def chat_to_prompt(messages: List[Dict[str, str]], eos: str) -> str:

@@ -15,9 +15,10 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from spacy.tokens import Doc
 
-from .resolve import consolidate
-from .ty import Candidate
-from .types import Embedder, label_text, shared_embedder
+from ..registry import registry
+from ..pipeline.resolve import consolidate
+from ..types import Candidate
+from .embeddings import Embedder, label_text, shared_embedder
 
 
 def conflict_groups(candidates: List[Candidate]) -> List[List[int]]:
@@ -118,6 +119,7 @@ class ConflictResolver:
         return candidates
 
 
+@registry.misc("uniner.Conflicts.v1")
 def make_conflicts(weight: float = 0.5, temperature: float = 0.05,
                    descriptions: Optional[Dict[str, str]] = None, mention_weight: float = 0.5,
                    window: int = 3, model: Optional[str] = None,
@@ -128,6 +130,7 @@ def make_conflicts(weight: float = 0.5, temperature: float = 0.05,
                             embedder=shared_embedder(model, disk_cache))
 
 
+@registry.misc("uniner.Consolidate.v1")
 def make_consolidate(bonus: float = 0.0):
     """`uniner.Consolidate.v1`: merge repeated (span, label) candidates, keeping every source."""
     def stage(doc: Doc, candidates: List[Candidate]) -> List[Candidate]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import List, Sequence, Tuple
 
-from .ty import Passage
+from ..types import Passage
 
 Offsets = Sequence[Tuple[int, int]]
 

@@ -113,7 +113,7 @@ def greedy_decode(
     """
     import torch
 
-    from .cpu_speed import growing_cache
+    from .cpu_kernels import growing_cache
 
     cache = past_key_values if past_key_values is not None else growing_cache()
     done_len = cache.get_seq_length()

@@ -6,7 +6,7 @@ types answered with `[]`, in random order (UNINER.md, "Training recipe").
 
 Negatives are sampled in proportion to how often each type is mentioned over the
 whole mixture, but only from the labels the example's own source annotates
-exhaustively (`Example.labels`): a source that never labels dates must not teach
+exhaustively (`AnnotatedText.labels`): a source that never labels dates must not teach
 the model that its sentences contain no dates (data README, "Notes for training
 a student").
 
@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from .prompts import ACK, QUESTION, Template, question
-from .ty import Entity, Example
+from ..pipeline.prompts import ACK, QUESTION, Template, question
+from ..types import Entity, AnnotatedText
 
 DEFAULT_MAX_PASSAGE_TOKENS = 256
 
@@ -97,7 +97,7 @@ def answer_json(text: str, entities: Iterable[Entity], label: str) -> str:
     return json.dumps(seen, ensure_ascii=False)
 
 
-def type_frequencies(examples: Iterable[Example]) -> Counter:
+def type_frequencies(examples: Iterable[AnnotatedText]) -> Counter:
     """Mention counts per label over a whole mixture (the negative-sampling weights)."""
     freq: Counter = Counter()
     for ex in examples:
@@ -111,10 +111,10 @@ def type_frequencies(examples: Iterable[Example]) -> Counter:
 
 
 def chunk_example(
-    example: Example,
+    example: AnnotatedText,
     count_tokens: Optional[Callable[[str], List[Tuple[int, int]]]],
     max_tokens: int = DEFAULT_MAX_PASSAGE_TOKENS,
-) -> List[Example]:
+) -> List[AnnotatedText]:
     """Split an example into passages of at most `max_tokens` tokens.
 
     `count_tokens(text)` returns the (start, end) character offsets of the
@@ -133,7 +133,7 @@ def chunk_example(
     for ent in example.entities:
         for i in range(ent.start + 1, ent.end):
             inside[i] = 1
-    pieces: List[Example] = []
+    pieces: List[AnnotatedText] = []
     start_char, tok = 0, 0
     while tok < len(offsets):
         if len(offsets) - tok <= max_tokens:
@@ -169,7 +169,7 @@ def _best_cut(text: str, inside: bytearray, start: int, floor: int, limit: int) 
     return max(limit, start + 1)  # no white space at all: cut inside a word
 
 
-def _slice(example: Example, start: int, end: int) -> Example:
+def _slice(example: AnnotatedText, start: int, end: int) -> AnnotatedText:
     raw = example.text[start:end]
     lead = len(raw) - len(raw.lstrip())
     text = raw.strip()
@@ -179,7 +179,7 @@ def _slice(example: Example, start: int, end: int) -> Example:
         for e in example.entities
         if e.start >= offset and e.end <= offset + len(text)
     ]
-    return Example(text=text, entities=ents, labels=list(example.labels), source=example.source)
+    return AnnotatedText(text=text, entities=ents, labels=list(example.labels), source=example.source)
 
 
 # ---------------------------------------------------------------------------
@@ -207,11 +207,11 @@ class BuildOptions:
 
 
 def build_conversations(
-    examples: Sequence[Example],
+    examples: Sequence[AnnotatedText],
     options: Optional[BuildOptions] = None,
     frequencies: Optional[Counter] = None,
     count_tokens: Optional[Callable[[str], List[Tuple[int, int]]]] = None,
-    dataset_of: Optional[Callable[[Example], str]] = None,
+    dataset_of: Optional[Callable[[AnnotatedText], str]] = None,
 ) -> List[Conversation]:
     """One conversation per (chunked) example, reproducible for a given seed.
 
@@ -232,12 +232,12 @@ def build_conversations(
 
 
 def _conversation(
-    example: Example,
+    example: AnnotatedText,
     opts: BuildOptions,
     rng: random.Random,
     freq: Counter,
     neg_per_pos: float,
-    dataset_of: Optional[Callable[[Example], str]],
+    dataset_of: Optional[Callable[[AnnotatedText], str]],
 ) -> Optional[Conversation]:
     positives: List[str] = []
     for ent in sorted(example.entities, key=lambda e: (e.start, e.end)):

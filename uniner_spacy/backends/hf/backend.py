@@ -11,17 +11,19 @@ questions. One query per call (`batch_size=1`) is the slow baseline.
 """
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
-from ..constrained import GRAMMAR_VERSION
-from ..models import fix_tokenizer, resolve_model
-from ..parsing import forced_mentions, scan_list
-from ..ty import Generation, Query
-from .base import Prompter, common_head, describe
-from .cpu_speed import (growing_cache, in_place_caches, repeat_rows, shared_prefix_cache, stack_left_padded,
-                        use_grouped_attention)
+from ...registry import registry
+from .grammar import GRAMMAR_VERSION
+from ...weights import fix_tokenizer, resolve_model
+from ...pipeline.parsing import forced_mentions, scan_list
+from ...types import Generation, Query
+from ..base import Prompter, common_head, describe
+from .cpu_kernels import (growing_cache, in_place_caches, repeat_rows, shared_prefix_cache, stack_left_padded, use_grouped_attention)
 from .decoding import Step, greedy_decode
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ ATTENTIONS = ("auto", "grouped", "model")
 ANSWER_TEXT_VERSION = 2
 
 
+@registry.misc("uniner.HF.v1")
 class HFBackend:
     def __init__(
         self,
@@ -51,7 +54,6 @@ class HFBackend:
         system: str = "text",
         dataset: Optional[str] = None,
         attention: str = "auto",
-        mark_forced: bool = False,
     ):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
@@ -75,8 +77,6 @@ class HFBackend:
         self._grouped = False  # set at load: grouped attention and the shared-prefix cache in use
         # None: on for the embedded student (trained for this format), off otherwise
         self.constrained = (model == "embedded") if constrained is None else constrained
-        # off: the marks cost a full output layer per decoded token; the component's drop_forced turns them on
-        self.mark_forced = mark_forced
         self._vocab = None
         self.prompter = Prompter(system=system, dataset=dataset)
         self._model = None
@@ -161,7 +161,7 @@ class HFBackend:
         return self._model_id
 
     def _identify(self) -> str:
-        from ..models import ADAPTER_DIR, file_digest
+        from ...weights import ADAPTER_DIR, file_digest
 
         p = Path(self.name)
         if self.name == "embedded":  # the shipped student changes with each release
@@ -173,9 +173,25 @@ class HFBackend:
             {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype_name,
              "stop": self.stop_at_list_end, "system": self.prompter.system,
              "constrained": GRAMMAR_VERSION if self.constrained else False, "answer_text": ANSWER_TEXT_VERSION,
-             "forced": self.mark_forced,
              "dataset": self.prompter.dataset}
         )
+
+    # -- serialisation (a saved pipeline carries a user adapter; the shipped one is named) --------
+    def to_disk(self, path: Union[str, Path]) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.adapter:
+            shutil.copytree(self.adapter, path / "adapter", dirs_exist_ok=True)
+        (path / "backend.json").write_text(json.dumps({
+            "model": self.name, "adapter": "adapter" if self.adapter else None,
+            "embedded_adapter": self.name == "embedded" and not self.adapter}))
+
+    def from_disk(self, path: Union[str, Path]) -> "HFBackend":
+        info = json.loads((Path(path) / "backend.json").read_text())
+        if info.get("adapter"):
+            self.adapter = str(Path(path) / info["adapter"])
+            self._model = self._tokenizer = self._model_id = None  # (re)load with the saved adapter
+        return self
 
     def token_offsets(self, text: str) -> List[Tuple[int, int]]:
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -186,9 +202,11 @@ class HFBackend:
         self._load()
         return [self.template.render(q.passage, q.entity_type) for q in queries]
 
-    def __call__(self, queries: Sequence[Query]) -> List[Generation]:
+    def __call__(self, queries: Sequence[Query], *, mark_forced: bool = False) -> List[Generation]:
+        """One answer per query; `mark_forced` marks the mentions the grammar forced (it costs a full
+        output layer per decoded token, so only the component's `drop_forced` asks for it)."""
         if self.prefix_sharing:
-            return self.call_shared(queries)
+            return self.call_shared(queries, mark_forced=mark_forced)
         prompts = self.prompts(queries)
         # character length orders prompts as well as token length, without tokenising twice
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
@@ -197,11 +215,12 @@ class HFBackend:
             idx = order[b : b + self.batch_size]
             passages = [queries[i].passage for i in idx]
             words = [queries[i].words for i in idx]
-            for i, gen in zip(idx, self.generate([prompts[i] for i in idx], passages, words)):
+            for i, gen in zip(idx, self.generate([prompts[i] for i in idx], passages, words,
+                                                   mark_forced=mark_forced)):
                 out[i] = gen
         return out  # type: ignore[return-value]
 
-    def call_shared(self, queries: Sequence[Query]) -> List[Generation]:
+    def call_shared(self, queries: Sequence[Query], *, mark_forced: bool = False) -> List[Generation]:
         """Prefix sharing: each passage is encoded once for all its questions.
 
         The prompt is system text, passage, question, in that order, so the
@@ -225,7 +244,8 @@ class HFBackend:
                 flat = [i for _, ids in batch for i in ids]
                 questions = [self.template.question_turn(queries[i].entity_type) for i in flat]
                 words = [queries[ids[0]].words for _, ids in batch]  # the same text gives the same tokens
-                for i, gen in zip(flat, self.generate_shared(passages, owners, questions, words)):
+                for i, gen in zip(flat, self.generate_shared(passages, owners, questions, words,
+                                                                    mark_forced=mark_forced)):
                     out[i] = gen
                 batch, size = [], 0
             if idx:
@@ -256,7 +276,7 @@ class HFBackend:
         return None
 
     def generate_shared(self, passages: List[str], owners: List[int], questions: List[str],
-                        words: Optional[List[Words]] = None) -> List[Generation]:
+                        words: Optional[List[Words]] = None, *, mark_forced: bool = False) -> List[Generation]:
         import torch
 
         tok = self.tokenizer
@@ -264,7 +284,7 @@ class HFBackend:
         cut = self._split(prefixes, questions)
         if cut is None:
             return self.generate([prefixes[o] + q for o, q in zip(owners, questions)], [passages[o] for o in owners],
-                                 None if words is None else [words[o] for o in owners])
+                                 None if words is None else [words[o] for o in owners], mark_forced=mark_forced)
         head, qhead = cut
         opening = tok(head, add_special_tokens=True).input_ids
         rests = tok([p[len(head):] + qhead for p in prefixes], add_special_tokens=False).input_ids
@@ -281,7 +301,7 @@ class HFBackend:
         ids, mask = self._append(ids[index], mask[index], tails)
         row_words = None if words is None else [words[o] for o in owners]
         return self._decode(ids, mask, [passages[o] for o in owners], row_words, past_key_values=cache,
-                            forward_kwargs=extra)
+                            forward_kwargs=extra, mark_forced=mark_forced)
 
     def _prefill_passages(self, opening: List[int], rests: List[List[int]], chunk: int = 16):
         """The cache of each passage's prefix: the common opening once, then the passages.
@@ -344,18 +364,18 @@ class HFBackend:
         return ids, mask
 
     def generate(self, prompts: List[str], passages: Optional[List[str]] = None,
-                 words: Optional[List[Words]] = None) -> List[Generation]:
+                 words: Optional[List[Words]] = None, *, mark_forced: bool = False) -> List[Generation]:
         """Greedy generation for one padded batch, with per-token log-probs; `passages` (and their
         token offsets, `words`) constrain the answers when `constrained`."""
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
-        return self._decode(enc.input_ids, enc.attention_mask, passages, words)
+        return self._decode(enc.input_ids, enc.attention_mask, passages, words, mark_forced=mark_forced)
 
     def _decode(self, input_ids, attention_mask, passages=None, words=None, past_key_values=None,
-                forward_kwargs=None) -> List[Generation]:
+                forward_kwargs=None, mark_forced: bool = False) -> List[Generation]:
         tok = self.tokenizer
         processor = None
         if self.constrained and passages is not None:
-            from ..constrained import AnswerGrammar, JsonListConstraint, Vocabulary
+            from .grammar import AnswerGrammar, JsonListConstraint, Vocabulary
 
             if self._vocab is None:
                 self._vocab = Vocabulary(tok)
@@ -371,7 +391,7 @@ class HFBackend:
             processor=processor,
             stop=ListClosed(tok) if self.stop_at_list_end else None,
             forward_kwargs=forward_kwargs,
-            mark_forced=self.mark_forced,
+            mark_forced=mark_forced,
         )
         out = []
         for row in rows:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import srsly
 from spacy.language import Language
@@ -17,22 +17,26 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
 from spacy.util import ensure_path, minibatch
 
+from ..backends.base import Backend
+from ..registry import registry
 from .align import align_mention, token_bounds_in
+from .calibration import CALIBRATION_FILE, Calibrator
 from .chunking import chunk_text, doc_units
 from .parsing import mention_scores, parse_answer
 from .prompts import type_phrase
 from .resolve import POLICIES, consolidate, resolve
-from .ty import Backend, Candidate, Generation, Passage, Query, Stats
+from ..types import Candidate, Generation, Labels, Passage, Query, Serializable, Stats
 
 logger = logging.getLogger(__name__)
 
-Labels = Union[List[str], Dict[str, Optional[str]]]
 # Extra entity types to ask for each label (paraphrase matching): {label: [type, ...]}
 Paraphraser = Callable[[Dict[str, Optional[str]]], Dict[str, List[str]]]
 # A post-processing stage over one doc's candidates: rules, conflicts, precision check.
 Stage = Callable[[Doc, List[Candidate]], List[Candidate]]
 
 DEFAULT_BACKEND = {"@misc": "uniner.HF.v1", "model": "embedded"}
+# what `stages` unset (null) means; measured in benchmarks/ablation.py: the largest single gain
+DEFAULT_STAGES = {"conflicts": {"@misc": "uniner.Conflicts.v1"}}
 
 
 def register_extensions() -> None:
@@ -61,8 +65,9 @@ def register_extensions() -> None:
         "on_error": "record",
         "drop_forced": False,
         "paraphrases": None,
-        # measured in benchmarks/ablation.py: the largest single gain over the raw answers
-        "stages": {"conflicts": {"@misc": "uniner.Conflicts.v1"}},
+        # null: DEFAULT_STAGES. A dict default would be merged with the user's by confection, so
+        # `{}` could never turn the default stage off: the user's dict is the whole list of stages
+        "stages": None,
         "calibration": {"@misc": "uniner.Calibration.v1", "path": "embedded"},
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
@@ -85,10 +90,12 @@ def make_uniner(
     on_error: str,
     drop_forced: bool,
     paraphrases: Optional[Paraphraser],
-    stages: Dict[str, Any],  # Stage callables; `Any` because confection validates before it builds
+    stages: Optional[Dict[str, Any]],  # Stage callables; `Any`: confection validates before it builds
     calibration: Optional[Callable[[float], float]],
     scorer: Optional[Callable],
 ) -> "UniNER":
+    if stages is None:
+        stages = registry.resolve({"stages": DEFAULT_STAGES})["stages"]
     return UniNER(
         nlp.vocab, backend, name=name, labels=labels, spans_key=spans_key,
         max_passage_tokens=max_passage_tokens, overlap_tokens=overlap_tokens,
@@ -171,10 +178,8 @@ class UniNER:
         self.on_error = on_error
         # off: forced mentions are often the model's near-misses put right (`Baker Obama` → `Barack Obama`)
         self.drop_forced = drop_forced
-        if drop_forced:
-            _ask_for_forced_marks(backend)
         self.paraphrases = paraphrases
-        self.stages: Dict[str, Stage] = dict(stages or {})  # run in key order
+        self.stages: Dict[str, Stage] = dict(stages or {})  # exactly these, in key order; None: none
         self.calibration = calibration
         self.scorer = scorer
         self._extra_types: Optional[Dict[str, List[str]]] = None
@@ -218,7 +223,7 @@ class UniNER:
         if not queries:
             return []
         try:
-            gens = self.backend(queries)
+            gens = self.backend(queries, mark_forced=self.drop_forced)
             if len(gens) != len(queries):
                 raise RuntimeError(f"backend returned {len(gens)} answers for {len(queries)} queries")
             return gens
@@ -333,6 +338,10 @@ class UniNER:
         return self.scorer(examples, **kwargs)
 
     # -- serialisation -----------------------------------------------------
+    # The folder holds the component's data, so a saved pipeline can move: labels, the calibration,
+    # each stage's data (rules with their gazetteers inlined) and the backend's (a copied adapter, or
+    # a note that the shipped one is meant). The config still names the original files; the parts
+    # built from it load their files lazily, and from_disk puts the saved data in their place.
     def _cfg(self) -> Dict[str, object]:
         return {"labels": self.label_map}
 
@@ -348,18 +357,24 @@ class UniNER:
         path = ensure_path(path)
         path.mkdir(parents=True, exist_ok=True)
         srsly.write_json(path / "cfg.json", self._cfg())
+        if isinstance(self.calibration, Calibrator):
+            self.calibration.to_disk(path / CALIBRATION_FILE)
+        for name, stage in self.stages.items():
+            if isinstance(stage, Serializable):
+                stage.to_disk(path / "stages" / name)
+        if isinstance(self.backend, Serializable):
+            self.backend.to_disk(path / "backend")
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> "UniNER":
-        cfg = srsly.read_json(ensure_path(path) / "cfg.json")
+        path = ensure_path(path)
+        cfg = srsly.read_json(path / "cfg.json")
         self.label_map = validate_labels(cfg["labels"])
         self._extra_types = None
+        if (path / CALIBRATION_FILE).exists():
+            self.calibration = Calibrator.from_disk(path / CALIBRATION_FILE)
+        for name, stage in self.stages.items():
+            if isinstance(stage, Serializable) and (path / "stages" / name).exists():
+                stage.from_disk(path / "stages" / name)
+        if isinstance(self.backend, Serializable) and (path / "backend").exists():
+            self.backend.from_disk(path / "backend")
         return self
-
-
-def _ask_for_forced_marks(backend) -> None:
-    """`drop_forced` needs the marks, which a backend computes only when asked (they cost a step's
-    output layer again); wrappers such as `uniner.Cached.v1` hold the model backend as `.backend`."""
-    while "backend" in getattr(backend, "__dict__", {}):
-        backend = backend.backend
-    if "mark_forced" in getattr(backend, "__dict__", {}):
-        backend.mark_forced = True

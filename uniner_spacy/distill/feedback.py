@@ -4,7 +4,7 @@ Corrections come as JSONL rows
 `{"text": ..., "spans": [{"start", "end", "label", "verdict": accepted|rejected|added}]}`
 or as a spaCy DocBin (`doc.ents` and `doc.spans["accepted"|"added"]` count as
 kept, `doc.spans["rejected"]` as rejected). Kept spans become gold entities of
-`uniner_spacy.ty.Example`s for the conversation builder; rejected ones make
+`uniner_spacy.ty.AnnotatedText`s for the conversation builder; rejected ones make
 their label a negative for that text (answer `[]` unless something else was
 kept). Texts rejected again and again for a label become rule snippets
 (`filters.labels.<label>.block`) for `uniner.Rules.v1`. No training here.
@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
-from .jsonl import jsonl_rows
-from .ty import Entity, Example
+from ..errors import FeedbackError
+
+from ..io import jsonl_rows
+from ..types import Entity, AnnotatedText
 
 VERDICTS = ("accepted", "rejected", "added")
 
@@ -42,8 +44,6 @@ class Correction:
         return [s for s in self.spans if s.verdict == "rejected"]
 
 
-class FeedbackError(ValueError):
-    """A correction row that cannot be read; the message names the row and the field."""
 
 
 def parse_row(row: Any, where: str = "row") -> Correction:
@@ -103,7 +103,7 @@ def _read_docbin(path: Path) -> List[Correction]:
 
 
 def to_examples(corrections: Iterable[Correction], labels: Optional[Sequence[str]] = None,
-                source: str = "feedback") -> List[Example]:
+                source: str = "feedback") -> List[AnnotatedText]:
     """Examples for the conversation builder: kept spans are gold; every label asked is a question.
 
     `labels` is the label set each text was reviewed for; without it, the
@@ -122,7 +122,7 @@ def to_examples(corrections: Iterable[Correction], labels: Optional[Sequence[str
         if ambiguous:
             raise FeedbackError(f"text {c.text[:40]!r}: spans both kept and rejected: {sorted(ambiguous)}")
         ents = [Entity(s, e, l) for s, e, l in sorted(kept)]
-        out.append(Example(c.text, ents, list(all_labels), source))
+        out.append(AnnotatedText(c.text, ents, list(all_labels), source))
     return out
 
 

@@ -1,0 +1,56 @@
+"""`uniner.Canned.v1`: a test double that answers from a table, for orchestration tests and demos.
+
+It shows what the pipe does with answers (batching, stages, errors, serialisation) in
+milliseconds, where a real model would take seconds; tests about model behaviour use the
+real models. Each query is answered with the listed mentions of its type that occur in its
+passage, as a JSON list; `raw` gives an answer text verbatim (a broken one, say) and a type
+in `errors` fails.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..registry import registry
+from ..types import Generation, Query
+from .base import approx_token_offsets
+
+
+class CannedBackend:
+    def __init__(self, answers: Optional[Dict[str, List[str]]] = None, *,
+                 raw: Optional[Dict[str, str]] = None, errors: Sequence[str] = (), score: float = -0.05):
+        self.answers = {k: list(v) for k, v in (answers or {}).items()}
+        self.raw = dict(raw or {})
+        self.errors = frozenset(errors)
+        self.score = score  # the log-probability given to every answer token
+        self.asked: List[Query] = []  # every query, in order, for tests to inspect
+        self.calls: List[Tuple[int, bool]] = []  # (queries, mark_forced) of each call
+
+    @property
+    def model_id(self) -> str:
+        table = json.dumps([self.answers, self.raw, sorted(self.errors)], sort_keys=True)
+        return "canned:" + hashlib.sha256(table.encode("utf8")).hexdigest()[:16]
+
+    def token_offsets(self, text: str) -> List[Tuple[int, int]]:
+        return approx_token_offsets(text)
+
+    def __call__(self, queries: Sequence[Query], *, mark_forced: bool = False) -> List[Generation]:
+        self.asked.extend(queries)
+        self.calls.append((len(queries), mark_forced))
+        return [self.answer(q) for q in queries]
+
+    def answer(self, query: Query) -> Generation:
+        if query.entity_type in self.errors:
+            return Generation(text="", error=f"canned failure for {query.entity_type!r}")
+        if query.entity_type in self.raw:
+            return Generation(text=self.raw[query.entity_type])
+        found = [m for m in self.answers.get(query.entity_type, []) if m in query.passage]
+        text = json.dumps(found, ensure_ascii=False)
+        return Generation(text=text, token_logprobs=[(text, self.score)])
+
+
+@registry.misc("uniner.Canned.v1")
+def make_canned_backend(answers: Optional[Dict[str, List[str]]] = None, raw: Optional[Dict[str, str]] = None,
+                        errors: Sequence[str] = (), score: float = -0.05) -> CannedBackend:
+    return CannedBackend(answers, raw=raw, errors=errors, score=score)

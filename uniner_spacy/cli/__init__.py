@@ -1,0 +1,4 @@
+"""The `uniner-spacy` command."""
+from .app import app
+
+__all__ = ["app"]

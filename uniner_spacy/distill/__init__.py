@@ -1,0 +1,1 @@
+"""Targeted distillation: the teacher client, conversation building and reviewed feedback."""

@@ -1,0 +1,26 @@
+"""One base error class: callers catch `UninerError` for anything this package raises on purpose."""
+from __future__ import annotations
+
+
+class UninerError(Exception):
+    """Base of every error uniner-spacy raises for bad input, config or a missing model."""
+
+
+class ConfigError(UninerError, ValueError):
+    """A setting that cannot work (bad label list, unknown policy, bad stage)."""
+
+
+class InputError(UninerError, ValueError):
+    """Input data that cannot be read (a bad JSONL line, a missing text field)."""
+
+
+class ModelNotFound(UninerError, RuntimeError):
+    """A model or package the configuration names is not installed; nothing is downloaded for you."""
+
+
+class RulesError(ConfigError):
+    """A rules file that does not match the schema (rules/README.md)."""
+
+
+class FeedbackError(InputError):
+    """A correction row that does not match the feedback format."""

@@ -1,0 +1,52 @@
+"""Texts in, docs out, JSONL: one place for reading input and writing results."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Tuple, Union
+
+from .errors import InputError
+
+
+def jsonl_rows(path: Union[str, Path], on_bad: Optional[Callable[[str], None]] = None) -> Iterator[Tuple[int, Any]]:
+    """(line number, parsed row) for each non-blank line.
+
+    A line that is not JSON raises ValueError naming the file and line; with
+    `on_bad` the message goes there instead and the line is skipped (a raw
+    corpus, where one bad line should not stop a sample).
+    """
+    with Path(path).open(encoding="utf8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as err:
+                message = f"{path}:{n}: not JSON ({err})"
+                if on_bad is None:
+                    raise InputError(message) from None
+                on_bad(message + ", skipped")
+
+
+def read_texts(path: Path, text_field: str = "text") -> Iterator[Tuple[str, dict]]:
+    """(text, meta) from text lines, JSONL, or a folder of .txt files, in a stable order."""
+    if path.is_dir():
+        for f in sorted(path.rglob("*.txt")):
+            yield f.read_text(encoding="utf8"), {"file": str(f.relative_to(path))}
+        return
+    if path.suffix in (".jsonl", ".ndjson"):
+        for n, row in jsonl_rows(path):
+            if not isinstance(row, dict) or text_field not in row:
+                raise InputError(f"{path}:{n} has no '{text_field}' field (choose it with --text-field)")
+            yield row[text_field], {k: v for k, v in row.items() if k != text_field}
+        return
+    with path.open(encoding="utf8") as fh:
+        for n, line in enumerate(fh):
+            yield line.rstrip("\n"), {"line": n + 1}
+
+
+def doc_to_json(doc, meta: dict, spans_key: str = "uniner") -> dict:
+    ent = lambda s: {"start": s.start_char, "end": s.end_char, "text": s.text, "label": s.label_,
+                     "score": s._.uniner_score}
+    return {"text": doc.text, **meta, "ents": [ent(e) for e in doc.ents],
+            "spans": [ent(s) for s in doc.spans.get(spans_key, [])], "stats": doc._.uniner_stats}

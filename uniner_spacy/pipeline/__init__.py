@@ -1,0 +1,1 @@
+"""The inference path: chunk → ask → parse → align → resolve → write, and the `uniner` pipe."""
