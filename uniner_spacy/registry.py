@@ -20,6 +20,6 @@ except ImportError:  # pragma: no cover - exercised by the import-without-spaCy 
     class _Registry:
         misc = _Table()
 
-    registry = _Registry()  # type: ignore[assignment]
+    registry = _Registry()  # type: ignore[assignment,misc]
 
 __all__ = ["registry"]

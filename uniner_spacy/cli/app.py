@@ -9,6 +9,8 @@ from typing import Iterator, List, Optional, Tuple
 import typer
 
 from ..errors import UninerError
+from ..pipeline.build import uniner_pipe
+from ..types import Labels
 from ..io import doc_to_json, read_texts
 
 app = typer.Typer(add_completion=False, help="UniversalNER-style open NER for spaCy.")
@@ -166,7 +168,7 @@ def calibrate(
     from ..pipeline.build import build_nlp
 
     nlp = build_nlp(["entity"], config)
-    component = nlp.get_pipe("uniner")
+    component = uniner_pipe(nlp)
     component.calibration = None  # fit on raw scores
     scores, correct = [], []
     for path in data:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Mapping, Optional, Union, cast
 
 import spacy
 from spacy.language import Language
 
-Labels = Union[Sequence[str], Dict[str, str]]
+from ..types import Labels
+from .component import UniNER
 
 
 def build_nlp(
@@ -32,17 +33,25 @@ def build_nlp(
                 cfg["components"]["uniner"]["labels"] = _plain(labels)
             nlp = spacy.util.load_model_from_config(cfg, auto_fill=True)
         if labels is not None and "uniner" in nlp.pipe_names:
-            nlp.get_pipe("uniner").initialize(labels=labels)
+            uniner_pipe(nlp).initialize(labels=labels)
         return nlp
     if labels is None:
         raise ValueError("Give labels (e.g. --labels person,organization) or a config that has them")
     nlp = spacy.blank(lang)
-    cfg: Dict[str, object] = {"labels": _plain(labels), **component}
+    settings: Dict[str, object] = {"labels": _plain(labels), **component}
     if backend:
-        cfg["backend"] = backend
-    nlp.add_pipe("uniner", config=cfg)
+        settings["backend"] = backend
+    nlp.add_pipe("uniner", config=settings)
     return nlp
 
 
+def uniner_pipe(nlp: Language, name: str = "uniner") -> UniNER:
+    """The pipeline's `uniner` pipe, typed as what it is."""
+    pipe = nlp.get_pipe(name)
+    if not isinstance(pipe, UniNER):
+        raise TypeError(f"pipe {name!r} is a {type(pipe).__name__}, not a uniner pipe")
+    return cast(UniNER, pipe)
+
+
 def _plain(labels: Labels):
-    return dict(labels) if isinstance(labels, dict) else list(labels)
+    return dict(labels) if isinstance(labels, Mapping) else list(labels)

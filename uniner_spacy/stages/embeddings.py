@@ -127,7 +127,7 @@ class Embedder:
         fd, tmp = tempfile.mkstemp(prefix=self.disk_path.stem, suffix=".npz", dir=self.disk_path.parent)
         os.close(fd)
         try:
-            np.savez(tmp, **self._disk)
+            np.savez(tmp, **self._disk)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
             os.replace(tmp, self.disk_path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

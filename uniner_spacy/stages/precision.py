@@ -84,7 +84,7 @@ class PrecisionCheck:
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
         self.nlp = nlp
-        known = set(nlp.get_pipe("ner").labels) if "ner" in nlp.pipe_names else set()
+        known = set(getattr(nlp.get_pipe("ner"), "labels", ())) if "ner" in nlp.pipe_names else set()
         table = DEFAULT_MAPPING if mapping is None else mapping
         self.mapping: Dict[str, frozenset] = {}
         for label, ner_labels in table.items():

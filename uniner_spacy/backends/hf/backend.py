@@ -15,7 +15,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 from ...registry import registry
 from .grammar import GRAMMAR_VERSION
@@ -25,6 +25,9 @@ from ...types import Generation, Query
 from ..base import Prompter, common_head, describe
 from .cpu_kernels import (growing_cache, in_place_caches, repeat_rows, shared_prefix_cache, stack_left_padded, use_grouped_attention)
 from .decoding import Step, greedy_decode
+
+if TYPE_CHECKING:
+    from .grammar import Vocabulary
 
 logger = logging.getLogger(__name__)
 Words = Tuple[Tuple[int, int], ...]  # a passage's token offsets (`Query.words`)
@@ -77,7 +80,7 @@ class HFBackend:
         self._grouped = False  # set at load: grouped attention and the shared-prefix cache in use
         # None: on for the embedded student (trained for this format), off otherwise
         self.constrained = (model == "embedded") if constrained is None else constrained
-        self._vocab = None
+        self._vocab: Optional[Vocabulary] = None  # the grammar's view of the tokenizer, built once
         self.prompter = Prompter(system=system, dataset=dataset)
         self._model = None
         self._tokenizer = None
@@ -208,6 +211,7 @@ class HFBackend:
         if self.prefix_sharing:
             return self.call_shared(queries, mark_forced=mark_forced)
         prompts = self.prompts(queries)
+        assert self.batch_size is not None  # set by the load in prompts()
         # character length orders prompts as well as token length, without tokenising twice
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         out: List[Optional[Generation]] = [None] * len(prompts)
@@ -229,6 +233,7 @@ class HFBackend:
         own words, after which all questions decode together.
         """
         self._load()
+        assert self.batch_size is not None  # set at load
         by_passage: dict = {}
         for i, q in enumerate(queries):
             by_passage.setdefault(q.passage, []).append(i)

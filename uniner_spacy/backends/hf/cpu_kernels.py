@@ -17,7 +17,7 @@ The logits equal SDPA's with a plain cache (tests check both).
 from __future__ import annotations
 
 import functools
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 ATTENTION = "uniner_grouped"
 # architectures whose attention is plain softmax(QKᵀ·scale + mask)·V (no soft-capping, no extra terms)
@@ -200,7 +200,8 @@ def _shared_cache_class():
             """Each row's slot in a (passage, question) grid: one batched product per layer serves all rows."""
             self.owners = owners
             self.passages = len(self._prefix[0][0])
-            rank, seen = [], {}
+            rank: List[int] = []
+            seen: Dict[int, int] = {}
             for o in owners.tolist():
                 rank.append(seen.get(o, 0))
                 seen[o] = rank[-1] + 1

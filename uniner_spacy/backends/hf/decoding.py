@@ -11,12 +11,26 @@ computed, and the log-probability is normalised over them, as before.
 """
 from __future__ import annotations
 
-from typing import Callable, List, NamedTuple, Optional, Sequence
+from typing import Callable, List, NamedTuple, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
 
-# (generated tokens of the active rows, their indices in the batch, logits) -> logits; one that also
-# has `options(generated, rows)` -> [(allowed ids, inside a mention)] (JsonListConstraint) gets the
-# allowed-tokens-only output layer and the forced-mention marks
-Processor = Callable[[Sequence[Sequence[int]], Sequence[int], "object"], "object"]
+
+
+@runtime_checkable
+class Constraint(Protocol):
+    """A grammar over the answers (JsonListConstraint): it gets the allowed-tokens-only output layer
+    and the forced-mention marks."""
+
+    def options(self, generated: Sequence[Sequence[int]], rows: Sequence[int]) -> List[Tuple[List[int], bool]]:
+        """Per row: the token ids allowed next, and whether the row is inside a mention."""
+        ...
+
+    def overrules(self, row: int, free_token: int) -> bool:
+        """Whether the model's own choice `free_token` would have left the passage (the grammar forced)."""
+        ...
+
+
+# (generated tokens of the active rows, their indices in the batch, logits) -> logits, or a Constraint
+Processor = Union[Callable[[Sequence[Sequence[int]], Sequence[int], "object"], "object"], Constraint]
 # (generated tokens of one row) -> finished?
 Stop = Callable[[Sequence[int]], bool]
 
@@ -126,7 +140,8 @@ def greedy_decode(
     tokens_of: List[List[int]] = [[] for _ in present]
     logprobs_of: List[List[float]] = [[] for _ in present]
     forced_of: List[List[bool]] = [[] for _ in present]
-    head = _output_head(model) if hasattr(processor, "options") else None
+    constraint = processor if isinstance(processor, Constraint) else None
+    head = _output_head(model) if constraint is not None else None
     forward_kwargs = forward_kwargs or {}
     with torch.inference_mode():
         for step in range(max_new_tokens):
@@ -135,13 +150,13 @@ def greedy_decode(
             generated = [tokens_of[r] for r in rows]
             inputs = dict(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                           use_cache=True, **forward_kwargs)
-            if head is None:
+            if head is None or constraint is None:
                 logits, vocab = _full_logits(model, inputs, index, processor, generated, rows), None
                 if step < min_new_tokens:
                     logits[:, eos_id] = float("-inf")
                 free = None
             else:  # only the allowed tokens' logits: the output layer is a fifth of a step's work
-                options = processor.options(generated, rows)
+                options = constraint.options(generated, rows)
                 allowed = [ids for ids, _ in options]
                 if step < min_new_tokens:
                     allowed = [[t for t in a if t != eos_id] or a for a in allowed]
@@ -157,7 +172,8 @@ def greedy_decode(
             for j, (k, r, t, lp) in enumerate(zip(live, rows, tokens.tolist(), logprobs)):
                 tokens_of[r].append(t)
                 logprobs_of[r].append(lp)
-                forced_of[r].append(free is not None and j in free and free[j] != t and processor.overrules(r, free[j]))
+                forced_of[r].append(free is not None and j in free and free[j] != t
+                                    and constraint is not None and constraint.overrules(r, free[j]))
                 if step >= min_new_tokens and (t == eos_id or (stop is not None and stop(tokens_of[r]))):
                     continue
                 still.append(k)

@@ -106,11 +106,12 @@ class AnswerGrammar:
         return None  # DONE accepts nothing but the end of sequence
 
     def run(self, data: bytes) -> Optional[State]:
-        s: Optional[State] = State(START)
+        s = State(START)
         for b in data:
-            s = self.step(s, b)
-            if s is None:
+            nxt = self.step(s, b)
+            if nxt is None:
                 return None
+            s = nxt
         return s
 
 
@@ -185,7 +186,7 @@ class JsonListConstraint:
             state = self.grammars[r].run(b"".join(self.vocab.bytes[t] for t in tokens))
             ids = (self.vocab.allowed(self.grammars[r], state) if state else []) or [self.vocab.eos_id]
             inside = state is not None and state.mode == IN
-            self.mention[r] = state.content if inside else b""
+            self.mention[r] = state.content if state is not None and inside else b""
             out.append((ids, inside))
         return out
 
