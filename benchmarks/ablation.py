@@ -77,7 +77,8 @@ def main() -> None:
     ap.add_argument("--datasets", default="", help="comma-separated data set names (default: all)")
     ap.add_argument("--steps", default=",".join(STEPS))
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--max-new-tokens", type=int, default=256, help="as the default backend, so its answers are cached too")
+    ap.add_argument("--max-new-tokens", type=int, default=256,
+                    help="as the default backend, so its answers are cached too")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "uniner-spacy" / "ablation.sqlite"),
                     help="answer cache shared by the steps ('' to disable)")
@@ -86,11 +87,11 @@ def main() -> None:
     import torch
 
     import uniner_spacy  # noqa: F401
-    from uniner_spacy.stages.conflicts import make_conflicts
     from uniner_spacy.evaluation.loaders import load
     from uniner_spacy.evaluation.runner import evaluate_pipeline
-    from uniner_spacy.stages.precision import make_precision_check
+    from uniner_spacy.stages.conflicts import make_conflicts
     from uniner_spacy.stages.paraphrases import make_paraphrases
+    from uniner_spacy.stages.precision import make_precision_check
 
     torch.set_num_threads(args.threads)
     steps = [s for s in args.steps.split(",") if s]

@@ -45,7 +45,8 @@ def main() -> None:
     ap.add_argument("--naive-sentences", type=int, default=8, help="naive mode is slow: fewer sentences")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--tokenizer", help="tokenizer folder (default: the embedded model's, converted from its GGUF)")
-    ap.add_argument("--smoke", action="store_true", help="a 2-layer model on the CPU: checks the script, measures nothing")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a 2-layer model on the CPU: checks the script, measures nothing")
     args = ap.parse_args()
     import torch
 
@@ -55,8 +56,8 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from uniner_spacy.backends.hf.backend import HFBackend
-    from uniner_spacy.weights import convert_gguf, embedded_gguf
     from uniner_spacy.types import Query
+    from uniner_spacy.weights import convert_gguf, embedded_gguf
 
     device = "cpu" if args.smoke else "cuda"
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-
 from quality import DATA, SUITES
 
 Counts = Tuple[int, int, int]  # true positives, false positives, false negatives
@@ -91,8 +90,10 @@ def main() -> None:
     args = ap.parse_args()
     gold = gold_queries(args.suite, args.limit, args.data)
 
+    from uniner_spacy.io import jsonl_rows
+
     def read(path: Path) -> List[dict]:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [row for _, row in jsonl_rows(path)]
 
     result = compare(sentence_counts(gold, read(args.a)), sentence_counts(gold, read(args.b)), args.draws)
     for row in result["datasets"]:

@@ -21,7 +21,8 @@ DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
 
 ZERO_SHOT = [f"zeroshot_dev/crossner_{d}/dev.ie.json" for d in ("ai", "literature", "music", "politics", "science")] + [
     "zeroshot_dev/mit_movie/train.ie.json", "zeroshot_dev/mit_restaurant/train.ie.json"]
-SUPERVISED = ["supervised/conll2003/test.json"] + [f"supervised/{d}/test.tsv" for d in ("anatem", "bc2gm", "bc5cdr", "ncbi")]
+SUPERVISED = ["supervised/conll2003/test.json"] + [
+    f"supervised/{d}/test.tsv" for d in ("anatem", "bc2gm", "bc5cdr", "ncbi")]
 SUITES = {"zeroshot": ZERO_SHOT, "supervised": SUPERVISED}
 
 
@@ -35,10 +36,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cache", default="", help="answer cache (uniner.Cached.v1) for the default pipeline, e.g. the ablation's")
-    ap.add_argument("--backend", default="", help='JSON settings over the default backend, e.g. \'{"constrained": false}\'')
-    ap.add_argument("--component", default="", help='JSON settings over the component\'s, e.g. \'{"drop_forced": true}\'')
-    ap.add_argument("--llamacpp", action="store_true", help="ask the student through llama.cpp (xllamacpp, GGUF + adapter)")
+    ap.add_argument("--cache", default="",
+                    help="answer cache (uniner.Cached.v1) for the default pipeline, e.g. the ablation's")
+    ap.add_argument("--backend", default="",
+                    help='JSON settings over the default backend, e.g. \'{"constrained": false}\'')
+    ap.add_argument("--component", default="",
+                    help='JSON settings over the component\'s, e.g. \'{"drop_forced": true}\'')
+    ap.add_argument("--llamacpp", action="store_true",
+                    help="ask the student through llama.cpp (xllamacpp, GGUF + adapter)")
     args = ap.parse_args()
     import torch
 

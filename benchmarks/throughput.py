@@ -115,7 +115,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--naive-every", type=int, default=1, help="time `naive` on every K-th sentence only")
     ap.add_argument("--out", type=Path, help="also append the JSON lines to this file")
-    ap.add_argument("--plot", type=Path, help="write sentences/s against labels, per mode, as a PNG (all of --out's lines)")
+    ap.add_argument("--plot", type=Path,
+                    help="write sentences/s against labels, per mode, as a PNG (all of --out's lines)")
     args = ap.parse_args()
     import torch
 
@@ -133,7 +134,9 @@ def main() -> None:
                     f.write(json.dumps(row) + "\n")
     if args.plot:  # every line of --out (earlier runs too), else this run's
         if args.out and args.out.exists():
-            rows = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
+            from uniner_spacy.io import jsonl_rows
+
+            rows = [row for _, row in jsonl_rows(args.out)]
         plot(rows, args.plot)
 
 

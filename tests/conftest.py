@@ -1,4 +1,6 @@
-"""Shared fixtures: real models only. The tiny LLaMA is trained here, so its answers are known."""
+"""Shared fixtures. The tiny LLaMA is trained here, so its answers are known; it is built only for
+the tests that ask for it (model and HF-backend behaviour). Orchestration tests use the canned
+backend (`uniner.Canned.v1`) with the same facts, `canned()`, which answers in microseconds."""
 from __future__ import annotations
 
 import os
@@ -8,7 +10,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
-
 
 
 def pytest_configure(config):
@@ -28,6 +29,20 @@ TINY_FACTS = {
     ("Bob Jones flew to Paris with Alice Smith.", "location"): '["Paris", "Atlantis"]',
 }
 
+# TINY_FACTS for the canned backend: each type's mentions, answered where they occur in the passage
+# (in this order, as the tiny model does). The tiny model's one hallucination, `Atlantis`, is no
+# passage text: a test that needs it gives it as a `raw` answer.
+CANNED_ANSWERS = {
+    "person": ["Bob Jones", "Alice Smith"],
+    "organization": ["Acme Corp"],
+    "location": ["Berlin", "Paris"],
+}
+
+
+def canned(**settings) -> dict:
+    """The config block of a canned backend that knows TINY_FACTS; `settings` add or replace arguments."""
+    return {"@misc": "uniner.Canned.v1", "answers": {k: list(v) for k, v in CANNED_ANSWERS.items()}, **settings}
+
 
 def embedded_tokenizer():
     from transformers import AutoTokenizer
@@ -39,12 +54,14 @@ def embedded_tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer LLaMA that has memorised TINY_FACTS in the UniNER format."""
+    """A 2-layer LLaMA that has memorised TINY_FACTS in the UniNER format.
+
+    Session-scoped and requested only by model tests, so a run without them never trains it."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from uniner_spacy.weights import fix_tokenizer
     from uniner_spacy.pipeline.prompts import Template
+    from uniner_spacy.weights import fix_tokenizer
 
     torch.manual_seed(0)
     tok = embedded_tokenizer()
@@ -72,7 +89,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     keep = targets != -100
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
-    for step in range(400):
+    for _step in range(400):
         hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
         loss = torch.nn.functional.cross_entropy(model.lm_head(hidden[keep]), targets[keep])
         loss.backward()

@@ -1,36 +1,41 @@
 import multiprocessing
-import sqlite3
 
 import spacy
+from conftest import CANNED_ANSWERS, TINY_FACTS, canned
 
-from conftest import TINY_FACTS
-from uniner_spacy.backends.hf.backend import HFBackend
 from uniner_spacy.backends.cache import AnswerCache, CachedBackend
+from uniner_spacy.backends.canned import CannedBackend
 from uniner_spacy.types import Generation, Query
 
 QUERIES = [Query(p, t, t) for (p, t) in TINY_FACTS]
 
 
-class Counting:
-    """Wraps the real tiny model and counts what reaches it."""
-
-    def __init__(self, backend):
-        self.backend, self.asked = backend, 0
-        self.model_id = backend.model_id
-        self.token_offsets = backend.token_offsets
-
-    def __call__(self, queries, *, mark_forced=False):
-        self.asked += len(queries)
-        return self.backend(queries, mark_forced=mark_forced)
-
-
-def test_second_run_is_served_from_cache(tiny_model_dir, tmp_path):
-    inner = Counting(HFBackend(str(tiny_model_dir), max_new_tokens=24))
+def test_second_run_is_served_from_cache(tmp_path):
+    inner = CannedBackend(CANNED_ANSWERS)  # counts what reaches it
     first = CachedBackend(inner, tmp_path / "c.sqlite")(QUERIES)
     again = CachedBackend(inner, tmp_path / "c.sqlite")(QUERIES)
-    assert inner.asked == len(QUERIES)
+    assert len(inner.asked) == len(QUERIES)
     assert [g.text for g in first] == [g.text for g in again]
     assert again[0].token_logprobs == first[0].token_logprobs
+
+
+def test_a_changed_model_or_marks_are_misses(tmp_path):
+    """Keys follow the model id, and answers with forced marks are kept apart from those without."""
+    path = tmp_path / "c.sqlite"
+    CachedBackend(CannedBackend(CANNED_ANSWERS), path)(QUERIES)
+    other = CannedBackend({"person": ["Alice Smith"]})
+    cached = CachedBackend(other, path)
+    cached(QUERIES)
+    assert cached.misses == len(QUERIES) and len(other.asked) == len(QUERIES)
+    inner = CannedBackend(CANNED_ANSWERS, forced=["Berlin"])
+    cached = CachedBackend(inner, path)
+    plain = cached(QUERIES)
+    marked = cached(QUERIES, mark_forced=True)  # an unmarked answer cannot say what was forced
+    assert cached.misses == 2 * len(QUERIES) and cached.hits == 0
+    assert all(g.forced == () for g in plain) and ("Berlin",) in [g.forced for g in marked]
+    again = CachedBackend(inner, path)
+    assert [g.forced for g in again(QUERIES, mark_forced=True)] == [g.forced for g in marked]
+    assert again.hits == len(QUERIES)
 
 
 def test_key_depends_on_model_and_question():
@@ -88,26 +93,30 @@ def test_concurrent_processes(tmp_path):
     assert len(AnswerCache(path)) == 60
 
 
-def test_cached_backend_in_config(tiny_model_dir, tmp_path):
+def test_cached_backend_in_config(tmp_path):
     nlp = spacy.blank("en")
     nlp.add_pipe("uniner", config={"labels": ["person"], "backend": {
-        "@misc": "uniner.Cached.v1", "path": str(tmp_path / "c.sqlite"),
-        "backend": {"@misc": "uniner.HF.v1", "model": str(tiny_model_dir), "max_new_tokens": 24}}})
+        "@misc": "uniner.Cached.v1", "path": str(tmp_path / "c.sqlite"), "backend": canned()}})
     text = "Bob Jones flew to Paris with Alice Smith."
     first = [(e.text, e.label_) for e in nlp(text).ents]
-    assert first == [(e.text, e.label_) for e in nlp(text).ents]
-    assert nlp.get_pipe("uniner").backend.hits == 1
+    assert first == [(e.text, e.label_) for e in nlp(text).ents] == [("Bob Jones", "person"), ("Alice Smith", "person")]
+    cached = nlp.get_pipe("uniner").backend
+    assert cached.hits == 1 and cached.misses == 1 and len(cached.backend.asked) == 1
 
 
-def test_model_cache_keeps_the_first_complete_copy(tiny_model_dir, tmp_path):
+def test_model_cache_keeps_the_first_complete_copy(tmp_path):
     """A second writer (two processes merging the same adapter) must not pull the
     files from under the first, which may be loading them already."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     from uniner_spacy.weights import _atomic_save
 
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
-    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    # what is saved does not matter here, only how: an untrained LLaMA and a tokenizer of a few kilobytes
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]")))
     target = tmp_path / "merged"
     _atomic_save(target, model, tok)
     first = (target / "config.json").stat().st_ino

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import spacy
+from conftest import canned
 
 from uniner_spacy.pipeline.calibration import Calibrator, fit, make_calibration
 
@@ -28,13 +29,12 @@ def test_round_trip_and_bad_file(tmp_path):
         missing(0.5)
 
 
-def test_component_applies_calibration(tiny_model_dir, tmp_path):
+def test_component_applies_calibration(tmp_path):
     Calibrator([0.0, 1.0], [0.0, 0.5]).to_disk(tmp_path / "c.json")
     nlp = spacy.blank("en")
     nlp.add_pipe("uniner", config={"labels": ["person"], "calibration": {
-        "@misc": "uniner.Calibration.v1", "path": str(tmp_path / "c.json")}, "backend": {
-        "@misc": "uniner.HF.v1", "model": str(tiny_model_dir), "max_new_tokens": 24}})
+        "@misc": "uniner.Calibration.v1", "path": str(tmp_path / "c.json")}, "backend": canned(score=-0.2)})
     doc = nlp("Bob Jones flew to Paris with Alice Smith.")
-    assert doc.ents
+    assert len(doc.ents) == 2
     for e in doc.ents:
         assert e._.uniner_score == pytest.approx(e._.uniner_raw_score / 2)

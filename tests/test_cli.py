@@ -1,27 +1,27 @@
 import json
 
 import spacy
+from conftest import TINY_FACTS, canned
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-from conftest import TINY_FACTS
 from uniner_spacy.cli.app import app
 
 runner = CliRunner()
 TEXTS = sorted({p for p, _ in TINY_FACTS})
 
 
-def write_config(tmp_path, model_dir):
+def write_config(tmp_path, backend=None):
+    """A config file of the pipe over `backend`; by default the canned one: these tests are about the CLI."""
     nlp = spacy.blank("en")
-    nlp.add_pipe("uniner", config={"labels": ["person", "organization", "location"], "backend": {
-        "@misc": "uniner.HF.v1", "model": str(model_dir), "max_new_tokens": 24}})
+    nlp.add_pipe("uniner", config={"labels": ["person", "organization", "location"], "backend": backend or canned()})
     path = tmp_path / "config.cfg"
     nlp.config.to_disk(path)
     return path
 
 
-def test_annotate_jsonl_resumes(tiny_model_dir, tmp_path):
-    cfg = write_config(tmp_path, tiny_model_dir)
+def test_annotate_jsonl_resumes(tmp_path):
+    cfg = write_config(tmp_path)
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(TEXTS * 2)))
     out = tmp_path / "out.jsonl"
@@ -34,8 +34,8 @@ def test_annotate_jsonl_resumes(tiny_model_dir, tmp_path):
         ("Alice Smith", "person"), ("Acme Corp", "organization"), ("Berlin", "location")}
 
 
-def test_annotate_docbin_and_html(tiny_model_dir, tmp_path):
-    cfg = write_config(tmp_path, tiny_model_dir)
+def test_annotate_docbin_and_html(tmp_path):
+    cfg = write_config(tmp_path)
     src = tmp_path / "in.txt"
     src.write_text("\n".join(TEXTS) + "\n")
     for name in ("out.spacy", "out.html"):
@@ -46,8 +46,8 @@ def test_annotate_docbin_and_html(tiny_model_dir, tmp_path):
     assert "Acme Corp" in (tmp_path / "out.html").read_text()
 
 
-def test_evaluate_and_score(tiny_model_dir, tmp_path):
-    cfg = write_config(tmp_path, tiny_model_dir)
+def test_evaluate_and_score(tmp_path):
+    cfg = write_config(tmp_path)
     gold = tmp_path / "gold.json"
     gold.write_text(json.dumps([
         {"sentence": TEXTS[0], "entities": [{"name": "Alice Smith", "type": "person", "pos": [0, 11]},

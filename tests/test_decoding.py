@@ -1,10 +1,9 @@
 """Greedy decoding with finished rows dropped equals transformers' generate."""
 import pytest
+from conftest import TINY_FACTS
 
 from uniner_spacy.backends.base import common_head
 from uniner_spacy.backends.hf.decoding import greedy_decode
-
-from conftest import TINY_FACTS
 
 TEXTS = sorted({p for p, _ in TINY_FACTS})
 
@@ -12,7 +11,10 @@ TEXTS = sorted({p for p, _ in TINY_FACTS})
 @pytest.mark.parametrize(
     "texts,head",
     [
-        (["USER: What describes person in the text?", "USER: What describes location in the text?"], "USER: What describes"),
+        (
+            ["USER: What describes person in the text?", "USER: What describes location in the text?"],
+            "USER: What describes",
+        ),
         (["USER: What describes person in the text?"], "USER: What describes person in the"),
         (["abc", "abd"], ""),
         ([" x", " y"], ""),

@@ -5,7 +5,14 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from uniner_spacy.distill.feedback import (FeedbackError, parse_row, propose_block_list, read_corrections, snippet_yaml, to_examples)
+from uniner_spacy.distill.feedback import (
+    FeedbackError,
+    parse_row,
+    propose_block_list,
+    read_corrections,
+    snippet_yaml,
+    to_examples,
+)
 from uniner_spacy.stages.rules import Rules
 from uniner_spacy.types import Entity
 

@@ -9,9 +9,8 @@ from typing import List
 import pytest
 
 from uniner_spacy.evaluation.labels import generic_label, natural_label
-from uniner_spacy.evaluation.loaders import (bio_spans, detect_format, find_mentions,
-                                             iter_data_files, load, load_report)
-from uniner_spacy.types import Entity, AnnotatedText
+from uniner_spacy.evaluation.loaders import bio_spans, detect_format, iter_data_files, load, load_report
+from uniner_spacy.types import AnnotatedText, Entity
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
@@ -39,15 +38,6 @@ def test_bio_spans_lenient_and_io():
     assert bio_spans(["NLP-term", "NLP-term", "O", "URL-material"]) == [
         (0, 2, "NLP-term"), (3, 4, "URL-material")]
     assert bio_spans(["S-A", "B-A", "E-A", "O"]) == [(0, 1, "A"), (1, 3, "A")]
-
-
-def test_find_mentions_prefers_word_boundaries():
-    text = "Art starts at the art museum; ART."
-    assert find_mentions(text, "art") == [(18, 21)]
-    assert find_mentions(text, "ART") == [(30, 33)]
-    assert find_mentions("restart", "art") == [(4, 7)]  # no bounded match: any match
-    assert find_mentions("Big Apple", "big apple") == [(0, 9)]
-    assert find_mentions("text", "missing") == []
 
 
 # ---------------------------------------------------------------- one test per format
@@ -80,7 +70,9 @@ def test_bio_extra_columns_stackoverflow(tmp_path):
 
 
 def test_tag_first_mit(tmp_path):
-    path = write(tmp_path, "train.txt", "O\twhat\nO\tmovies\nB-ACTOR\tbruce\nI-ACTOR\twillis\n\nO\thi\n", folder="mit_movie")
+    path = write(
+        tmp_path, "train.txt", "O\twhat\nO\tmovies\nB-ACTOR\tbruce\nI-ACTOR\twillis\n\nO\thi\n", folder="mit_movie"
+    )
     assert detect_format(path) == "bio_tag_first"
     egs = load(path)
     assert spans(egs[0]) == [("bruce willis", "actor")]
@@ -97,21 +89,25 @@ def test_lang_prefix_wikiann(tmp_path):
 
 
 def test_indexed_wikineural(tmp_path):
-    path = write(tmp_path, "val.conllu", "0\tHer\tO\n1\tvisit\tO\n2\tto\tO\n3\tTuvalu\tB-LOC\n4\tand\tO\n5\tEU\tI-MISC\n\n",
+    path = write(tmp_path, "val.conllu",
+                 "0\tHer\tO\n1\tvisit\tO\n2\tto\tO\n3\tTuvalu\tB-LOC\n4\tand\tO\n5\tEU\tI-MISC\n\n",
                  folder="wikineural_en")
     assert detect_format(path) == "bio_indexed"
     assert spans(load(path)[0]) == [("Tuvalu", "location"), ("EU", "else")]
 
 
 def test_tag_last_anem(tmp_path):
-    path = write(tmp_path, "AnEM.test", "rectal\t32\t38\tB-Pathological_formation\ncarcinoma\t39\t48\tI-Pathological_formation\n.\t48\t49\tO\n\n",
+    path = write(tmp_path, "AnEM.test",
+                 "rectal\t32\t38\tB-Pathological_formation\ncarcinoma\t39\t48\tI-Pathological_formation\n"
+                 ".\t48\t49\tO\n\n",
                  folder="anem")
     assert detect_format(path) == "bio_tag_last"
     assert spans(load(path)[0]) == [("rectal carcinoma", "pathological formation")]
 
 
 def test_conll_space_harvey_and_iob1(tmp_path):
-    harvey = write(tmp_path, "tweets.dev.bio", "-DOCSTART- O\nFood O\ncorner B-POINT\nof I-POINT\nRichey I-POINT\n-DOCSTART- O\nok O\n",
+    harvey = write(tmp_path, "tweets.dev.bio",
+                   "-DOCSTART- O\nFood O\ncorner B-POINT\nof I-POINT\nRichey I-POINT\n-DOCSTART- O\nok O\n",
                    folder="harveyner")
     assert detect_format(harvey) == "conll_space"
     egs = load(harvey)
@@ -128,7 +124,9 @@ def test_conll_4col_with_id_headers(tmp_path):
                 folder="sec_filings")
     assert detect_format(sec) == "conll_space"
     assert spans(load(sec)[0]) == [("Silicium de", "organization")]
-    mc = write(tmp_path, "en-dev.conll", "\n# id 52\tdomain=en\neli _ _ B-OtherPER\nlilly _ _ I-OtherPER\n# _ _ O\n\n# id 53\tdomain=en\nok _ _ O\n",
+    mc = write(tmp_path, "en-dev.conll",
+               "\n# id 52\tdomain=en\neli _ _ B-OtherPER\nlilly _ _ I-OtherPER\n# _ _ O\n\n"
+               "# id 53\tdomain=en\nok _ _ O\n",
                folder="multiconer2_en")
     egs = load(mc)
     assert [eg.text for eg in egs] == ["eli lilly #", "ok"]
@@ -138,14 +136,17 @@ def test_conll_4col_with_id_headers(tmp_path):
 
 def test_io_scheme_few_tk(tmp_path):
     write(tmp_path, "labels.txt", "NLP-term\nURL-material\nNLP-dataset\n", folder="few_tk")
-    path = write(tmp_path, "dev.txt", "word\tNLP-term\nembeddings\tNLP-term\non\tO\nSQuAD\tNLP-dataset\n\n", folder="few_tk")
+    path = write(
+        tmp_path, "dev.txt", "word\tNLP-term\nembeddings\tNLP-term\non\tO\nSQuAD\tNLP-dataset\n\n", folder="few_tk"
+    )
     eg = load(path)[0]
     assert spans(eg) == [("word embeddings", "NLP term"), ("SQuAD", "NLP data set")]
     assert eg.labels == ["NLP term", "URL material", "NLP data set"]
 
 
 def test_hipe(tmp_path):
-    content = ("TOKEN\tNE-COARSE-LIT\tNE-COARSE-METO\tNE-FINE-LIT\tNE-FINE-METO\tNE-FINE-COMP\tNE-NESTED\tNEL-LIT\tNEL-METO\tMISC\n"
+    content = ("TOKEN\tNE-COARSE-LIT\tNE-COARSE-METO\tNE-FINE-LIT\tNE-FINE-METO\t"
+               "NE-FINE-COMP\tNE-NESTED\tNEL-LIT\tNEL-METO\tMISC\n"
                "# hipe2022:document_id = x\n"
                "From\tO\tO\t_\t_\t_\t_\t_\t_\t_\n"
                "AMERICAN\tB-prod\tO\t_\t_\t_\t_\tNIL\t_\t_\n"
@@ -161,7 +162,8 @@ def test_hipe(tmp_path):
 
 
 def test_finer_csv(tmp_path):
-    path = write(tmp_path, "val.csv", "gold_label,gold_token,doc_idx,sent_idx\n1,Tim,9,0\n2,Cook,9,0\n0,of,9,0\n5,Apple,9,0\n3,Paris,9,1\n",
+    path = write(tmp_path, "val.csv",
+                 "gold_label,gold_token,doc_idx,sent_idx\n1,Tim,9,0\n2,Cook,9,0\n0,of,9,0\n5,Apple,9,0\n3,Paris,9,1\n",
                  folder="finer_ord")
     assert detect_format(path) == "finer_csv"
     egs = load(path)
@@ -216,9 +218,11 @@ def test_conversation_official_eval_file(tmp_path):
 
 
 def test_slimer_groups_questions_per_passage(tmp_path):
-    rows = [{"doc_question_pairID": "1:0", "tagName": "person", "input": "Ann met Ann and Bob.", "instruction": "", "output": '["Ann", "Bob"]'},
+    rows = [{"doc_question_pairID": "1:0", "tagName": "person", "input": "Ann met Ann and Bob.", "instruction": "",
+             "output": '["Ann", "Bob"]'},
             {"doc_question_pairID": "2:0", "tagName": "city", "input": "Rome.", "instruction": "", "output": "[]"},
-            {"doc_question_pairID": "1:1", "tagName": "city", "input": "Ann met Ann and Bob.", "instruction": "", "output": '["Oslo"]'}]
+            {"doc_question_pairID": "1:1", "tagName": "city", "input": "Ann met Ann and Bob.", "instruction": "",
+             "output": '["Oslo"]'}]
     path = write(tmp_path, "validation.jsonl", "\n".join(json.dumps(r) for r in rows), folder="pile_ner")
     assert detect_format(path) == "slimer"
     loaded = load_report(path)
@@ -230,7 +234,8 @@ def test_slimer_groups_questions_per_passage(tmp_path):
 
 
 def test_gliner_json_per_text_labels(tmp_path):
-    data = [{"tokenized_text": ["State", "University", "Press", ",", "1997"], "ner": [[0, 2, "Publisher"], [4, 4, "Date"]]},
+    data = [{"tokenized_text": ["State", "University", "Press", ",", "1997"],
+             "ner": [[0, 2, "Publisher"], [4, 4, "Date"]]},
             {"tokenized_text": ["Hi", "Katarzyna"], "ner": [[1, 1, "Person"]]}]
     path = write(tmp_path, "sample.json", json.dumps(data), folder="pile_ner")
     assert detect_format(path) == "gliner"
@@ -240,7 +245,8 @@ def test_gliner_json_per_text_labels(tmp_path):
 
 
 def test_gliner_csv_textile(tmp_path):
-    content = 'tokenized_text,ner\n"[\'the\', \'angle-stripper\', \'.\']","[[1, 1, \'Textile Machinery\']]"\n"[\'a\', \'loom\']","[[1, 1, \'textile machinery\']]"\n'
+    content = ('tokenized_text,ner\n"[\'the\', \'angle-stripper\', \'.\']","[[1, 1, \'Textile Machinery\']]"\n'
+               '"[\'a\', \'loom\']","[[1, 1, \'textile machinery\']]"\n')
     path = write(tmp_path, "all.csv", content, folder="textile_gliner_synth")
     assert detect_format(path) == "gliner_csv"
     egs = load(path)
@@ -250,7 +256,8 @@ def test_gliner_csv_textile(tmp_path):
 
 def test_w2ner_genia(tmp_path):
     data = [{"sentence": ["the", "human", "SCL", "locus", "in", "T", "cells"],
-             "ner": [{"index": [1, 2, 3], "type": "DNA"}, {"index": [2], "type": "protein"}, {"index": [5, 6], "type": "cell_type"}]}]
+             "ner": [{"index": [1, 2, 3], "type": "DNA"}, {"index": [2], "type": "protein"},
+                     {"index": [5, 6], "type": "cell_type"}]}]
     path = write(tmp_path, "test.json", json.dumps(data), folder="genia")
     assert detect_format(path) == "w2ner"
     assert spans(load(path)[0]) == [("human SCL locus", "DNA"), ("SCL", "protein"), ("T cells", "cell type")]
@@ -267,7 +274,8 @@ def test_dygie_scierc(tmp_path):
 
 def test_presidio(tmp_path):
     data = [{"full_text": "Call Ann at 555-1234", "masked": "", "template_id": 1, "metadata": None,
-             "spans": [{"entity_type": "PHONE_NUMBER", "entity_value": "555-1234", "start_position": 12, "end_position": 20},
+             "spans": [{"entity_type": "PHONE_NUMBER", "entity_value": "555-1234", "start_position": 12,
+                        "end_position": 20},
                        {"entity_type": "PERSON", "entity_value": "Ann", "start_position": 5, "end_position": 8}]}]
     path = write(tmp_path, "synth.json", json.dumps(data, indent=4), folder="presidio_synth")
     assert detect_format(path) == "presidio"
@@ -340,7 +348,9 @@ def test_iter_data_files_registry(tmp_path):
     write(tmp_path, "f.conll", "a\tO\n", folder="supervised/broad_twitter")
     write(tmp_path, "AnEM.test", "a\t0\t1\tO\n", folder="open_types/anem")
     files = {(f.dataset, f.split, f.format) for f in iter_data_files(tmp_path)}
-    assert files == {("crossner_ai", "train", "ie_json"), ("broad_twitter", "test", "bio"), ("anem", "test", "bio_tag_last")}
+    assert files == {
+        ("crossner_ai", "train", "ie_json"), ("broad_twitter", "test", "bio"), ("anem", "test", "bio_tag_last")
+    }
     train = list(iter_data_files(tmp_path, folders=("supervised", "open_types"), splits=("train",)))
     assert train == []
 

@@ -6,12 +6,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import spacy
-
 from conftest import TINY_FACTS
+
 from uniner_spacy.backends.hf.backend import HFBackend
 from uniner_spacy.backends.openai import OpenAIBackend
-from uniner_spacy.serve import ModelServer
 from uniner_spacy.pipeline.parsing import parse_answer
+from uniner_spacy.serve import ModelServer
 from uniner_spacy.types import Query
 
 QUERIES = [Query(p, t, t) for (p, t) in TINY_FACTS]

@@ -32,7 +32,8 @@ def test_parse_answer(raw, mentions, ok, repaired):
 
 def test_mention_scores_from_token_logprobs():
     raw = ' ["Paris", "Rome"]'
-    pieces = [(' ["', 0.0), ("Par", math.log(0.5)), ("is", math.log(0.5)), ('", "', 0.0), ("Rome", math.log(0.9)), ('"]', 0.0)]
+    pieces = [(' ["', 0.0), ("Par", math.log(0.5)), ("is", math.log(0.5)), ('", "', 0.0), ("Rome", math.log(0.9)),
+              ('"]', 0.0)]
     scores = mention_scores(raw, pieces, ["Paris", "Rome"])
     assert scores[0] == pytest.approx(0.5)
     assert scores[1] == pytest.approx(0.9)

@@ -1,6 +1,7 @@
 """Precision check against the real packaged en_core_web_sm pipeline."""
 import pytest
 import spacy
+from conftest import canned
 from spacy.util import registry
 
 import uniner_spacy  # noqa: F401
@@ -56,13 +57,13 @@ def test_custom_mapping_is_checked_against_the_ner_labels(ner):
         PrecisionCheck(ner, mode="drop")
 
 
-def test_registered_stage_in_the_component(tiny_model_dir):
+def test_registered_stage_in_the_component():
     stage = registry.misc.get("uniner.PrecisionCheck.v1")(mode="filter")
     assert isinstance(stage, PrecisionCheck)
     nlp = spacy.blank("en")
     nlp.add_pipe("uniner", config={
         "labels": ["person", "location", "organization"],
-        "backend": {"@misc": "uniner.HF.v1", "model": str(tiny_model_dir), "max_new_tokens": 24},
+        "backend": canned(),
         "stages": {
             "check": {"@misc": "uniner.PrecisionCheck.v1", "mode": "rescore", "boost": 0.0,
                       "penalty": 1.0}},

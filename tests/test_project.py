@@ -86,8 +86,8 @@ def test_convert_and_stats(tmp_path):
 
 
 def test_distill_spacy_docbin(tmp_path):
-    from spacy.tokens import DocBin
     import spacy
+    from spacy.tokens import DocBin
 
     from training import distill_spacy
 

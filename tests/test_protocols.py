@@ -7,13 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from uniner_spacy.evaluation import (PRF, benchmark_score, examples_to_predictions, iter_data_files,
-                                     load_report, normalize_answer, parse_answer, render_table,
-                                     score_files)
-from uniner_spacy.evaluation.protocols import (normalized_set, score_strings, span_counts,
-                                               string_counts, write_jsonl)
+from uniner_spacy.evaluation import (
+    PRF,
+    benchmark_score,
+    examples_to_predictions,
+    iter_data_files,
+    load_report,
+    normalize_answer,
+    official_answer_items,
+    render_table,
+    score_files,
+)
+from uniner_spacy.evaluation.protocols import normalized_set, score_strings, span_counts, string_counts, write_jsonl
 from uniner_spacy.evaluation.report import plot_results
-from uniner_spacy.types import Entity, AnnotatedText
+from uniner_spacy.types import AnnotatedText, Entity
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
@@ -30,13 +37,13 @@ def test_normalize_answer():
     assert normalize_answer("U.S.") == "us"
 
 
-def test_parse_answer_follows_official_regex():
-    assert parse_answer('["a", "b"]') == (["a", "b"], True)
-    assert parse_answer('["Paris"] and more') == (["Paris"], True)
-    assert parse_answer('Sure: ["Paris"]') == ([], False)  # must start with [
-    assert parse_answer(' ["Paris"]') == ([], False)
-    assert parse_answer('["a]b"]') == ([], False)  # cut at the first ]
-    assert parse_answer('["unterminated') == ([], False)
+def test_official_answer_items_follow_official_regex():
+    assert official_answer_items('["a", "b"]') == (["a", "b"], True)
+    assert official_answer_items('["Paris"] and more') == (["Paris"], True)
+    assert official_answer_items('Sure: ["Paris"]') == ([], False)  # must start with [
+    assert official_answer_items(' ["Paris"]') == ([], False)
+    assert official_answer_items('["a]b"]') == ([], False)  # cut at the first ]
+    assert official_answer_items('["unterminated') == ([], False)
     assert normalized_set('["x", 3]') == []  # a non-string item empties the answer
     assert normalized_set([["Obama", "PERSON"], ("obama", "person")]) == [("obama", "person")]
 
@@ -125,7 +132,8 @@ def test_score_files_hand_computed(bio_gold, tmp_path):
 
 
 def test_score_files_counts_unlocated_gold(tmp_path):
-    conv = {"conversations": [{"from": "human", "value": "Text: a bar"}, {"from": "gpt", "value": "I've read this text."},
+    conv = {"conversations": [{"from": "human", "value": "Text: a bar"},
+                              {"from": "gpt", "value": "I've read this text."},
                               {"from": "human", "value": "What describes Amenity in the text?"},
                               {"from": "gpt", "value": '["bar", "pub"]'}]}
     gold = tmp_path / "official" / "mit.json"
@@ -146,7 +154,7 @@ def test_gold_as_predictions_scores_one_on_a_file_per_format(tmp_path):
     for df in iter_data_files(DATA, dedupe=False):
         if df.format not in smallest or df.path.stat().st_size < smallest[df.format].stat().st_size:
             smallest[df.format] = df.path
-    for fmt, path in smallest.items():
+    for _fmt, path in smallest.items():
         _assert_gold_scores_one(path, tmp_path, limit=30)
 
 
@@ -222,7 +230,6 @@ def test_evaluate_pipeline_with_entity_ruler(tmp_path):
 
 
 def test_evaluate_pipeline_reads_component_stats():
-    import spacy
     from spacy.language import Language
     from spacy.tokens import Doc
 

@@ -1,11 +1,13 @@
-"""`annotate --ray` on a local two-worker Ray instance equals the one-process run."""
+"""`annotate --ray` on a local two-worker Ray instance equals the one-process run.
+
+Sharding, order and resuming are the subject, so the canned backend answers (`write_config`'s default)."""
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from conftest import TINY_FACTS
 from test_cli import write_config
+from typer.testing import CliRunner
+
 from uniner_spacy.cli.app import app
 
 ray = pytest.importorskip("ray")
@@ -15,16 +17,21 @@ TEXTS = sorted({p for p, _ in TINY_FACTS})
 
 def same(a, b):
     """Equal documents; scores within 0.01 (batches of other sizes round differently), timings aside."""
-    strip = lambda rows: [{k: [{x: y for x, y in e.items() if x != "score"} for e in v] if k in ("ents", "spans")
-                           else {x: y for x, y in v.items() if x != "seconds"} if k == "stats" else v
-                           for k, v in r.items()} for r in rows]
-    scores = lambda rows: [e["score"] for r in rows for k in ("ents", "spans") for e in r[k]]
+
+    def strip(rows):
+        return [{k: [{x: y for x, y in e.items() if x != "score"} for e in v] if k in ("ents", "spans")
+                 else {x: y for x, y in v.items() if x != "seconds"} if k == "stats" else v
+                 for k, v in r.items()} for r in rows]
+
+    def scores(rows):
+        return [e["score"] for r in rows for k in ("ents", "spans") for e in r[k]]
+
     return strip(a) == strip(b) and scores(a) == pytest.approx(scores(b), abs=0.01)
 
 
 @pytest.mark.slow
-def test_ray_annotate_matches_local_run_and_resumes(tiny_model_dir, tmp_path):
-    cfg = write_config(tmp_path, tiny_model_dir)
+def test_ray_annotate_matches_local_run_and_resumes(tmp_path):
+    cfg = write_config(tmp_path)
     src = tmp_path / "in.txt"
     src.write_text("\n".join(TEXTS * 3) + "\n")
     local = tmp_path / "local.jsonl"
@@ -45,6 +52,7 @@ def test_ray_annotate_matches_local_run_and_resumes(tiny_model_dir, tmp_path):
         # a killed run: the last shard half written, the one before it missing a line
         shards[-1].write_text(shards[-1].read_text().splitlines(True)[0])
         assert runner.invoke(app, args).exit_code == 0
-        assert same([json.loads(l) for s in sorted(out.glob("part-*.jsonl")) for l in s.read_text().splitlines()], expected)
+        resumed = [json.loads(l) for s in sorted(out.glob("part-*.jsonl")) for l in s.read_text().splitlines()]
+        assert same(resumed, expected)
     finally:
         ray.shutdown()

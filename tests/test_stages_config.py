@@ -71,3 +71,16 @@ def test_default_stage_changes_the_output():
     assert on.keys() == off.keys()
     assert on[("Paris Hilton", "person")] != on[("Paris Hilton", "location")]
     assert on != off
+
+
+def test_entity_scores_are_their_own_labels():
+    """Two labels of one span share spaCy's span extensions; the entity must show its own score."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"labels": ["person", "location"], "backend": {
+        "@misc": "uniner.Canned.v1", "answers": {"person": ["Paris Hilton"], "location": ["Paris Hilton"]}}})
+    doc = nlp(TEXT)
+    group = doc.spans["uniner"]
+    scores = {(s.text, s.label_): x for s, x in zip(group, group.attrs["scores"])}
+    (ent,) = [e for e in doc.ents if e.text == "Paris Hilton"]
+    assert ent._.uniner_score == scores[("Paris Hilton", ent.label_)]
+    assert ent._.uniner_score == max(scores[("Paris Hilton", "person")], scores[("Paris Hilton", "location")])

@@ -10,9 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from training import annotate
-from uniner_spacy.pipeline.prompts import teacher_messages
 from uniner_spacy.distill.teacher import TeacherCache, clean_pairs, parse_tuples, read_batch_results
-
+from uniner_spacy.pipeline.prompts import teacher_messages
 
 # ---------------------------------------------------------------- parser
 

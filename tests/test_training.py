@@ -17,9 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from uniner_spacy.distill.conversations import (BuildOptions, Conversation, asked_text, build_conversations, chunk_example, read_jsonl, to_uniner_json, write_jsonl)
+from uniner_spacy.distill.conversations import (
+    BuildOptions,
+    Conversation,
+    asked_text,
+    build_conversations,
+    chunk_example,
+    read_jsonl,
+    to_uniner_json,
+    write_jsonl,
+)
 from uniner_spacy.pipeline.prompts import question  # noqa: E402
-from uniner_spacy.types import Entity, AnnotatedText  # noqa: E402
+from uniner_spacy.types import AnnotatedText, Entity  # noqa: E402
 
 EOS = "<|im_end|>"
 
@@ -286,3 +295,20 @@ def test_model_layers_and_training_import_without_spacy():
             "assert not hasattr(uniner_spacy, 'UniNER')\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_export_keeps_the_cards_retrain_history(tmp_path):
+    """A run's card replaces the shipped one, except its hand-written `## Retrain` history."""
+    from training.train import export
+
+    src, dst = tmp_path / "run", tmp_path / "shipped"
+    src.mkdir()
+    dst.mkdir()
+    (src / "adapter_config.json").write_text("{}")
+    (src / "README.md").write_text("# card\n\nnew figures\n\n## Retrain\n\none line\n")
+    (dst / "README.md").write_text("# card\n\nold figures\n\n## Retrain\n\nphases 1-5 ...\n")
+    export(src, dst)
+    card = (dst / "README.md").read_text()
+    assert "new figures" in card and "old figures" not in card
+    assert card.endswith("## Retrain\n\nphases 1-5 ...\n")
+    assert (dst / "adapter_config.json").exists()

@@ -6,8 +6,8 @@ import pytest
 from spacy.util import registry
 
 import uniner_spacy  # noqa: F401  registers the functions
-from uniner_spacy.stages.paraphrases import TYPES_PATH, Paraphrases, load_type_list, map_types
 from uniner_spacy.stages.embeddings import Embedder, minilm_path, shared_embedder
+from uniner_spacy.stages.paraphrases import TYPES_PATH, Paraphrases, load_type_list, map_types
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ A real run talks to any OpenAI-compatible server:
         --price-in 0.00015 --price-out 0.0006
 
 (vLLM: `--base-url http://host:8000/v1 --model <served name>`). For an offline
-demo, `--serve-local embedded-base` starts `uniner_spacy.server.ModelServer` in
+demo, `--serve-local embedded-base` starts `uniner_spacy.serve.ModelServer` in
 this process on 127.0.0.1 (a free port) and uses it as the teacher.
 
 Batch API: `--batch-input requests.jsonl` writes the requests of every passage
@@ -30,18 +30,23 @@ from collections import Counter
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from uniner_spacy.distill.teacher import (TeacherAnswer, TeacherClient, batch_requests, clean_pairs, parse_tuples, read_batch_results)
+from uniner_spacy.distill.teacher import (
+    TeacherAnswer,
+    TeacherClient,
+    batch_requests,
+    clean_pairs,
+    parse_tuples,
+    read_batch_results,
+)
+from uniner_spacy.io import jsonl_rows
 
 
 def read_passages(path: Path, limit: int = 0) -> List[Tuple[str, str]]:
     out = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                out.append((str(row["id"]), row["text"]))
-                if limit and len(out) >= limit:
-                    break
+    for _, row in jsonl_rows(path):
+        out.append((str(row["id"]), row["text"]))
+        if limit and len(out) >= limit:
+            break
     return out
 
 
@@ -112,8 +117,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--cache", type=Path, default=Path(".train/teacher_cache.sqlite"))
     p.add_argument("--price-in", type=float, default=0.0, help="price per 1k prompt tokens")
     p.add_argument("--price-out", type=float, default=0.0, help="price per 1k completion tokens")
-    p.add_argument("--max-type-words", type=int, default=None, help="drop longer types (default 5; 40 with --definition)")
-    p.add_argument("--max-type-chars", type=int, default=None, help="drop longer types (default 50; 300 with --definition)")
+    p.add_argument("--max-type-words", type=int, default=None,
+                   help="drop longer types (default 5; 40 with --definition)")
+    p.add_argument("--max-type-chars", type=int, default=None,
+                   help="drop longer types (default 50; 300 with --definition)")
     p.add_argument("--batch-input", type=Path, help="write Batch API requests for uncached passages and stop")
     p.add_argument("--batch-results", type=Path, help="read a Batch API output file instead of calling a server")
     p.add_argument("--no-progress", action="store_true")

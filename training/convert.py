@@ -24,22 +24,27 @@ import json
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from uniner_spacy.distill.conversations import (BuildOptions, build_conversations, load_definitions, negative_share, type_frequencies, write_jsonl, write_uniner_json)
-from uniner_spacy.types import Entity, AnnotatedText
+from uniner_spacy.distill.conversations import (
+    BuildOptions,
+    build_conversations,
+    load_definitions,
+    negative_share,
+    type_frequencies,
+    write_jsonl,
+    write_uniner_json,
+)
+from uniner_spacy.io import jsonl_rows
+from uniner_spacy.types import AnnotatedText, Entity
 
 
 def read_annotations(path: Path, source: str = "teacher") -> List[AnnotatedText]:
     """`training.annotate` output → Examples (labels filled in later); failed passages skipped."""
     out = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if row.get("error"):
-                continue
-            ents = [Entity(int(s), int(e), ent["type"]) for ent in row.get("entities", []) for s, e in ent["spans"]]
-            out.append(AnnotatedText(text=row["text"], entities=ents, labels=[], source=source))
+    for _, row in jsonl_rows(path):
+        if row.get("error"):
+            continue
+        ents = [Entity(int(s), int(e), ent["type"]) for ent in row.get("entities", []) for s, e in ent["spans"]]
+        out.append(AnnotatedText(text=row["text"], entities=ents, labels=[], source=source))
     return out
 
 
@@ -55,8 +60,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--pile-ner", type=Path, nargs="*", default=[], help="published Pile-NER-type JSON files")
     p.add_argument("--data", type=Path, nargs="*", default=[], help="supervised data files (evaluation loaders)")
     p.add_argument("--feedback", type=Path, nargs="*", default=[],
-                   help="reviewed corrections (JSONL or DocBin, uniner_spacy.feedback): kept spans are gold, rejections teach []")
-    p.add_argument("--propose-rules", type=Path, help="write block-list rules learned from repeated rejections here (YAML, for review)")
+                   help="reviewed corrections (JSONL or DocBin, uniner_spacy.feedback): kept spans are gold, "
+                        "rejections teach []")
+    p.add_argument("--propose-rules", type=Path,
+                   help="write block-list rules learned from repeated rejections here (YAML, for review)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--uniner-json", type=Path, help="also write the official UniNER conversation JSON")
     p.add_argument("--negative-share", type=float, default=0.3, help="wanted share of `[]` answers")
@@ -73,8 +80,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if not (args.annotations or args.pile_ner or args.data or args.feedback):
         p.error("give --annotations, --pile-ner, --data or --feedback")
 
-    from uniner_spacy.evaluation.loaders import load, source_name
     from uniner_spacy.distill.feedback import propose_block_list, read_corrections, snippet_yaml, to_examples
+    from uniner_spacy.evaluation.loaders import load, source_name
 
     open_sets: List[List[AnnotatedText]] = []
     for path in args.annotations:

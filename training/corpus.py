@@ -23,9 +23,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-from uniner_spacy.pipeline.chunking import chunk_text
-from uniner_spacy.io import jsonl_rows
 from uniner_spacy.distill.teacher import passage_id
+from uniner_spacy.io import jsonl_rows
+from uniner_spacy.pipeline.chunking import chunk_text
 
 
 def _is_hf_dump(path: Path) -> bool:

@@ -23,7 +23,9 @@ import random
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
+
+from uniner_spacy.io import jsonl_rows
 
 
 def to_docbins(annotations: Path, out: Path, labels: Optional[Sequence[str]], top: int, dev_share: float,
@@ -32,7 +34,7 @@ def to_docbins(annotations: Path, out: Path, labels: Optional[Sequence[str]], to
     from spacy.tokens import DocBin
     from spacy.util import filter_spans
 
-    rows = [json.loads(x) for x in annotations.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = [row for _, row in jsonl_rows(annotations)]
     rows = [r for r in rows if not r.get("error")]
     freq = Counter(e["type"] for r in rows for e in r.get("entities", []))
     keep = set(labels) if labels else {t for t, _ in freq.most_common(top)}

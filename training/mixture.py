@@ -30,7 +30,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from uniner_spacy.distill.conversations import (BuildOptions, Conversation, build_conversations, load_definitions, negative_share, type_frequencies, write_jsonl, write_uniner_json)
+from uniner_spacy.distill.conversations import (
+    BuildOptions,
+    Conversation,
+    build_conversations,
+    load_definitions,
+    negative_share,
+    type_frequencies,
+    write_jsonl,
+    write_uniner_json,
+)
 from uniner_spacy.types import AnnotatedText
 
 DATA_ROOT = Path(os.environ.get("UNINER_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -110,7 +119,7 @@ def load_sources(root: Path) -> Dict[str, List[AnnotatedText]]:
     from uniner_spacy.evaluation.loaders import load
 
     by_set: Dict[str, List[AnnotatedText]] = {}
-    for folder, dataset, path, fmt in source_files(root):
+    for _folder, dataset, path, fmt in source_files(root):
         examples = load(path, format=fmt, source=dataset)
         by_set.setdefault(dataset, []).extend(ex for ex in examples if ex.text.strip() and ex.labels)
     return by_set
@@ -249,12 +258,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--out", default=".train/mixture.jsonl")
     p.add_argument("--data", default=str(DATA_ROOT), help="the shared data folder")
     p.add_argument("--tokens", type=int, default=300_000, help="token budget of the whole mixture")
-    p.add_argument("--negative-share", type=float, default=0.3, help="wanted share of [] among turns of passages with mentions")
-    p.add_argument("--empty-share", type=float, default=0.1, help="at most this share of a set's tokens from passages with no mention")
+    p.add_argument("--negative-share", type=float, default=0.3,
+                   help="wanted share of [] among turns of passages with mentions")
+    p.add_argument("--empty-share", type=float, default=0.1,
+                   help="at most this share of a set's tokens from passages with no mention")
     p.add_argument("--definition-mode", default="type", choices=["type", "definition", "both"])
     p.add_argument("--dataset-prompt", action="store_true", help="the dataset-specific template")
     p.add_argument("--uniner-json", help="also write the official UniNER conversation JSON here")
-    p.add_argument("--shares", default="", help="override budget shares, e.g. 'conll2003=0.3,ncbi=0.1' (the others keep SHARES)")
+    p.add_argument("--shares", default="",
+                   help="override budget shares, e.g. 'conll2003=0.3,ncbi=0.1' (the others keep SHARES)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     tokenizer = AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
@@ -282,7 +294,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         write_uniner_json(mixture, args.uniner_json)
     print(json.dumps({k: v for k, v in stats.items() if k != "sources"}))
     for d, s in stats["sources"].items():
-        print(f"{d:28s} conv {s['conversations']:6d} turns {s['turns']:6d} [] {s['negatives']:5d} types {s['types']:3d} tokens {s['tokens']}")
+        print(f"{d:28s} conv {s['conversations']:6d} turns {s['turns']:6d} [] {s['negatives']:5d} "
+              f"types {s['types']:3d} tokens {s['tokens']}")
 
 
 if __name__ == "__main__":

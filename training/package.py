@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 
-
 def pipe_config(adapter: Path, labels: Sequence[str], base: str = "embedded-base") -> dict:
     """The `nlp.add_pipe("uniner", config=...)` dict that loads this adapter."""
     return {"labels": list(labels),

@@ -16,14 +16,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from uniner_spacy.io import jsonl_rows
+
 
 def type_counts(path: Path) -> Counter:
     counts: Counter = Counter()
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                for ent in json.loads(line).get("entities", []):
-                    counts[ent["type"]] += 1
+    for _, row in jsonl_rows(path):
+        for ent in row.get("entities", []):
+            counts[ent["type"]] += 1
     return counts
 
 

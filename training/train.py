@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import sys
@@ -42,7 +41,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--lora-alpha", type=int, default=32)
     p.add_argument("--lora-dropout", type=float, default=0.05)
     p.add_argument("--target-modules", default=",".join(LORA_TARGETS))
-    p.add_argument("--init-adapter", help="start from this LoRA adapter folder (a second training phase) instead of a fresh one")
+    p.add_argument("--init-adapter",
+                   help="start from this LoRA adapter folder (a second training phase) instead of a fresh one")
     p.add_argument("--lr", type=float, default=8e-4)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--warmup-ratio", type=float, default=0.04)
@@ -58,11 +58,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--logging-steps", type=int, default=5)
     p.add_argument("--max-minutes", type=float, default=0, help="stop (and save) after this long; 0 = no limit")
     p.add_argument("--stop-at-step", type=int, default=0,
-                   help="stop (and save) at this step, the schedule unchanged: replays a run cut short by --max-minutes")
+                   help="stop (and save) at this step, the schedule unchanged: "
+                        "replays a run cut short by --max-minutes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto: the GPU when there is one; cpu or cuda pin a recipe phase to the hardware it was made on")
+                   help="auto: the GPU when there is one; "
+                        "cpu or cuda pin a recipe phase to the hardware it was made on")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="auto: bf16 on a GPU or a CPU with AMX/AVX512-BF16 (autocast over float32 weights), else fp32")
     p.add_argument("--no-bf16", action="store_true", help="same as --precision fp32")
@@ -276,7 +278,8 @@ def build_trainer(args, model, dataset, sampler, collate):
             the compute of this small model).
             """
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
-            hidden = base.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+            hidden = base.model(input_ids=inputs["input_ids"],
+                                attention_mask=inputs["attention_mask"]).last_hidden_state
             target = inputs["labels"][:, 1:]
             keep = target != IGNORE
             logits = base.lm_head(hidden[:, :-1][keep]).float()
@@ -377,7 +380,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     seconds = time.time() - started
     final = Path(args.output) / "final"
     save_final(trainer, args, final)
-    card = write_model_card(final, args, tstats.to_dict(), trainer.state.log_history, result.metrics, seconds, lengths)
+    write_model_card(final, args, tstats.to_dict(), trainer.state.log_history, result.metrics, seconds, lengths)
     if args.export:
         export(final, Path(args.export))
     print(f"adapter written to {final}" + (f" and {args.export}" if args.export else ""), flush=True)
@@ -391,13 +394,23 @@ def save_final(trainer, args, folder: Path) -> None:
     model.save_pretrained(str(folder), safe_serialization=True)
 
 
+RETRAIN = "\n## Retrain\n"  # the model card's hand-written history of every phase starts here
+
+
 def export(src: Path, dst: Path) -> None:
+    """Copy the adapter and its card; the shipped card's `## Retrain` history (all phases, written by
+    hand) replaces the one-line section a single run generates, so an export does not lose it."""
     import shutil
 
     dst.mkdir(parents=True, exist_ok=True)
+    old_card = (dst / "README.md").read_text(encoding="utf-8") if (dst / "README.md").exists() else ""
     for name in ("adapter_config.json", "adapter_model.safetensors", "README.md"):
         if (src / name).exists():
             shutil.copy2(src / name, dst / name)
+    new_card = (dst / "README.md").read_text(encoding="utf-8") if (dst / "README.md").exists() else ""
+    if RETRAIN in old_card and RETRAIN in new_card:
+        kept = new_card.split(RETRAIN)[0] + RETRAIN + old_card.split(RETRAIN, 1)[1]
+        (dst / "README.md").write_text(kept, encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------
@@ -437,7 +450,8 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
     if mixture:
         lines += [
             f"{mixture.get('conversations', '?')} conversations, {mixture.get('turns', '?')} questions, "
-            f"{mixture.get('negative_share', 0) * 100:.1f}% `[]` answers, {mixture.get('distinct_types', '?')} distinct types.",
+            f"{mixture.get('negative_share', 0) * 100:.1f}% `[]` answers, "
+            f"{mixture.get('distinct_types', '?')} distinct types.",
             "Negatives are sampled per source only from the types that source annotates, in proportion to type",
             "frequency over the mixture. Only TRAIN splits are used; nothing from the zero-shot benchmark sets",
             "(CrossNER, MIT Movie, MIT Restaurant).",
@@ -461,12 +475,14 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
         "| option | value |",
         "|---|---|",
     ]
-    shown = ["method", "init_adapter", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "scheduler", "warmup_ratio",
-             "weight_decay", "epochs", "max_steps", "batch_tokens", "max_batch_size", "grad_accum", "max_length",
-             "seed", "threads", "device"]
+    shown = ["method", "init_adapter", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "scheduler",
+             "warmup_ratio", "weight_decay", "epochs", "max_steps", "batch_tokens", "max_batch_size", "grad_accum",
+             "max_length", "seed", "threads", "device"]
     for key in shown:
         lines.append(f"| {key} | {getattr(args, key)} |")
-    lines.append(f"| precision | {'bf16 autocast, float32 master weights' if use_bf16(args.precision, on_gpu(args)) else 'float32'} |")
+    lines.append("| precision | "
+                 + ("bf16 autocast, float32 master weights" if use_bf16(args.precision, on_gpu(args)) else "float32")
+                 + " |")
     lines += [
         "",
         "## Figures",

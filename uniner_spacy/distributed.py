@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .io import jsonl_rows
+from .types import Labels
 
 SHARD = "part-{:05d}.jsonl"
 
@@ -18,7 +21,7 @@ SHARD = "part-{:05d}.jsonl"
 class Annotator:
     """The Ray actor: builds the pipeline once, annotates batches of rows."""
 
-    def __init__(self, labels: Optional[object], config: Optional[str], batch_size: int, threads: int):
+    def __init__(self, labels: Optional[Labels], config: Optional[str], batch_size: int, threads: int):
         import torch
 
         from .pipeline.build import build_nlp
@@ -28,7 +31,7 @@ class Annotator:
         self.nlp = build_nlp(labels, Path(config) if config else None)
         self.batch_size = batch_size
 
-    def __call__(self, batch: Dict[str, object]) -> Dict[str, List]:
+    def __call__(self, batch: Dict[str, Any]) -> Dict[str, List]:
         from .io import doc_to_json
 
         texts = [str(t) for t in batch["text"]]
@@ -42,9 +45,9 @@ def complete_shards(output: Path, shard_size: int) -> int:
     """How many leading shards are already complete (a resumed run starts after them)."""
     n = 0
     while (output / SHARD.format(n)).exists():
-        with (output / SHARD.format(n)).open(encoding="utf8") as f:
-            if sum(1 for _ in f) < shard_size:
-                break
+        # a line cut short by a stopped run is not a document written
+        if sum(1 for _ in jsonl_rows(output / SHARD.format(n), on_bad=lambda message: None)) < shard_size:
+            break
         n += 1
     return n
 
@@ -102,6 +105,7 @@ def annotate_ray(
                 shard = k
                 written.append(output / SHARD.format(k))
                 handle = written[-1].open("w", encoding="utf8")
+            assert handle is not None  # the first row always opens a shard
             handle.write(row["row"] + "\n")
     finally:
         if handle:

@@ -46,7 +46,13 @@ def read_texts(path: Path, text_field: str = "text") -> Iterator[Tuple[str, dict
 
 
 def doc_to_json(doc, meta: dict, spans_key: str = "uniner") -> dict:
-    ent = lambda s: {"start": s.start_char, "end": s.end_char, "text": s.text, "label": s.label_,
-                     "score": s._.uniner_score}
-    return {"text": doc.text, **meta, "ents": [ent(e) for e in doc.ents],
-            "spans": [ent(s) for s in doc.spans.get(spans_key, [])], "stats": doc._.uniner_stats}
+    """One output row. Candidate scores come from the span group's `scores`: spaCy keys span
+    extensions by offsets, so two labels of one span would share `_.uniner_score`."""
+
+    def ent(s, score) -> dict:
+        return {"start": s.start_char, "end": s.end_char, "text": s.text, "label": s.label_, "score": score}
+
+    group = doc.spans.get(spans_key, [])
+    scores = getattr(group, "attrs", {}).get("scores") or [s._.uniner_score for s in group]
+    return {"text": doc.text, **meta, "ents": [ent(e, e._.uniner_score) for e in doc.ents],
+            "spans": [ent(s, x) for s, x in zip(group, scores)], "stats": doc._.uniner_stats}

@@ -12,21 +12,10 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from .backends.hf.backend import HFBackend
-
-
-def chat_to_prompt(messages: List[Dict[str, str]], eos: str) -> str:
-    """Vicuna-style rendering, the format UniNER models were trained on."""
-    system = " ".join(m["content"] for m in messages if m["role"] == "system")
-    parts = [system + " "] if system else []
-    for m in messages:
-        if m["role"] == "user":
-            parts.append(f"USER: {m['content']} ")
-        elif m["role"] == "assistant":
-            parts.append(f"ASSISTANT: {m['content']}{eos}")
-    return "".join(parts) + "ASSISTANT:"
+from .pipeline.prompts import Template
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -62,7 +51,9 @@ class Handler(BaseHTTPRequestHandler):
             prompts = [prompts] if isinstance(prompts, str) else prompts
             chat = False
         elif route == "/v1/chat/completions":
-            prompts = [chat_to_prompt(req.get("messages", []), self.server.backend.tokenizer.eos_token)]
+            # Vicuna style, the format UniNER models were trained on (not the tokenizer's chat template)
+            template = Template(eos=self.server.backend.tokenizer.eos_token)
+            prompts = [template.render_chat(req.get("messages", []))]
             chat = True
         else:
             self._send(404, {"error": {"message": f"no route {self.path}"}})
@@ -78,7 +69,8 @@ class Handler(BaseHTTPRequestHandler):
                 choice = {"index": i, "message": {"role": "assistant", "content": g.text}, "finish_reason": "stop"}
                 if req.get("logprobs"):
                     choice["logprobs"] = {"content": [
-                        {"token": t, "logprob": lp, "bytes": None, "top_logprobs": []} for t, lp in g.token_logprobs or []
+                        {"token": t, "logprob": lp, "bytes": None, "top_logprobs": []}
+                        for t, lp in g.token_logprobs or []
                     ]}
             else:
                 choice = {"index": i, "text": g.text, "finish_reason": "stop", "logprobs": None}
@@ -110,6 +102,7 @@ class ModelServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}/v1"
 
     def generate(self, prompts: List[str], max_tokens: int) -> Tuple[list, Dict[str, int]]:

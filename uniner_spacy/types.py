@@ -13,6 +13,14 @@ from typing import Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Uni
 Labels = Union[Sequence[str], Mapping[str, Optional[str]]]
 
 
+def label_key(label: str) -> str:
+    """The form in which two type names are the same type: case, `_` and spacing do not count.
+
+    `Medical_Condition`, `medical condition` and `medical  condition` share one key.
+    """
+    return " ".join(label.lower().replace("_", " ").split())
+
+
 @dataclass(frozen=True)
 class Passage:
     """A piece of a document small enough for one model prompt."""

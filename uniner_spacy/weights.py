@@ -80,8 +80,8 @@ def convert_gguf(gguf: Path, eos_token: Optional[str] = EMBEDDED_EOS) -> Path:
     target = cache_dir() / "gguf" / f"{gguf.stem}-{file_digest(gguf)}"
     if (target / "config.json").exists() and (target / ".complete").exists():
         return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from ..registry import registry
 from ..pipeline.prompts import TEMPLATE_VERSION
+from ..registry import registry
+from ..types import Generation, Query, Serializable
 from .base import Backend
-from ..types import Generation, Query
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class AnswerCache:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT NOT NULL, checksum TEXT NOT NULL)")
+        conn.execute("CREATE TABLE IF NOT EXISTS answers "
+                     "(key TEXT PRIMARY KEY, value TEXT NOT NULL, checksum TEXT NOT NULL)")
         return conn
 
     @staticmethod
@@ -112,6 +113,16 @@ class CachedBackend:
 
     def token_offsets(self, text: str) -> List[Tuple[int, int]]:
         return self.backend.token_offsets(text)
+
+    # a saved pipeline carries the wrapped backend's data (an adapter); the cache file stays a reference
+    def to_disk(self, path: Union[str, Path]) -> None:
+        if isinstance(self.backend, Serializable):
+            self.backend.to_disk(Path(path))
+
+    def from_disk(self, path: Union[str, Path]) -> "CachedBackend":
+        if isinstance(self.backend, Serializable) and Path(path).exists():
+            self.backend.from_disk(Path(path))
+        return self
 
     def __call__(self, queries: Sequence[Query], *, mark_forced: bool = False) -> List[Generation]:
         # answers with forced marks are kept apart: an unmarked answer cannot say what was forced

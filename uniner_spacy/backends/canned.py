@@ -3,8 +3,9 @@
 It shows what the pipe does with answers (batching, stages, errors, serialisation) in
 milliseconds, where a real model would take seconds; tests about model behaviour use the
 real models. Each query is answered with the listed mentions of its type that occur in its
-passage, as a JSON list; `raw` gives an answer text verbatim (a broken one, say) and a type
-in `errors` fails.
+passage, as a JSON list; `raw` gives an answer text verbatim (a broken one, say), a type
+in `errors` fails, and mentions in `forced` are marked as a grammar would mark them when
+the pipe asks for marks (`mark_forced`), so `drop_forced` can be tested without a grammar.
 """
 from __future__ import annotations
 
@@ -19,17 +20,21 @@ from .base import approx_token_offsets
 
 class CannedBackend:
     def __init__(self, answers: Optional[Dict[str, List[str]]] = None, *,
-                 raw: Optional[Dict[str, str]] = None, errors: Sequence[str] = (), score: float = -0.05):
+                 raw: Optional[Dict[str, str]] = None, errors: Sequence[str] = (), score: float = -0.05,
+                 forced: Sequence[str] = ()):
         self.answers = {k: list(v) for k, v in (answers or {}).items()}
         self.raw = dict(raw or {})
         self.errors = frozenset(errors)
         self.score = score  # the log-probability given to every answer token
+        self.forced = frozenset(forced)
         self.asked: List[Query] = []  # every query, in order, for tests to inspect
         self.calls: List[Tuple[int, bool]] = []  # (queries, mark_forced) of each call
 
     @property
     def model_id(self) -> str:
-        table = json.dumps([self.answers, self.raw, sorted(self.errors)], sort_keys=True)
+        """Follows everything that shapes an answer, as a real model id follows weights and settings."""
+        table = json.dumps([self.answers, self.raw, sorted(self.errors), self.score, sorted(self.forced)],
+                           sort_keys=True)
         return "canned:" + hashlib.sha256(table.encode("utf8")).hexdigest()[:16]
 
     def token_offsets(self, text: str) -> List[Tuple[int, int]]:
@@ -38,19 +43,21 @@ class CannedBackend:
     def __call__(self, queries: Sequence[Query], *, mark_forced: bool = False) -> List[Generation]:
         self.asked.extend(queries)
         self.calls.append((len(queries), mark_forced))
-        return [self.answer(q) for q in queries]
+        return [self.answer(q, mark_forced=mark_forced) for q in queries]
 
-    def answer(self, query: Query) -> Generation:
+    def answer(self, query: Query, *, mark_forced: bool = False) -> Generation:
         if query.entity_type in self.errors:
             return Generation(text="", error=f"canned failure for {query.entity_type!r}")
         if query.entity_type in self.raw:
             return Generation(text=self.raw[query.entity_type])
         found = [m for m in self.answers.get(query.entity_type, []) if m in query.passage]
         text = json.dumps(found, ensure_ascii=False)
-        return Generation(text=text, token_logprobs=[(text, self.score)])
+        marks = tuple(m for m in found if m in self.forced) if mark_forced else ()
+        return Generation(text=text, token_logprobs=[(text, self.score)], forced=marks)
 
 
 @registry.misc("uniner.Canned.v1")
 def make_canned_backend(answers: Optional[Dict[str, List[str]]] = None, raw: Optional[Dict[str, str]] = None,
-                        errors: Sequence[str] = (), score: float = -0.05) -> CannedBackend:
-    return CannedBackend(answers, raw=raw, errors=errors, score=score)
+                        errors: Sequence[str] = (), score: float = -0.05,
+                        forced: Sequence[str] = ()) -> CannedBackend:
+    return CannedBackend(answers, raw=raw, errors=errors, score=score, forced=forced)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from ..registry import registry
-from ..pipeline.prompts import ACK, question
 from ..types import Generation, Query
 from .base import Prompter, approx_token_offsets, describe
 
@@ -82,17 +81,13 @@ class OpenAIBackend:
                 from transformers import AutoTokenizer
 
                 self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
-            enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            tokenizer: Any = self._tokenizer
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             return [tuple(o) for o in enc["offset_mapping"]]
         return approx_token_offsets(text)
 
     def messages(self, query: Query) -> list:
-        return [
-            {"role": "system", "content": self.template.system},
-            {"role": "user", "content": self.template.first_user_turn(query.passage)},
-            {"role": "assistant", "content": ACK},
-            {"role": "user", "content": question(query.entity_type)},
-        ]
+        return self.template.chat_turns(query.passage, query.entity_type)
 
     def __call__(self, queries: Sequence[Query], *, mark_forced: bool = False) -> List[Generation]:
         """One request per query; `mark_forced` is ignored (a server's answers are never forced)."""

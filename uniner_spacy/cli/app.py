@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import typer
 
 from ..errors import UninerError
+from ..io import doc_to_json, read_texts
 from ..pipeline.build import uniner_pipe
 from ..types import Labels
-from ..io import doc_to_json, read_texts
 
 app = typer.Typer(add_completion=False, help="UniversalNER-style open NER for spaCy.")
 
@@ -163,9 +162,9 @@ def calibrate(
     batch_size: int = typer.Option(32),
 ):
     """Fit score calibration on dev data, so that `threshold` is a probability of being right."""
-    from ..pipeline.calibration import candidates_vs_gold, fit
     from ..evaluation.loaders import load
     from ..pipeline.build import build_nlp
+    from ..pipeline.calibration import candidates_vs_gold, fit
 
     nlp = build_nlp(["entity"], config)
     component = uniner_pipe(nlp)

@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+from ..io import jsonl_rows
 from ..pipeline.prompts import ACK, QUESTION, Template, question
-from ..types import Entity, AnnotatedText
+from ..types import AnnotatedText, Entity
 
 DEFAULT_MAX_PASSAGE_TOKENS = 256
 
@@ -328,14 +329,8 @@ def write_jsonl(conversations: Iterable[Conversation], path: Union[str, Path]) -
 
 
 def read_jsonl(path: Union[str, Path]) -> List[Conversation]:
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                d = json.loads(line)
-                d["turns"] = [tuple(t) for t in d["turns"]]
-                out.append(Conversation(**d))
-    return out
+    """`write_jsonl`'s file back as `Conversation`s."""
+    return [Conversation(**{**d, "turns": [tuple(t) for t in d["turns"]]}) for _, d in jsonl_rows(path)]
 
 
 def negative_share(conversations: Iterable[Conversation]) -> float:

@@ -1,10 +1,10 @@
-"""Feedback loop: reviewed predictions → training Examples and block-list proposals.
+"""Feedback loop: reviewed predictions → training texts and block-list proposals.
 
 Corrections come as JSONL rows
 `{"text": ..., "spans": [{"start", "end", "label", "verdict": accepted|rejected|added}]}`
 or as a spaCy DocBin (`doc.ents` and `doc.spans["accepted"|"added"]` count as
 kept, `doc.spans["rejected"]` as rejected). Kept spans become gold entities of
-`uniner_spacy.ty.AnnotatedText`s for the conversation builder; rejected ones make
+`uniner_spacy.types.AnnotatedText`s for the conversation builder; rejected ones make
 their label a negative for that text (answer `[]` unless something else was
 kept). Texts rejected again and again for a label become rule snippets
 (`filters.labels.<label>.block`) for `uniner.Rules.v1`. No training here.
@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from ..errors import FeedbackError
-
 from ..io import jsonl_rows
-from ..types import Entity, AnnotatedText
+from ..types import AnnotatedText, Entity
 
 VERDICTS = ("accepted", "rejected", "added")
 

@@ -1,7 +1,7 @@
 """Teacher annotation for targeted distillation: ask, cache, parse, clean.
 
 The teacher (any OpenAI-compatible chat server: OpenAI, vLLM, llama.cpp, our
-own `server.ModelServer`) gets the exact UniNER teacher prompt
+own `serve.ModelServer`) gets the exact UniNER teacher prompt
 (`prompts.teacher_messages`) at temperature 0 and answers with a list of
 `("mention", "type")` tuples. This module holds the reusable parts:
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -27,8 +28,11 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..backends.cache import AnswerCache, _digest
-from ..evaluation.loaders import find_mentions
+from ..io import jsonl_rows
+from ..pipeline.align import find_mentions
+from ..pipeline.parsing import read_string
 from ..pipeline.prompts import TEMPLATE_VERSION, teacher_messages
+from ..types import label_key
 
 TEACHER_VERSION = "teacher-1"  # bump when the request or the cached record changes
 MAX_TYPE_WORDS = 5
@@ -50,36 +54,30 @@ class TupleParse:
     extra_fields: int = 0  # groups with more than two strings (first two kept)
 
 
-_CLOSERS = ",)]}:"
+_CLOSERS = ",)]}:\n"
+_ESCAPE = re.compile(r"\\(.)", re.S)
 
 
-def _read_string(text: str, i: int) -> Tuple[str, int, bool]:
-    """A quoted string starting at `text[i]` (the quote). Returns (value, next index, closed).
+def _closes_before_separator(text: str, j: int) -> bool:
+    """The quote at `text[j]` ends its string only before a separator (`,` `)` `]` ...) or the end.
 
-    A quote of the same kind closes the string only when the next non-space
-    character is a separator (`,` `)` `]`) or the end, so quotes inside a
-    mention (`"the "Big Apple""`, `'O'Brien'`) stay in it.
+    So quotes inside a mention (`"the "Big Apple""`, `'O'Brien'`) stay in it.
     """
-    quote = text[i]
-    out: List[str] = []
-    j = i + 1
-    n = len(text)
-    while j < n:
-        ch = text[j]
-        if ch == "\\" and j + 1 < n:
-            nxt = text[j + 1]
-            out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
-            j += 2
-            continue
-        if ch == quote:
-            k = j + 1
-            while k < n and text[k] in " \t":
-                k += 1
-            if k >= n or text[k] in _CLOSERS or text[k] == "\n":
-                return "".join(out), j + 1, True
-        out.append(ch)
-        j += 1
-    return "".join(out), n, False
+    k = j + 1
+    while k < len(text) and text[k] in " \t":
+        k += 1
+    return k >= len(text) or text[k] in _CLOSERS
+
+
+def _unescape(body: str, quote: str) -> str:
+    """Lenient escapes: `\\n` and `\\t` as in Python, any other escaped character as itself."""
+    return _ESCAPE.sub(lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)
+
+
+def _read_quoted(text: str, i: int) -> Tuple[str, int, bool]:
+    """A teacher string at `text[i]` (the quote): (value, next index, closed)."""
+    lit, end = read_string(text, i, closes=_closes_before_separator, decode=_unescape)
+    return (lit.value, end, True) if lit is not None else ("", end, False)
 
 
 def parse_tuples(text: str) -> TupleParse:
@@ -108,7 +106,7 @@ def parse_tuples(text: str) -> TupleParse:
     while i < n:
         ch = text[i]
         if depth >= 2 and ch in "\"'":
-            value, i, ok = _read_string(text, i)
+            value, i, ok = _read_quoted(text, i)
             if not ok:  # cut inside a string: keep the group only if it already has a pair
                 result.truncated = True
                 if len(strings) >= 2:
@@ -138,7 +136,7 @@ def parse_tuples(text: str) -> TupleParse:
                 break
         elif depth == 1 and ch in "\"'":
             # a flat list of strings (`["Paris", "city"]` at the top): not pairs
-            _, i, _ = _read_string(text, i)
+            _, i, _ = _read_quoted(text, i)
             result.malformed += 1
             continue
         elif depth >= 2:
@@ -169,10 +167,6 @@ def _emit(result: TupleParse, strings: List[str], raw: str) -> None:
 # cleaning
 
 
-def normalise_type(entity_type: str) -> str:
-    return " ".join(entity_type.split()).lower().strip(" .")
-
-
 def clean_pairs(
     passage: str,
     pairs: Iterable[Tuple[str, str]],
@@ -185,14 +179,15 @@ def clean_pairs(
 
     Reasons: `empty_mention`, `empty_type`, `long_type`, `not_in_passage`,
     `duplicate`. A mention that occurs several times gets every occurrence
-    (word-bounded ones preferred, as `loaders.find_mentions` does).
+    (word-bounded ones preferred: `align.find_mentions`).
     """
     dropped = dropped if dropped is not None else Counter()
     seen = set()
     out: List[Dict[str, object]] = []
     for mention, etype in pairs:
         mention = " ".join(str(mention).split())
-        etype = normalise_type(str(etype)) if lower_types else " ".join(str(etype).split())
+        # a teacher's type ends in a full stop now and then (`person.`)
+        etype = label_key(str(etype)).strip(" .") if lower_types else " ".join(str(etype).split())
         if not mention:
             dropped["empty_mention"] += 1
             continue
@@ -457,26 +452,22 @@ def batch_requests(client: TeacherClient, passages: Sequence[Tuple[str, str]]) -
 def read_batch_results(path: Union[str, Path]) -> Dict[str, TeacherAnswer]:
     """The Batch API output JSONL → answers by custom_id (errors kept as errors)."""
     out: Dict[str, TeacherAnswer] = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            item = json.loads(line)
-            pid = str(item.get("custom_id"))
-            response = item.get("response") or {}
-            body = response.get("body") or {}
-            status = response.get("status_code", 200)
-            if item.get("error") or status != 200 or not body.get("choices"):
-                err = item.get("error") or body.get("error") or {"message": f"status {status}"}
-                out[pid] = TeacherAnswer(id=pid, text="", error=f"BatchError: {json.dumps(err)[:200]}")
-                continue
-            choice = body["choices"][0]
-            usage = body.get("usage") or {}
-            out[pid] = TeacherAnswer(
-                id=pid, text=(choice.get("message") or {}).get("content") or "",
-                usage={"prompt_tokens": usage.get("prompt_tokens", 0),
-                       "completion_tokens": usage.get("completion_tokens", 0)},
-                finish_reason=choice.get("finish_reason"))
+    for _, item in jsonl_rows(path):
+        pid = str(item.get("custom_id"))
+        response = item.get("response") or {}
+        body = response.get("body") or {}
+        status = response.get("status_code", 200)
+        if item.get("error") or status != 200 or not body.get("choices"):
+            err = item.get("error") or body.get("error") or {"message": f"status {status}"}
+            out[pid] = TeacherAnswer(id=pid, text="", error=f"BatchError: {json.dumps(err)[:200]}")
+            continue
+        choice = body["choices"][0]
+        usage = body.get("usage") or {}
+        out[pid] = TeacherAnswer(
+            id=pid, text=(choice.get("message") or {}).get("content") or "",
+            usage={"prompt_tokens": usage.get("prompt_tokens", 0),
+                   "completion_tokens": usage.get("completion_tokens", 0)},
+            finish_reason=choice.get("finish_reason"))
     return out
 
 

@@ -7,17 +7,23 @@ from __future__ import annotations
 from typing import Any
 
 from .labels import generic_label, make_label_mapper, natural_label
-from .loaders import (FORMATS, DataFile, Loaded, detect_format, iter_data_files, load,
-                      load_report)
-from .protocols import (PRF, benchmark_score, examples_to_predictions, normalize_answer,
-                        parse_answer, score_files, score_queries)
+from .loaders import FORMATS, DataFile, Loaded, detect_format, iter_data_files, load, load_report
+from .protocols import (
+    PRF,
+    benchmark_score,
+    examples_to_predictions,
+    normalize_answer,
+    official_answer_items,
+    score_files,
+    score_queries,
+)
 from .report import plot_results, render_table
 
 __all__ = [
     "FORMATS", "DataFile", "Loaded", "PRF", "benchmark_score", "detect_format",
     "evaluate_pipeline", "examples_to_predictions", "generic_label", "iter_data_files", "load",
-    "load_report", "make_label_mapper", "natural_label", "normalize_answer", "parse_answer",
-    "plot_results", "render_table", "score_files", "score_queries",
+    "load_report", "make_label_mapper", "natural_label", "normalize_answer",
+    "official_answer_items", "plot_results", "render_table", "score_files", "score_queries",
 ]
 
 

@@ -20,12 +20,13 @@ import re
 import sys
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
-from typing import (Callable, Dict, Iterable, Iterator, List, Mapping, Optional,
-                    Sequence, Tuple, Union)
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..types import Entity, AnnotatedText
+from ..io import jsonl_rows
+from ..pipeline.align import find_mentions
+from ..types import AnnotatedText, Entity
 from .labels import dataset_labels, make_label_mapper
 
 logger = logging.getLogger(__name__)
@@ -114,38 +115,26 @@ def _tokens_record(tokens: Sequence[str], token_spans: Iterable[Span],
     return _Record(text, spans, labels)
 
 
-def find_mentions(text: str, mention: str) -> List[Tuple[int, int]]:
-    """All non-overlapping occurrences of `mention`, preferring word boundaries.
+SENTENCE_END = None  # what a token-a-row reader yields where a sentence ends
 
-    Tries exact matches that do not cut a word (`art` not inside `start`), then
-    any exact match, then the same two case-insensitively. Empty list: not found.
+
+def _sentences(rows: Iterable[Optional[Tuple[str, str]]]) -> Iterator[_Record]:
+    """(token, tag) rows, with `SENTENCE_END` between sentences → one record per sentence.
+
+    Every token-a-row format (CoNLL, HIPE, FiNER CSV) differs only in how it
+    says where a sentence ends; the buffering is here once. Empty sentences
+    (two ends in a row) give nothing.
     """
-    mention = mention.strip()
-    if not mention:
-        return []
-
-    def occurrences(hay: str, needle: str) -> List[Tuple[int, int]]:
-        found, i = [], hay.find(needle)
-        while i >= 0:
-            found.append((i, i + len(needle)))
-            i = hay.find(needle, i + len(needle))
-        return found
-
-    def at_boundary(s: int, e: int) -> bool:
-        left = s == 0 or not (text[s - 1].isalnum() and text[s].isalnum())
-        right = e == len(text) or not (text[e - 1].isalnum() and text[e].isalnum())
-        return left and right
-
-    candidates = [(text, mention)]
-    lower = text.lower()
-    if len(lower) == len(text):
-        candidates.append((lower, mention.lower()))
-    for hay, needle in candidates:
-        found = occurrences(hay, needle)
-        bounded = [o for o in found if at_boundary(*o)]
-        if bounded or found:
-            return bounded or found
-    return []
+    tokens: List[str] = []
+    tags: List[str] = []
+    for row in chain(rows, [SENTENCE_END]):
+        if row is SENTENCE_END:
+            if tokens:
+                yield _tokens_record(tokens, bio_spans(tags))
+            tokens, tags = [], []
+            continue
+        tokens.append(row[0])
+        tags.append(row[1])
 
 
 def _locate(text: str, answers: Iterable[Tuple[str, str]]) -> Tuple[List[Span], List[Tuple[str, str]]]:
@@ -194,18 +183,14 @@ def read_bio(path: Path, *, token_col: int = 0, tag_col: int = 1, sep: Optional[
     `sep=None` splits on any white space (token SPACE tag, CoNLL 4-column);
     `lang_prefix` strips WikiANN's `en:` in front of every token.
     """
-    tokens: List[str] = []
-    tags: List[str] = []
+    return _sentences(_bio_rows(path, token_col, tag_col, sep, lang_prefix))
 
-    def flush() -> Iterator[_Record]:
-        if tokens:
-            yield _tokens_record(tokens, bio_spans(tags))
-        tokens.clear()
-        tags.clear()
 
+def _bio_rows(path: Path, token_col: int, tag_col: int, sep: Optional[str],
+              lang_prefix: bool) -> Iterator[Optional[Tuple[str, str]]]:
     for line in _lines(path):
         if not line.strip() or line.startswith("-DOCSTART-") or line.startswith("# id "):
-            yield from flush()
+            yield SENTENCE_END
             continue
         fields = line.split(sep) if sep else line.split()
         if len(fields) < 2:
@@ -213,37 +198,28 @@ def read_bio(path: Path, *, token_col: int = 0, tag_col: int = 1, sep: Optional[
         token = fields[token_col]
         if lang_prefix:
             token = _LANG_PREFIX.sub("", token, count=1)
-        tokens.append(token)
-        tags.append(fields[tag_col])
-    yield from flush()
+        yield token, fields[tag_col]
 
 
 def read_hipe(path: Path, *, tag_column: str = "NE-COARSE-LIT") -> Iterator[_Record]:
     """HIPE-2022 TSV: header row, `#` metadata lines; sentences end at `EndOfSentence`."""
+    return _sentences(_hipe_rows(path, tag_column))
+
+
+def _hipe_rows(path: Path, tag_column: str) -> Iterator[Optional[Tuple[str, str]]]:
     header: List[str] = []
-    tokens: List[str] = []
-    tags: List[str] = []
-
-    def flush() -> Iterator[_Record]:
-        if tokens:
-            yield _tokens_record(tokens, bio_spans(tags))
-        tokens.clear()
-        tags.clear()
-
     for line in _lines(path):
         if line.startswith("TOKEN\t"):
             header = line.split("\t")
             continue
         if not line.strip() or line.startswith("#"):
-            yield from flush()
+            yield SENTENCE_END
             continue
         fields = line.split("\t")
         row = dict(zip(header, fields))
-        tokens.append(row.get("TOKEN", fields[0]))
-        tags.append(row.get(tag_column, "O"))
+        yield row.get("TOKEN", fields[0]), row.get(tag_column, "O")
         if "EndOfSentence" in row.get("MISC", ""):
-            yield from flush()
-    yield from flush()
+            yield SENTENCE_END
 
 
 _FINER_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
@@ -251,20 +227,18 @@ _FINER_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 
 def read_finer_csv(path: Path) -> Iterator[_Record]:
     """FiNER-ORD: one token a row; (doc_idx, sent_idx) changes split sentences."""
-    tokens: List[str] = []
-    tags: List[str] = []
+    return _sentences(_finer_rows(path))
+
+
+def _finer_rows(path: Path) -> Iterator[Optional[Tuple[str, str]]]:
     key = None
     with path.open(encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh):
             row_key = (row["doc_idx"], row["sent_idx"])
-            if row_key != key and tokens:
-                yield _tokens_record(tokens, bio_spans(tags))
-                tokens, tags = [], []
+            if row_key != key:
+                yield SENTENCE_END
             key = row_key
-            tokens.append(row["gold_token"])
-            tags.append(_FINER_TAGS[int(float(row["gold_label"]))])
-    if tokens:
-        yield _tokens_record(tokens, bio_spans(tags))
+            yield row["gold_token"], _FINER_TAGS[int(float(row["gold_label"]))]
 
 
 def read_ie_json(path: Path) -> Iterator[_Record]:
@@ -300,7 +274,7 @@ def read_conversation(path: Path) -> Iterator[_Record]:
     repeats, so a duplicated sentence stays two records and query counts match.
     """
     raw = path.read_text(encoding="utf-8").strip()
-    items = json.loads(raw) if raw.startswith("[") else [json.loads(x) for x in raw.splitlines() if x.strip()]
+    items = json.loads(raw) if raw.startswith("[") else (item for _, item in jsonl_rows(path))
     text: Optional[str] = None
     answers: List[Tuple[str, str]] = []
     asked: List[str] = []
@@ -323,10 +297,7 @@ def read_conversation(path: Path) -> Iterator[_Record]:
 def read_slimer(path: Path) -> Iterator[_Record]:
     """SLIMER JSONL: one (passage, tagName) question a line, grouped per passage."""
     groups: Dict[str, Tuple[List[Tuple[str, str]], List[str]]] = {}
-    for line in _lines(path):
-        if not line.strip():
-            continue
-        item = json.loads(line)
+    for _, item in jsonl_rows(path):
         answers, asked = groups.setdefault(item["input"], ([], []))
         if item["tagName"] not in asked:
             asked.append(item["tagName"])
@@ -370,10 +341,7 @@ def read_w2ner(path: Path) -> Iterator[_Record]:
 
 def read_dygie(path: Path) -> Iterator[_Record]:
     """DyGIE/SciERC JSONL: one abstract a line, ner offsets count over the whole document."""
-    for line in _lines(path):
-        if not line.strip():
-            continue
-        doc = json.loads(line)
+    for _, doc in jsonl_rows(path):
         offset = 0
         for tokens, ner in zip(doc["sentences"], doc.get("ner", [[]] * len(doc["sentences"]))):
             spans = [(s - offset, e - offset + 1, t) for s, e, t in ner]
@@ -405,10 +373,7 @@ def read_tasteset(path: Path) -> Iterator[_Record]:
 
 def read_fewnerd_episodes(path: Path) -> Iterator[_Record]:
     """Few-NERD episodes: support + query sentences, labelled only for the episode's types."""
-    for line in _lines(path):
-        if not line.strip():
-            continue
-        episode = json.loads(line)
+    for _, episode in jsonl_rows(path):
         types = list(episode["types"])
         for part in ("support", "query"):
             for words, tags in zip(episode[part]["word"], episode[part]["label"]):

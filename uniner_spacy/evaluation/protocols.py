@@ -20,9 +20,9 @@ import string
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import (Any, Deque, Dict, Iterable, List, Mapping, Optional, Sequence,
-                    Tuple, Union)
+from typing import Any, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ..io import jsonl_rows
 from ..types import AnnotatedText
 
 Query = Dict[str, Any]
@@ -68,7 +68,7 @@ def normalize_answer(s: str) -> str:
     return " ".join(_ARTICLES.sub(" ", s).split())
 
 
-def parse_answer(text: str) -> Tuple[List[Any], bool]:
+def official_answer_items(text: str) -> Tuple[List[Any], bool]:
     """The official parser's reading of a raw answer, before normalisation.
 
     Only a `[...]` at the very start counts, cut at the first `]` (the official
@@ -94,7 +94,7 @@ def normalized_set(items: Union[str, Sequence[Any], None]) -> List[Any]:
     if items is None:
         return []
     if isinstance(items, str):
-        items = parse_answer(items)[0]
+        items = official_answer_items(items)[0]
     out: List[Any] = []
     try:
         for item in items:
@@ -182,7 +182,7 @@ def score_queries(gold: Sequence[Query], predicted: Sequence[Optional[Query]],
     strings, span_prf, malformed = PRF(), PRF(), 0
     for g, p in zip(gold, predicted):
         answer = None if p is None else p.get("prediction")
-        if isinstance(answer, str) and not parse_answer(answer)[1]:
+        if isinstance(answer, str) and not official_answer_items(answer)[1]:
             malformed += 1
         strings = strings + string_counts(answer, g.get("prediction"))
         if spans:
@@ -211,11 +211,6 @@ def align_predictions(gold: Sequence[Query], predicted: Iterable[Query]) -> Tupl
     return aligned, sum(len(q) for q in pool.values())
 
 
-def read_jsonl(path: Union[str, Path]) -> List[Dict[str, Any]]:
-    with Path(path).open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def write_jsonl(rows: Iterable[Mapping[str, Any]], path: Union[str, Path]) -> None:
     with Path(path).open("w", encoding="utf-8") as fh:
         for row in rows:
@@ -235,7 +230,7 @@ def score_files(gold_path: Union[str, Path], pred_path: Union[str, Path], *,
 
     loaded = load_report(gold_path, gold_format, label_map, limit)
     gold = examples_to_predictions(loaded.examples, loaded.unlocated)
-    aligned, extra = align_predictions(gold, read_jsonl(pred_path))
+    aligned, extra = align_predictions(gold, (row for _, row in jsonl_rows(pred_path)))
     result = score_queries(gold, aligned)
     result.update({"dataset": loaded.source, "format": loaded.format,
                    "examples": len(loaded.examples), "extra_predictions": extra,

@@ -77,8 +77,9 @@ def render_table(results_json: Union[Results, Mapping[str, Results]], protocol: 
         lines.append("| " + " | ".join([dataset, *(_cell(col[i]) for col in columns.values())]) + " |")
     lines.append("| **average** | " + " | ".join(_cell(_mean(col)) for col in columns.values()) + " |")
     caption = (f"F1 ×100, {protocol} protocol"
-               f"{' (UniNER official: normalised strings per (text, type) query)' if protocol == 'string' else ' (exact character spans)'}. "
-               "Published figures are test-split results from the papers (UNINER.md); "
+               + (" (UniNER official: normalised strings per (text, type) query)" if protocol == "string"
+                  else " (exact character spans)")
+               + ". Published figures are test-split results from the papers (UNINER.md); "
                "compare only where our split is the same.")
     return "\n".join(lines) + "\n\n" + caption + "\n"
 

@@ -125,7 +125,8 @@ def evaluate_pipeline(nlp_factory: NlpFactory, examples: Sequence[AnnotatedText]
 
 def format_results(result: Dict[str, Any]) -> str:
     """A per-data-set table: P/R/F1 per protocol, queries, failures, speed."""
-    head = f"{'data set':<28}{'proto':<8}{'P':>7}{'R':>7}{'F1':>7}{'queries':>9}{'parse-fail':>11}{'unaligned':>10}{'sent/s':>8}"
+    head = (f"{'data set':<28}{'proto':<8}{'P':>7}{'R':>7}{'F1':>7}"
+            f"{'queries':>9}{'parse-fail':>11}{'unaligned':>10}{'sent/s':>8}")
     lines = [head, "-" * len(head)]
     for name, r in result["datasets"].items():
         for proto in ("string", "span"):
@@ -135,7 +136,8 @@ def format_results(result: Dict[str, Any]) -> str:
             lines.append(
                 f"{name[:27]:<28}{proto:<8}{100 * s['precision']:>7.1f}{100 * s['recall']:>7.1f}"
                 f"{100 * s['f1']:>7.1f}{r.get('llm_queries', r.get('queries', 0)):>9}"
-                f"{r.get('parse_failures', 0):>11}{r.get('unaligned', 0) if isinstance(r.get('unaligned'), int) else len(r.get('unaligned') or []):>10}"
+                f"{r.get('parse_failures', 0):>11}"
+                f"{r.get('unaligned', 0) if isinstance(r.get('unaligned'), int) else len(r.get('unaligned') or []):>10}"
                 f"{r.get('sentences_per_second', 0):>8.2f}"
             )
     for proto, f1 in result.get("benchmark", {}).items():
@@ -149,10 +151,10 @@ def load_files(paths: Sequence[Union[str, Path]], limit: Optional[int] = None,
     files share a folder name)."""
     from .loaders import load, source_name
 
-    paths = [Path(p) for p in paths]
-    names = [source_name(p) for p in paths]
+    files = [Path(p) for p in paths]
+    names = [source_name(p) for p in files]
     examples: List[AnnotatedText] = []
-    for path, name in zip(paths, names):
+    for path, name in zip(files, names):
         source = name if names.count(name) == 1 else f"{name}/{path.stem}"
         examples.extend(load(path, format=format, limit=limit, source=source))
     return examples
@@ -173,11 +175,11 @@ def evaluate_files(
     Each data set asks its own labels; the model is loaded once and the
     component's labels are switched per data set.
     """
-    from ..pipeline.build import build_nlp
+    from ..pipeline.build import build_nlp, uniner_pipe
 
     examples = load_files(paths, limit=limit, format=format)
     nlp = build_nlp(["entity"], config)
-    component = nlp.get_pipe("uniner")
+    component = uniner_pipe(nlp)
 
     def factory(labels: List[str]) -> Language:
         component.initialize(labels=labels)

@@ -1,15 +1,16 @@
-"""Mention strings → token-boundary character spans.
+"""Mention strings → character spans: token-boundary spans for the pipe, word-bounded ones for gold data.
 
 Each mention is matched to *all* its occurrences in the passage: exactly,
-then case-insensitively, then by a near match (rapidfuzz) over token windows.
-A match must start and end on token boundaries, so `art` never matches
-inside `start`.
+then case-insensitively, then (the pipe only) by a near match (rapidfuzz)
+over token windows. A pipe match must start and end on token boundaries, so
+`art` never matches inside `start`; `find_mentions` (gold strings, teacher
+answers) prefers matches that do not cut a word.
 """
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Iterator, List, Sequence, Tuple
 
 from rapidfuzz import fuzz
 
@@ -21,12 +22,44 @@ class Match:
     kind: str  # exact | case | fuzzy
 
 
-def _occurrences(haystack: str, needle: str) -> List[int]:
+def _occurrences(haystack: str, needle: str, overlapping: bool = True) -> List[int]:
     out, i = [], haystack.find(needle)
+    step = 1 if overlapping else len(needle)
     while i >= 0:
         out.append(i)
-        i = haystack.find(needle, i + 1)
+        i = haystack.find(needle, i + step)
     return out
+
+
+def _passes(text: str, mention: str) -> Iterator[Tuple[str, str, str]]:
+    """(kind, haystack, needle): exact, then lower-cased where that keeps every offset."""
+    yield "exact", text, mention
+    lowered, needle = text.lower(), mention.lower()
+    if len(lowered) == len(text) and len(needle) == len(mention):
+        yield "case", lowered, needle
+
+
+def _whole_words(text: str, start: int, end: int) -> bool:
+    left = start == 0 or not (text[start - 1].isalnum() and text[start].isalnum())
+    right = end == len(text) or not (text[end - 1].isalnum() and text[end].isalnum())
+    return left and right
+
+
+def find_mentions(text: str, mention: str) -> List[Tuple[int, int]]:
+    """All non-overlapping occurrences of `mention`, preferring word boundaries.
+
+    Tries exact matches that do not cut a word (`art` not inside `start`), then
+    any exact match, then the same two case-insensitively. Empty list: not found.
+    """
+    mention = mention.strip()
+    if not mention:
+        return []
+    for _, hay, needle in _passes(text, mention):
+        found = [(p, p + len(needle)) for p in _occurrences(hay, needle, overlapping=False)]
+        bounded = [o for o in found if _whole_words(text, *o)]
+        if found:
+            return bounded or found
+    return []
 
 
 def align_mention(
@@ -46,16 +79,9 @@ def align_mention(
         return []
     starts = {s for s, _ in token_bounds}
     ends = {e for _, e in token_bounds}
-
-    def at_bounds(positions: List[int], length: int, kind: str) -> List[Match]:
-        return [Match(p, p + length, kind) for p in positions if p in starts and p + length in ends]
-
-    found = at_bounds(_occurrences(text, mention), len(mention), "exact")
-    if found:
-        return found
-    lowered = text.lower()
-    if len(lowered) == len(text):
-        found = at_bounds(_occurrences(lowered, mention.lower()), len(mention), "case")
+    for kind, hay, needle in _passes(text, mention):
+        found = [Match(p, p + len(needle), kind) for p in _occurrences(hay, needle)
+                 if p in starts and p + len(needle) in ends]
         if found:
             return found
     if fuzzy_threshold <= 0 or fuzzy_threshold > 100:

@@ -12,11 +12,10 @@ import json
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 from ..registry import registry
 from ..weights import ADAPTER_DIR
-
 
 CALIBRATION_FILE = "calibration.json"  # its name in the embedded adapter and in saved pipelines
 

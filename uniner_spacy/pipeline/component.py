@@ -9,23 +9,23 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import srsly
 from spacy.language import Language
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
-from spacy.util import ensure_path, minibatch
+from spacy.util import minibatch
 
 from ..backends.base import Backend
 from ..registry import registry
+from ..types import Candidate, Generation, Labels, Passage, Query, Serializable, Stats, label_key
 from .align import align_mention, token_bounds_in
 from .calibration import CALIBRATION_FILE, Calibrator
 from .chunking import chunk_text, doc_units
 from .parsing import mention_scores, parse_answer
 from .prompts import type_phrase
 from .resolve import POLICIES, consolidate, resolve
-from ..types import Candidate, Generation, Labels, Passage, Query, Serializable, Stats
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def register_extensions() -> None:
 
 @Language.factory(
     "uniner",
+    assigns=["doc.ents", "doc.spans", "doc._.uniner_stats"],
     default_config={
         "labels": [],
         "backend": DEFAULT_BACKEND,
@@ -121,7 +122,7 @@ def validate_labels(labels: Labels) -> Dict[str, Optional[str]]:
     for label, desc in items:
         if not isinstance(label, str) or not label.strip():
             raise ValueError(f"Labels must be non-empty strings, got {label!r}")
-        key = " ".join(label.lower().split())
+        key = label_key(label)
         if key in seen:
             raise ValueError(f"Duplicate label {label!r} (same as {seen[key]!r}); list each label once")
         seen[key] = label
@@ -296,7 +297,7 @@ class UniNER:
 
     def set_annotations(self, docs: Sequence[Doc], results) -> None:
         for doc, (candidates, stats) in zip(docs, results):
-            spans = []
+            spans, scores = [], []
             for c in candidates:
                 span = doc.char_span(c.start, c.end, label=c.label)
                 if span is None:  # cannot happen for token-boundary matches; keep it visible
@@ -307,13 +308,24 @@ class UniNER:
                 span._.uniner_source = c.source
                 span._.uniner_match = c.match
                 spans.append(span)
-            doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=spans)
+                scores.append(c.score)
+            # spaCy keys span extensions by offsets only, so two labels of one span share their
+            # `_.uniner_score`; the group's `scores` (spancat's convention) keeps one per span
+            doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, attrs={"scores": scores}, spans=spans)
             if self.write_ents:
                 existing = list(doc.ents) if self.keep_existing_ents else []
                 taken = [(e.start_char, e.end_char) for e in existing]
                 chosen = resolve(candidates, self.overlap_policy, taken)
                 by_key = {(s.start_char, s.end_char, s.label_): s for s in spans}
-                new = [by_key[(c.start, c.end, c.label)] for c in chosen if (c.start, c.end, c.label) in by_key]
+                new = []
+                for c in chosen:
+                    span = by_key.get((c.start, c.end, c.label))
+                    if span is None:
+                        continue
+                    # the offsets' extensions hold the last label written: make them the entity's
+                    span._.uniner_score, span._.uniner_raw_score = c.score, c.raw_score
+                    span._.uniner_source, span._.uniner_match = c.source, c.match
+                    new.append(span)
                 doc.ents = sorted(existing + new, key=lambda s: s.start)
             doc._.uniner_stats = stats.to_dict()
 
@@ -327,7 +339,8 @@ class UniNER:
             self.set_annotations(docs, self.predict(docs))
             yield from docs
 
-    def initialize(self, get_examples: Optional[Callable[[], Iterable[Example]]] = None, *, nlp=None, labels: Optional[Labels] = None) -> None:
+    def initialize(self, get_examples: Optional[Callable[[], Iterable[Example]]] = None, *, nlp=None,
+                   labels: Optional[Labels] = None) -> None:
         if labels is not None:
             self.label_map = validate_labels(labels)
             self._extra_types = None
@@ -346,15 +359,22 @@ class UniNER:
         return {"labels": self.label_map}
 
     def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
-        return srsly.msgpack_dumps(self._cfg())
+        """Labels and calibration; stage and backend data travel with to_disk only."""
+        data: Dict[str, object] = dict(self._cfg())
+        if isinstance(self.calibration, Calibrator):
+            data["calibration"] = {"xs": self.calibration.xs, "ys": self.calibration.ys}
+        return srsly.msgpack_dumps(data)
 
     def from_bytes(self, data: bytes, *, exclude: Iterable[str] = ()) -> "UniNER":
-        self.label_map = validate_labels(srsly.msgpack_loads(data)["labels"])
+        cfg = srsly.msgpack_loads(data)
+        self.label_map = validate_labels(cfg["labels"])
         self._extra_types = None
+        if "calibration" in cfg:
+            self.calibration = Calibrator(list(cfg["calibration"]["xs"]), list(cfg["calibration"]["ys"]))
         return self
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> None:
-        path = ensure_path(path)
+        path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         srsly.write_json(path / "cfg.json", self._cfg())
         if isinstance(self.calibration, Calibrator):
@@ -366,7 +386,7 @@ class UniNER:
             self.backend.to_disk(path / "backend")
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> "UniNER":
-        path = ensure_path(path)
+        path = Path(path)
         cfg = srsly.read_json(path / "cfg.json")
         self.label_map = validate_labels(cfg["labels"])
         self._extra_types = None

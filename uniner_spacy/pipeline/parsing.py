@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import json
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..types import ParsedAnswer
 
@@ -37,7 +37,7 @@ def scan_list(raw: str) -> Tuple[List[Literal], bool, bool]:
         if ch == "]":
             return literals, True, True
         if ch in "\"'":
-            lit, i = _read_string(raw, i)
+            lit, i = read_string(raw, i)
             if lit is None:  # unterminated string: the answer was cut off
                 return literals, True, False
             literals.append(lit)
@@ -46,22 +46,9 @@ def scan_list(raw: str) -> Tuple[List[Literal], bool, bool]:
     return literals, True, False
 
 
-def _read_string(raw: str, i: int) -> Tuple[Optional[Literal], int]:
-    quote, j, n = raw[i], i + 1, len(raw)
-    while j < n:
-        ch = raw[j]
-        if ch == "\\":
-            j += 2
-            continue
-        if ch == quote:
-            # A single quote inside a word (O'Brien) does not close a '...' string.
-            if quote == "'" and j + 1 < n and raw[j + 1].isalnum():
-                j += 1
-                continue
-            body = raw[i + 1 : j]
-            return Literal(_decode(body, quote), i + 1, j), j + 1
-        j += 1
-    return None, n
+def closes_outside_words(raw: str, j: int) -> bool:
+    """The quote at `raw[j]` ends its string, unless it is a single quote inside a word (O'Brien)."""
+    return not (raw[j] == "'" and j + 1 < len(raw) and raw[j + 1].isalnum())
 
 
 def _decode(body: str, quote: str) -> str:
@@ -73,6 +60,32 @@ def _decode(body: str, quote: str) -> str:
         return ast.literal_eval(f"'{body}'")
     except (ValueError, SyntaxError):
         return body
+
+
+def read_string(
+    raw: str,
+    i: int,
+    closes: Callable[[str, int], bool] = closes_outside_words,
+    decode: Callable[[str, str], str] = _decode,
+) -> Tuple[Optional[Literal], int]:
+    """The quoted string starting at `raw[i]` (the quote): (literal, index after it).
+
+    A backslash escapes the next character; a quote of the same kind ends the
+    string where `closes(raw, j)` says so. `decode(body, quote)` turns the
+    body into the value (JSON / Python escapes by default). An unterminated
+    string (a cut-off answer) gives (None, len(raw)).
+    """
+    quote, j, n = raw[i], i + 1, len(raw)
+    while j < n:
+        ch = raw[j]
+        if ch == "\\":
+            j += 2
+            continue
+        if ch == quote and closes(raw, j):
+            body = raw[i + 1 : j]
+            return Literal(decode(body, quote), i + 1, j), j + 1
+        j += 1
+    return None, n
 
 
 def parse_answer(raw: str) -> ParsedAnswer:
@@ -124,15 +137,15 @@ def mention_scores(
 
     bounds = [(s, e, lp) for (s, e), (_, lp) in zip(_token_bounds(token_logprobs), token_logprobs)]
     literals, _, _ = scan_list(raw)
-    first = {}
+    first: Dict[str, Literal] = {}
     for lit in literals:
         first.setdefault(lit.value.strip(), lit)
     scores = []
     for m in mentions:
-        lit = first.get(m)
-        if lit is None:
+        found = first.get(m)
+        if found is None:
             scores.append(0.0)
             continue
-        lps = [lp for s, e, lp in bounds if s < lit.end and e > lit.start]
+        lps = [lp for s, e, lp in bounds if s < found.end and e > found.start]
         scores.append(math.exp(sum(lps) / len(lps)) if lps else 0.0)
     return scores

@@ -6,7 +6,7 @@ them only through the options here, never by editing a copy elsewhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 SYSTEM_TEXT = "A virtual assistant answers questions from a user based on the provided text."
 SYSTEM_PARAGRAPH = (
@@ -15,6 +15,7 @@ SYSTEM_PARAGRAPH = (
 ACK = "I've read this text."
 QUESTION = "What describes {entity_type} in the text?"
 LLAMA_EOS = "</s>"
+ASSISTANT_CUE = "ASSISTANT:"  # a prompt ends here; the model writes the answer
 
 TEACHER_SYSTEM = "You are a helpful information extraction system."
 TEACHER_TYPE = (
@@ -49,12 +50,43 @@ class Template:
             return f"Dataset: {self.dataset} Text: {passage}"
         return f"Text: {passage}"
 
+    def chat_turns(self, passage: str, entity_type: str) -> List[Dict[str, str]]:
+        """The four UniNER turns as chat messages (system, passage, ACK, question)."""
+        return [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": self.first_user_turn(passage)},
+            {"role": "assistant", "content": ACK},
+            {"role": "user", "content": question(entity_type)},
+        ]
+
+    def _user(self, content: str) -> str:
+        return f"USER: {content} "
+
+    def _assistant(self, content: str) -> str:
+        """A finished assistant turn; it ends in the model's EOS."""
+        return f"{ASSISTANT_CUE} {content}{self.eos}"
+
+    def render_chat(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """Chat messages in the Vicuna-style format UniNER models were trained on.
+
+        System messages are joined in front; the text ends with the cue for the
+        assistant's next turn, so `chat_turns` renders exactly as `render` does.
+        """
+        system = " ".join(m["content"] for m in messages if m["role"] == "system")
+        parts = [system + " "] if system else []
+        for m in messages:
+            if m["role"] == "user":
+                parts.append(self._user(m["content"]))
+            elif m["role"] == "assistant":
+                parts.append(self._assistant(m["content"]))
+        return "".join(parts) + ASSISTANT_CUE
+
     def prefix(self, passage: str) -> str:
         """Everything before the first question: shared by all types of a passage."""
-        return f"{self.system} USER: {self.first_user_turn(passage)} ASSISTANT: {ACK}{self.eos}"
+        return f"{self.system} " + self._user(self.first_user_turn(passage)) + self._assistant(ACK)
 
     def question_turn(self, entity_type: str) -> str:
-        return f"USER: {question(entity_type)} ASSISTANT:"
+        return self._user(question(entity_type)) + ASSISTANT_CUE
 
     def render(self, passage: str, entity_type: str) -> str:
         """The inference prompt; the model continues with ` [..]` and EOS."""
@@ -72,9 +104,9 @@ class Template:
         text = self.prefix(passage)
         targets = []
         for entity_type, answer in turns:
-            text += self.question_turn(entity_type)
-            start = len(text)
-            text += f" {answer}{self.eos}"
+            text += self._user(question(entity_type))
+            start = len(text) + len(ASSISTANT_CUE)  # the loss starts after the cue
+            text += self._assistant(answer)
             targets.append((start, len(text)))
         return text, targets
 

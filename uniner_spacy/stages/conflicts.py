@@ -10,13 +10,13 @@ updated scores, so runners-up stay visible.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 from spacy.tokens import Doc
 
-from ..registry import registry
 from ..pipeline.resolve import consolidate
+from ..registry import registry
 from ..types import Candidate
 from .embeddings import Embedder, label_text, shared_embedder
 

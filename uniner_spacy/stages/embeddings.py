@@ -7,14 +7,13 @@ matching and conflict resolution share one loaded model per process.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import threading
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 

@@ -15,7 +15,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..registry import registry
-from ..types import Labels
+from ..types import Labels, label_key
 from .embeddings import Embedder, label_text, shared_embedder
 
 TYPES_PATH = Path(__file__).parent.parent / "assets" / "pile_ner_types.json"
@@ -28,10 +28,6 @@ def load_type_list(path: Optional[Union[str, Path]] = None) -> List[str]:
     if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
         raise ValueError(f"{path} must hold a JSON list of type names")
     return list(dict.fromkeys(t.strip() for t in data if t.strip()))
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().replace("_", " ").split())
 
 
 def _label_map(labels: Labels) -> Dict[str, Optional[str]]:
@@ -59,7 +55,7 @@ class Paraphrases:
         self.min_similarity = min_similarity
         unique: Dict[str, str] = {}
         for t in types if types is not None else load_type_list():
-            unique.setdefault(_norm(t), t)  # `medical condition` and `medical_condition`: first wins
+            unique.setdefault(label_key(t), t)  # `medical condition` and `medical_condition`: first wins
         self.types = list(unique.values())
         self.embedder = embedder or shared_embedder()
         self.use_descriptions = use_descriptions
@@ -70,14 +66,14 @@ class Paraphrases:
             return False
         from rapidfuzz import fuzz
 
-        return fuzz.ratio(_norm(a), _norm(b)) >= self.spelling_ratio
+        return fuzz.ratio(label_key(a), label_key(b)) >= self.spelling_ratio
 
     def scored(self, labels: Labels) -> Dict[str, List[tuple]]:
         """{label: [(type, similarity), ...]} best first, before the top-k cut."""
         label_map = _label_map(labels)
         if not label_map or not self.types or self.top_k == 0:
             return {l: [] for l in label_map}
-        taken = {_norm(l) for l in label_map}
+        taken = {label_key(l) for l in label_map}
         names = list(label_map)
         types = self.types
         queries = [label_text(l, label_map[l] if self.use_descriptions else None) for l in names]
@@ -86,7 +82,7 @@ class Paraphrases:
         for i, label in enumerate(names):
             order = np.argsort(-sims[i], kind="stable")
             out[label] = [(types[j], float(sims[i, j])) for j in order
-                          if sims[i, j] >= self.min_similarity and _norm(types[j]) not in taken
+                          if sims[i, j] >= self.min_similarity and label_key(types[j]) not in taken
                           and not self._variant(types[j], label)]
         return out
 
@@ -104,9 +100,9 @@ def map_types(open_types: Iterable[str], labels: Labels, threshold: float = 0.6,
     """
     label_map = _label_map(labels)
     names = list(label_map)
-    by_norm = {_norm(l): l for l in names}
+    by_key = {label_key(l): l for l in names}
     types = list(dict.fromkeys(open_types))
-    out: Dict[str, Optional[str]] = {t: by_norm.get(_norm(t)) for t in types}
+    out: Dict[str, Optional[str]] = {t: by_key.get(label_key(t)) for t in types}
     rest = [t for t in types if out[t] is None]
     if rest and names:
         embedder = embedder or shared_embedder()

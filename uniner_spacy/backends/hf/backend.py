@@ -6,7 +6,7 @@ passage and each question's own words are encoded once, level by level, and
 all questions decode together; without it prompts are length-sorted and
 left-padded. Decoding is greedy and drops rows whose list has closed
 (`decoding.py`). On the CPU, attention and the key/value cache take the
-faster route of `cpu_speed.py`, where passages are stored once for all their
+faster route of `cpu_kernels.py`, where passages are stored once for all their
 questions. One query per call (`batch_size=1`) is the slow baseline.
 """
 from __future__ import annotations
@@ -17,14 +17,21 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
-from ...registry import registry
-from .grammar import GRAMMAR_VERSION
-from ...weights import fix_tokenizer, resolve_model
 from ...pipeline.parsing import forced_mentions, scan_list
+from ...registry import registry
 from ...types import Generation, Query
+from ...weights import fix_tokenizer, resolve_model
 from ..base import Prompter, common_head, describe
-from .cpu_kernels import (growing_cache, in_place_caches, repeat_rows, shared_prefix_cache, stack_left_padded, use_grouped_attention)
+from .cpu_kernels import (
+    growing_cache,
+    in_place_caches,
+    repeat_rows,
+    shared_prefix_cache,
+    stack_left_padded,
+    use_grouped_attention,
+)
 from .decoding import Step, greedy_decode
+from .grammar import GRAMMAR_VERSION
 
 if TYPE_CHECKING:
     from .grammar import Vocabulary
@@ -33,7 +40,7 @@ logger = logging.getLogger(__name__)
 Words = Tuple[Tuple[int, int], ...]  # a passage's token offsets (`Query.words`)
 # int8: dynamic int8 quantization of the linear layers, on the CPU
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
-# auto: `grouped` on the CPU (cpu_speed.py), the model's own kernel elsewhere
+# auto: `grouped` on the CPU (cpu_kernels.py), the model's own kernel elsewhere
 ATTENTIONS = ("auto", "grouped", "model")
 # part of cache keys: the answer text changes with how tokens are decoded (2: spaces before punctuation kept)
 ANSWER_TEXT_VERSION = 2
@@ -133,8 +140,9 @@ class HFBackend:
             from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
             # per output channel, decoder layers only (lm_head is tied to the embeddings); it still
-            # cost F1 on this model (README, Speed), so it is an option, not the CPU default
-            model.model = quantize_dynamic(model.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+            # cost F1 on this model (benchmarks/README.md), so it is an option, not the CPU default
+            model.model = quantize_dynamic(model.model, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                           dtype=torch.qint8)
         if self.attention == "grouped" or (self.attention == "auto" and device == "cpu"):
             # the shared-prefix cache goes with the grouped attention: one switch for the CPU route
             self._grouped = in_place_caches() and use_grouped_attention(model)
@@ -297,7 +305,7 @@ class HFBackend:
             cache, ids, mask = self._prefill_passages(opening, rests)
         index = torch.tensor(owners, device=self.device)
         extra = None
-        if self._grouped:  # passages stay stored once (cpu_speed.py)
+        if self._grouped:  # passages stay stored once (cpu_kernels.py)
             cache = shared_prefix_cache(cache, owners)
             extra = {"shared_prefix": cache}
         else:

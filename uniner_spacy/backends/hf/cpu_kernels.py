@@ -117,7 +117,8 @@ def _growing_cache_class():
             else:
                 used = self.key_cache[layer_idx].shape[-2]
                 if used + n > self._buffers[layer_idx][0].shape[-2]:
-                    self._buffers[layer_idx] = tuple(self._grown(buf, used, used + n) for buf in self._buffers[layer_idx])
+                    self._buffers[layer_idx] = tuple(self._grown(buf, used, used + n)
+                                                     for buf in self._buffers[layer_idx])
             keys, values = self._buffers[layer_idx]
             keys[:, :, used : used + n] = key_states
             values[:, :, used : used + n] = value_states
@@ -219,7 +220,8 @@ def _shared_cache_class():
             grid = rows.new_zeros((self.passages * self.width,) + tuple(rows.shape[1:]))
             grid[self.slots] = rows
             g, m, x = rows.shape[1:]
-            return grid.view(self.passages, self.width, g, m, x).transpose(1, 2).reshape(self.passages, g, self.width * m, x)
+            return (grid.view(self.passages, self.width, g, m, x).transpose(1, 2)
+                    .reshape(self.passages, g, self.width * m, x))
 
         def _rows(self, grid, g: int, m: int):
             x = grid.shape[-1]

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Callable, List, NamedTuple, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
 
 
-
 @runtime_checkable
 class Constraint(Protocol):
     """A grammar over the answers (JsonListConstraint): it gets the allowed-tokens-only output layer
