@@ -52,7 +52,8 @@ def test_ray_annotate_matches_local_run_and_resumes(tmp_path):
         # a killed run: the last shard half written, the one before it missing a line
         shards[-1].write_text(shards[-1].read_text().splitlines(True)[0])
         assert runner.invoke(app, args).exit_code == 0
-        resumed = [json.loads(l) for s in sorted(out.glob("part-*.jsonl")) for l in s.read_text().splitlines()]
-        assert same(resumed, expected)
+        assert same(
+            [json.loads(l) for s in sorted(out.glob("part-*.jsonl")) for l in s.read_text().splitlines()], expected
+        )
     finally:
         ray.shutdown()

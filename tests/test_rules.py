@@ -107,7 +107,8 @@ def test_gazetteer_adds_fuzzy_and_normalises(nlp, tmp_path):
     ({"filters": {"pronoun": True}}, "rules.filters: unknown key 'pronoun'"),
     ({"filters": {"pronouns": "yes"}}, "rules.filters.pronouns: expected true or false, got 'yes'"),
     ({"filters": {"min_tokens": 3, "max_tokens": 2}}, "min_tokens (3) is larger than max_tokens (2)"),
-    ({"filters": {"labels": {"date": {"regex": "[0-9"}}}}, "rules.filters.labels.date.regex: invalid regular expression '[0-9'"),
+    ({"filters": {"labels": {"date": {"regex": "[0-9"}}}},
+     "rules.filters.labels.date.regex: invalid regular expression '[0-9'"),
     ({"filters": {"labels": {"date": {"patterns": [[{"IS_DIGITT": True}]]}}}},
      "rules.filters.labels.date.patterns[0]: invalid Matcher pattern"),
     ({"filters": {"block": "it"}}, "rules.filters.block: expected a list of strings, got 'it'"),
@@ -118,7 +119,8 @@ def test_gazetteer_adds_fuzzy_and_normalises(nlp, tmp_path):
     ({"edits": {"strip_leading": "the"}}, "rules.edits.strip_leading: expected a list of words or 'articles'"),
     ({"version": 2}, "rules.version: only version 1 is known"),
     ({"edits": {"labels": ["date"]}}, "rules.edits.labels: expected a mapping of label → edits"),
-    ({"edits": {"labels": {"date": {"strip_trailing": True}}}}, "rules.edits.labels.date: unknown key 'strip_trailing'"),
+    ({"edits": {"labels": {"date": {"strip_trailing": True}}}},
+     "rules.edits.labels.date: unknown key 'strip_trailing'"),
 ])
 def test_validation_names_the_bad_key_or_value(data, message):
     with pytest.raises(RulesError, match=re.escape(message)):

@@ -108,3 +108,17 @@ def test_bytes_carry_labels_and_calibration():
     pipe = again.get_pipe("uniner")
     assert pipe.labels == ("person", "city")
     assert pipe.calibration(1.0) == pytest.approx(0.3)
+
+
+def test_the_answer_cache_saves_the_backend_it_wraps(tmp_path):
+    """`uniner.Cached.v1` hands to_disk / from_disk to the wrapped backend; the cache file stays put."""
+    from uniner_spacy.backends.cache import CachedBackend
+    from uniner_spacy.backends.hf.backend import HFBackend
+
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    cached = CachedBackend(HFBackend("some/model", adapter=str(tmp_path / "adapter")), tmp_path / "c.sqlite")
+    cached.to_disk(tmp_path / "saved")  # nothing is loaded: the HF backend loads lazily
+    assert (tmp_path / "saved" / "adapter" / "adapter_config.json").exists()
+    again = CachedBackend(HFBackend("some/model", adapter="/gone"), tmp_path / "c.sqlite").from_disk(tmp_path / "saved")
+    assert again.backend.adapter == str(tmp_path / "saved" / "adapter")

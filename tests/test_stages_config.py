@@ -67,7 +67,8 @@ def test_default_stage_changes_the_output():
     """The default conflict stage is really on by default and really off with `{}`."""
     on_doc, off_doc = pipe()(TEXT), pipe(stages={})(TEXT)
     on = {(s.text, s.label_): score for s, score in zip(on_doc.spans["uniner"], on_doc.spans["uniner"].attrs["scores"])}
-    off = {(s.text, s.label_): score for s, score in zip(off_doc.spans["uniner"], off_doc.spans["uniner"].attrs["scores"])}
+    off = {(s.text, s.label_): score
+           for s, score in zip(off_doc.spans["uniner"], off_doc.spans["uniner"].attrs["scores"])}
     assert on.keys() == off.keys()
     assert on[("Paris Hilton", "person")] != on[("Paris Hilton", "location")]
     assert on != off

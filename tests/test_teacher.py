@@ -87,7 +87,8 @@ PASSAGES = {
 }
 ANSWERS = {
     "good": '[("Alice Smith", "person"), ("Acme Corp", "organization"), ("Berlin", "city"), ("Tokyo", "city")]',
-    "bad": 'Entities: [("Bob Jones", "person"), (Paris, location), ("Bob Jones" "person"), ("Paris", "a place where people live and work"',
+    "bad": 'Entities: [("Bob Jones", "person"), (Paris, location), ("Bob Jones" "person"), '
+           '("Paris", "a place where people live and work"',
     "busy": "[['Marie Curie', 'person'], ['Warsaw', 'city']]",
     "hang": '[("Nile", "river"), ("Cairo", "city")]',
 }
@@ -186,9 +187,11 @@ def test_annotate_against_http_teacher_resumes_from_cache(tmp_path, monkeypatch)
     assert stats["failed"] == 1 and stats["usage"]["errors"] == 1
     assert [(e["mention"], e["type"]) for e in rows["good"]["entities"]] == [
         ("Alice Smith", "person"), ("Acme Corp", "organization"), ("Berlin", "city")]
-    assert [(e["mention"], e["type"]) for e in rows["busy"]["entities"]] == [("Marie Curie", "person"), ("Warsaw", "city")]
+    assert [(e["mention"], e["type"]) for e in rows["busy"]["entities"]] == [
+        ("Marie Curie", "person"), ("Warsaw", "city")]
     # malformed: unquoted pair kept, a group without comma dropped, truncated long type dropped
-    assert [(e["mention"], e["type"]) for e in rows["bad"]["entities"]] == [("Bob Jones", "person"), ("Paris", "location")]
+    assert [(e["mention"], e["type"]) for e in rows["bad"]["entities"]] == [
+        ("Bob Jones", "person"), ("Paris", "location")]
     assert stats["dropped"] == {"not_in_passage": 1, "long_type": 1}
     assert stats["parse"]["malformed_groups"] == 1 and stats["parse"]["truncated"] == 1
     assert stats["usage"]["requests"] == 3 and stats["usage"]["prompt_tokens"] == 300

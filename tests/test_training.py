@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from uniner_spacy.distill.conversations import (
+from uniner_spacy.distill.conversations import (  # noqa: E402
     BuildOptions,
     Conversation,
     asked_text,
@@ -122,7 +122,10 @@ def test_turns_are_shuffled_and_seed_reproducible():
 def test_empty_passage_gets_a_negative_and_share_option():
     convs = build_conversations([EXAMPLES[2]], BuildOptions(empty_negatives=2, seed=0))
     assert len(convs[0].turns) == 2 and convs[0].n_negative == 2
-    share = lambda s: sum(c.n_negative for c in build_conversations([EXAMPLES[0]] * 200, BuildOptions(negative_share=s)))
+
+    def share(s):
+        return sum(c.n_negative for c in build_conversations([EXAMPLES[0]] * 200, BuildOptions(negative_share=s)))
+
     assert share(0.0) == 0 < share(0.3) < share(0.5)
 
 
@@ -132,7 +135,8 @@ def test_definition_variant_and_dataset_template():
                                                             negative_share=0.0, dataset_prompt=True))[0]
     asked = {t for t, _ in conv.turns}
     assert "individuals, real or fictional" in asked
-    assert question(asked_text("person", defs["person"], "definition")) == question("person", defs["person"], "definition")
+    assert question(asked_text("person", defs["person"], "definition")) == question(
+        "person", defs["person"], "definition")
     text, _ = conv.render(EOS)
     assert "Dataset: conll Text: Barack" in text
     assert "What describes individuals, real or fictional in the text?" in text

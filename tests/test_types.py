@@ -71,7 +71,8 @@ def test_embedder_caches_in_memory_and_on_disk(tmp_path):
     assert e.key("alpha") != Embedder(disk_cache=False).key("beta")
 
 
-def test_registered_paraphraser_in_the_component_config(tiny_model_dir):
+def test_registered_paraphraser_in_the_component_config():
+    """Orchestration only: the canned backend records what the pipe asks."""
     import spacy
 
     make = registry.misc.get("uniner.Paraphrases.v1")
@@ -80,10 +81,15 @@ def test_registered_paraphraser_in_the_component_config(tiny_model_dir):
     nlp = spacy.blank("en")
     nlp.add_pipe("uniner", config={
         "labels": ["person", "Location"],
-        "backend": {"@misc": "uniner.HF.v1", "model": str(tiny_model_dir), "max_new_tokens": 24},
+        "backend": {"@misc": "uniner.Canned.v1",
+                    "answers": {"person": ["Bob Jones", "Alice Smith"], "place": ["Paris"]}},
         "paraphrases": {"@misc": "uniner.Paraphrases.v1", "top_k": 1, "min_similarity": 0.7},
     })
     pipe = nlp.get_pipe("uniner")
     assert pipe.extra_types == {"person": [], "Location": ["place"]}
     doc = nlp("Bob Jones flew to Paris with Alice Smith.")
     assert doc._.uniner_stats["queries"] == 3
+    # the paraphrase is asked too, for its label, and its answer lands under that label
+    assert [(q.entity_type, q.label) for q in pipe.backend.asked] == [
+        ("person", "person"), ("Location", "Location"), ("place", "Location")]
+    assert ("Paris", "Location") in {(s.text, s.label_) for s in doc.spans["uniner"]}

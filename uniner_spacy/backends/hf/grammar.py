@@ -118,7 +118,7 @@ class AnswerGrammar:
 class Vocabulary:
     """Token bytes and a byte trie over the vocabulary (built once per tokenizer)."""
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer) -> None:
         self.eos_id = tokenizer.eos_token_id
         special = set(tokenizer.all_special_ids)
         self.bytes: List[bytes] = [b""] * len(tokenizer)
