@@ -1,4 +1,4 @@
-"""The `uniner` pipe: chunk → ask → parse → align → resolve → write spans.
+"""The `uniner` pipe: chunk → ask → parse → align → stages → resolve → write spans.
 
 The class keeps the behaviour and the factory only wires configuration, as in
 spaCy's own SpanRuler. All (chunk, label) queries of an `nlp.pipe` batch go to
@@ -18,6 +18,7 @@ from spacy.training import Example
 from spacy.util import minibatch
 
 from ..backends.base import Backend
+from ..errors import ConfigError
 from ..registry import registry
 from ..types import Candidate, Generation, Labels, Passage, Query, Serializable, Stats, label_key
 from .align import align_mention, token_bounds_in
@@ -110,10 +111,10 @@ def make_uniner(
 def validate_labels(labels: Labels) -> Dict[str, Optional[str]]:
     """{label: description or None}; empty or duplicate labels are a config error."""
     if isinstance(labels, str):
-        raise ValueError(f"labels must be a list or a {{label: description}} map, not the string {labels!r}")
+        raise ConfigError(f"labels must be a list or a {{label: description}} map, not the string {labels!r}")
     items = list(labels.items()) if isinstance(labels, dict) else [(l, None) for l in labels]
     if not items:
-        raise ValueError(
+        raise ConfigError(
             "The 'uniner' component needs at least one label, e.g. "
             "config={'labels': ['person', 'organization', 'location']}"
         )
@@ -121,10 +122,10 @@ def validate_labels(labels: Labels) -> Dict[str, Optional[str]]:
     seen: Dict[str, str] = {}
     for label, desc in items:
         if not isinstance(label, str) or not label.strip():
-            raise ValueError(f"Labels must be non-empty strings, got {label!r}")
+            raise ConfigError(f"Labels must be non-empty strings, got {label!r}")
         key = label_key(label)
         if key in seen:
-            raise ValueError(f"Duplicate label {label!r} (same as {seen[key]!r}); list each label once")
+            raise ConfigError(f"Duplicate label {label!r} (same as {seen[key]!r}); list each label once")
         seen[key] = label
         out[label] = desc
     return out
@@ -155,13 +156,13 @@ class UniNER:
         scorer: Optional[Callable] = None,
     ):
         if overlap_policy not in POLICIES:
-            raise ValueError(f"overlap_policy must be one of {POLICIES}, got {overlap_policy!r}")
+            raise ConfigError(f"overlap_policy must be one of {POLICIES}, got {overlap_policy!r}")
         if question_mode not in ("type", "definition", "both"):
-            raise ValueError(f"question_mode must be 'type', 'definition' or 'both', got {question_mode!r}")
+            raise ConfigError(f"question_mode must be 'type', 'definition' or 'both', got {question_mode!r}")
         if on_error not in ("record", "raise"):
-            raise ValueError(f"on_error must be 'record' or 'raise', got {on_error!r}")
+            raise ConfigError(f"on_error must be 'record' or 'raise', got {on_error!r}")
         if not 0 <= overlap_tokens < max_passage_tokens:
-            raise ValueError("overlap_tokens must be ≥ 0 and smaller than max_passage_tokens")
+            raise ConfigError("overlap_tokens must be ≥ 0 and smaller than max_passage_tokens")
         register_extensions()
         self.vocab = vocab
         self.name = name
@@ -347,7 +348,7 @@ class UniNER:
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, object]:
         if self.scorer is None:
-            raise ValueError("This 'uniner' component has no scorer")
+            raise ConfigError("This 'uniner' component has no scorer")
         return self.scorer(examples, **kwargs)
 
     # -- serialisation -----------------------------------------------------
