@@ -1,4 +1,4 @@
-"""Who answers: every backend takes a batch of `Query` and returns `Generation`s."""
-from .base import Prompter, approx_token_offsets
+"""Who answers: every backend takes a batch of `Query` and returns `Generation`s (the `Backend` protocol)."""
+from .base import Backend, Prompter, approx_token_offsets
 
-__all__ = ["Prompter", "approx_token_offsets"]
+__all__ = ["Backend", "Prompter", "approx_token_offsets"]
