@@ -120,7 +120,7 @@ class CachedBackend:
             self.backend.to_disk(Path(path))
 
     def from_disk(self, path: Union[str, Path]) -> "CachedBackend":
-        if isinstance(self.backend, Serializable) and Path(path).exists():
+        if isinstance(self.backend, Serializable):
             self.backend.from_disk(Path(path))
         return self
 

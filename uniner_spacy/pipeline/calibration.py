@@ -12,7 +12,7 @@ import json
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..registry import registry
 from ..weights import ADAPTER_DIR
@@ -41,15 +41,21 @@ class Calibrator:
         x0, x1, y0, y1 = self.xs[i - 1], self.xs[i], self.ys[i - 1], self.ys[i]
         return y0 + (y1 - y0) * (score - x0) / (x1 - x0) if x1 > x0 else y1
 
+    def to_dict(self) -> Dict[str, List[float]]:
+        return {"xs": self.xs, "ys": self.ys}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "calibration") -> "Calibrator":
+        if len(data["xs"]) != len(data["ys"]) or list(data["xs"]) != sorted(data["xs"]):
+            raise ValueError(f"{where} is not a calibration (xs must be sorted, one y per x)")
+        return cls(list(map(float, data["xs"])), list(map(float, data["ys"])))
+
     def to_disk(self, path: Union[str, Path], **meta) -> None:
-        Path(path).write_text(json.dumps({"xs": self.xs, "ys": self.ys, **meta}, indent=1))
+        Path(path).write_text(json.dumps({**self.to_dict(), **meta}, indent=1))
 
     @classmethod
     def from_disk(cls, path: Union[str, Path]) -> "Calibrator":
-        data = json.loads(Path(path).read_text())
-        if len(data["xs"]) != len(data["ys"]) or data["xs"] != sorted(data["xs"]):
-            raise ValueError(f"{path} is not a calibration file (xs must be sorted, one y per x)")
-        return cls(list(map(float, data["xs"])), list(map(float, data["ys"])))
+        return cls.from_dict(json.loads(Path(path).read_text()), where=str(path))
 
 
 def fit(scores: Sequence[float], correct: Sequence[bool], bins: int = 20) -> Calibrator:

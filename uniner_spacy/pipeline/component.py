@@ -363,7 +363,7 @@ class UniNER:
         """Labels and calibration; stage and backend data travel with to_disk only."""
         data: Dict[str, object] = dict(self._cfg())
         if isinstance(self.calibration, Calibrator):
-            data["calibration"] = {"xs": self.calibration.xs, "ys": self.calibration.ys}
+            data["calibration"] = self.calibration.to_dict()
         return srsly.msgpack_dumps(data)
 
     def from_bytes(self, data: bytes, *, exclude: Iterable[str] = ()) -> "UniNER":
@@ -371,7 +371,7 @@ class UniNER:
         self.label_map = validate_labels(cfg["labels"])
         self._extra_types = None
         if "calibration" in cfg:
-            self.calibration = Calibrator(list(cfg["calibration"]["xs"]), list(cfg["calibration"]["ys"]))
+            self.calibration = Calibrator.from_dict(cfg["calibration"])
         return self
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> None:

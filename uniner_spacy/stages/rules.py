@@ -503,11 +503,9 @@ def make_rules(path: str = "default") -> Rules:
     A path that is not there is an error at first use rather than now: a saved pipeline that moved
     still names the original file, and its from_disk supplies the saved rules first.
     """
-    try:
-        return Rules.from_path(path)
-    except RulesError as err:
-        if Path(path).suffix.lower() not in (".yaml", ".yml", ".json") or Path(path).exists():
-            raise  # a bad file, or a shipped-set name that does not exist: say so now
+    file = Path(path)
+    if file.suffix.lower() in (".yaml", ".yml", ".json") and not file.exists():
         rules = Rules({}, name=str(path))
-        rules.missing = str(err)
+        rules.missing = f"No rules file {str(path)!r}"
         return rules
+    return Rules.from_path(path)  # a bad file, or a shipped-set name that does not exist: said now
