@@ -4,12 +4,15 @@ backend (`uniner.Canned.v1`) with the same facts, `canned()`, which answers in m
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
+# tests import the benchmarks' pieces (the fault server, the paired bootstrap) by module name
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def pytest_configure(config):

@@ -3,7 +3,7 @@ import multiprocessing
 import spacy
 from conftest import CANNED_ANSWERS, TINY_FACTS, canned
 
-from uniner_spacy.backends.cache import AnswerCache, CachedBackend
+from uniner_spacy.backends.cache import TABLE, AnswerCache, CachedBackend
 from uniner_spacy.backends.canned import CannedBackend
 from uniner_spacy.types import Generation, Query
 
@@ -72,8 +72,10 @@ def test_corrupt_file_is_set_aside(tmp_path):
 def test_damaged_row_is_a_miss(tmp_path):
     cache = AnswerCache(tmp_path / "c.sqlite")
     cache.put_many({"k": Generation('["a"]')})
-    cache.conn.execute("UPDATE answers SET value = ? WHERE key = 'k'", ('{"text": "[\\"b\\"]"}',))
+    cache.conn.execute(f"UPDATE {TABLE} SET value = ? WHERE key = 'k'", ('{"text": "[\\"b\\"]"}',))
     assert cache.get_many(["k"]) == {} and cache.corrupt_rows == 1
+    cache.put_many({"k": Generation('["a"]')})  # asked again, the row is replaced
+    assert cache.get_many(["k"])["k"].text == '["a"]'
 
 
 def _writer(path, n):

@@ -25,11 +25,16 @@ def test_annotate_jsonl_resumes(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(TEXTS * 2)))
     out = tmp_path / "out.jsonl"
-    out.write_text(json.dumps({"text": TEXTS[0], "id": 0, "ents": []}) + "\n")  # a stopped run's output
-    result = runner.invoke(app, ["annotate", str(src), str(out), "--config", str(cfg)])
+    args = ["annotate", str(src), str(out), "--config", str(cfg)]
+    assert runner.invoke(app, args).exit_code == 0
+    first, second = out.read_text().splitlines(True)[:2]
+    out.write_text(first + second[:20])  # a stopped run's output: one row and a torn one
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "Resuming" in result.output and "Repaired" in result.output
     rows = [json.loads(l) for l in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == [0, 1, 2, 3]
+    assert [(r["_index"], r["_status"]) for r in rows] == [(i, "ok") for i in range(4)]
     assert {(e["text"], e["label"]) for e in rows[2]["ents"]} == {
         ("Alice Smith", "person"), ("Acme Corp", "organization"), ("Berlin", "location")}
 

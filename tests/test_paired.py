@@ -1,12 +1,6 @@
 """benchmarks/paired.py: the paired bootstrap behind the constrained/unconstrained comparison."""
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-from paired import compare, sentence_counts  # noqa: E402
+from paired import compare, sentence_counts
 
 
 def _query(text, label, mentions, source="ds"):

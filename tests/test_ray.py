@@ -49,11 +49,68 @@ def test_ray_annotate_matches_local_run_and_resumes(tmp_path):
         assert len(shards) == -(-len(expected) // 4)
         got = [json.loads(l) for s in shards for l in s.read_text().splitlines()]
         assert same(got, expected)  # same documents, same order
-        # a killed run: the last shard half written, the one before it missing a line
-        shards[-1].write_text(shards[-1].read_text().splitlines(True)[0])
-        assert runner.invoke(app, args).exit_code == 0
+        assert json.loads((out / "run.json").read_text())["documents"] == len(expected)
+        # a killed run: the last shard half written (a torn line), the one before it with a failed row
+        shards[-1].write_text(shards[-1].read_text().splitlines(True)[0] + '{"text": "cut sho')
+        before = shards[-2].read_text().splitlines(True)
+        failed = json.loads(before[1])
+        failed["_status"] = "failed"
+        shards[-2].write_text(before[0] + json.dumps(failed) + "\n" + "".join(before[2:]))
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "Repaired" in result.output and "Resuming" in result.output
         assert same(
             [json.loads(l) for s in sorted(out.glob("part-*.jsonl")) for l in s.read_text().splitlines()], expected
         )
+        # a folder of another run is refused before Ray starts
+        refused = runner.invoke(app, [*args, "--labels", "person"])
+        assert refused.exit_code == 2 and "the labels differ" in refused.output
+
+        # a poison document: skipped, reported, the other documents written; exit 1
+        poison = tmp_path / "poison.jsonl"
+        poison.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS) + '{"text": "a \\ud800 b"}\n')
+        bad = tmp_path / "bad-shards"
+        result = runner.invoke(app, ["annotate", str(poison), str(bad), "--config", str(cfg), "--ray",
+                                     "--workers", "1", "--shard-size", "2", "--batch-size", "2"])
+        assert result.exit_code == 1, result.output
+        assert "3 documents: 2 complete, 0 failed, 1 skipped" in result.output
+        rows = [json.loads(l) for s in sorted(bad.glob("part-*.jsonl")) for l in s.read_bytes().decode().splitlines()]
+        assert [(r["_index"], r["_status"]) for r in rows] == [(0, "ok"), (1, "ok"), (2, "skipped")]
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_outage_stops_loudly_and_a_rerun_completes(tmp_path):
+    """The workers ask a real HTTP server (benchmarks/fault_server.py) that is down, then back."""
+    import spacy
+    from conftest import CANNED_ANSWERS
+    from fault_server import FaultServer
+
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS * 4) + "\n")
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    try:
+        with FaultServer(CANNED_ANSWERS) as server:
+            nlp = spacy.blank("en")
+            nlp.add_pipe("uniner", config={"labels": ["person", "organization", "location"], "backend": {
+                "@misc": "uniner.OpenAI.v1", "model": "fault", "base_url": server.url, "max_retries": 0,
+                "timeout": 2.0, "logprobs": False}})
+            cfg = tmp_path / "http.cfg"
+            nlp.config.to_disk(cfg)
+            out = tmp_path / "shards"
+            args = ["annotate", str(src), str(out), "--config", str(cfg), "--ray", "--workers", "1",
+                    "--shard-size", "4", "--batch-size", "2", "--max-failed-batches", "1"]
+            server.stop()
+            result = runner.invoke(app, args)
+            server.start()
+            assert result.exit_code == 1, result.output
+            assert "Stopped after 1 consecutive batches" in result.output and "not reached" in result.output
+            before = server.requests
+            result = runner.invoke(app, args)
+            assert result.exit_code == 0, result.output
+            assert server.requests - before == 8 * 3
+            rows = [json.loads(l) for s in sorted(out.glob("part-*.jsonl")) for l in s.read_text().splitlines()]
+            assert [(r["_index"], r["_status"]) for r in rows] == [(i, "ok") for i in range(8)]
     finally:
         ray.shutdown()

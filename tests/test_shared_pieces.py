@@ -6,7 +6,6 @@ from collections import Counter
 
 import pytest
 
-from uniner_spacy import distributed
 from uniner_spacy.backends.openai import OpenAIBackend
 from uniner_spacy.distill import conversations, teacher
 from uniner_spacy.errors import InputError
@@ -137,12 +136,6 @@ def test_scoring_reads_predictions_through_jsonl_rows(tmp_path):
     result = protocols.score_files(gold, pred, gold_format="slimer")
     assert result["string"]["f1"] == 1.0
     assert not hasattr(protocols, "read_jsonl")
-
-
-def test_a_shard_cut_mid_line_is_not_complete(tmp_path):
-    _jsonl(tmp_path / distributed.SHARD.format(0), [{"i": 0}, {"i": 1}])
-    _jsonl(tmp_path / distributed.SHARD.format(1), [{"i": 2}], tail='{"i": 3, "te')
-    assert distributed.complete_shards(tmp_path, 2) == 1
 
 
 def test_training_scripts_read_jsonl_rows(tmp_path):

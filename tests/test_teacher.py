@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from training import annotate
+from uniner_spacy.backends.cache import TABLE
 from uniner_spacy.distill.teacher import TeacherCache, clean_pairs, parse_tuples, read_batch_results
 from uniner_spacy.pipeline.prompts import teacher_messages
 
@@ -64,16 +65,19 @@ def test_clean_pairs_drops_and_counts():
     assert all(passage[s:e] == m["mention"] for m in ents for s, e in m["spans"])
 
 
-def test_cache_key_covers_model_messages_settings(tmp_path):
+def test_cache_key_covers_server_model_messages_settings(tmp_path):
     msgs = teacher_messages("Some passage.")
-    k = TeacherCache.request_key("m", msgs, {"temperature": 0.0})
-    assert k != TeacherCache.request_key("m2", msgs, {"temperature": 0.0})
-    assert k != TeacherCache.request_key("m", teacher_messages("Some passage.", definition=True), {"temperature": 0.0})
-    assert k != TeacherCache.request_key("m", msgs, {"temperature": 0.5})
+    url = "http://127.0.0.1:8000/v1"
+    k = TeacherCache.request_key(url, "m", msgs, {"temperature": 0.0})
+    assert k != TeacherCache.request_key("http://127.0.0.1:8001/v1", "m", msgs, {"temperature": 0.0})
+    assert k != TeacherCache.request_key(url, "m2", msgs, {"temperature": 0.0})
+    assert k != TeacherCache.request_key(url, "m", teacher_messages("Some passage.", definition=True),
+                                         {"temperature": 0.0})
+    assert k != TeacherCache.request_key(url, "m", msgs, {"temperature": 0.5})
     cache = TeacherCache(tmp_path / "c.sqlite")
     cache.put(k, {"text": "[]"})
     assert cache.get(k) == {"text": "[]"}
-    cache.conn.execute("UPDATE answers SET value = ? WHERE key = ?", ('{"text": "tampered"}', k))
+    cache.conn.execute(f"UPDATE {TABLE} SET value = ? WHERE key = ?", ('{"text": "tampered"}', k))
     assert cache.get(k) is None and cache.corrupt_rows == 1
 
 
@@ -181,6 +185,12 @@ def test_annotate_against_http_teacher_resumes_from_cache(tmp_path, monkeypatch)
     with FakeTeacher(busy_first=1, hang=True) as server:
         stats, rows = _run(tmp_path, server.url, "--allow-failures")
         seen_first = Counter(server.seen)
+        # second run: the same server (its URL is part of the key) now answers; only the failed passage is
+        # asked again
+        server.hang = False
+        server.seen.clear()
+        stats2, rows2 = _run(tmp_path, server.url)
+        assert server.seen == Counter(hang=1)
     # 429 then success; the hanging passage timed out (one retry), is reported, not lost
     assert seen_first == Counter(good=1, bad=1, busy=2, hang=2)
     assert rows["hang"]["error"] and "Timeout" in rows["hang"]["error"]
@@ -196,10 +206,6 @@ def test_annotate_against_http_teacher_resumes_from_cache(tmp_path, monkeypatch)
     assert stats["parse"]["malformed_groups"] == 1 and stats["parse"]["truncated"] == 1
     assert stats["usage"]["requests"] == 3 and stats["usage"]["prompt_tokens"] == 300
     assert stats["usage"]["cost"] == pytest.approx(0.3 * 0.5 + 0.06 * 1.5)
-    # second run: the server now answers; only the failed passage is asked again
-    with FakeTeacher(busy_first=0, hang=False) as server:
-        stats2, rows2 = _run(tmp_path, server.url)
-        assert server.seen == Counter(hang=1)
     assert stats2["failed"] == 0 and stats2["usage"]["cache_hits"] == 3 and stats2["usage"]["requests"] == 1
     assert stats2["usage"]["cost"] == pytest.approx(0.1 * 0.5 + 0.02 * 1.5)
     assert [(e["mention"], e["type"]) for e in rows2["hang"]["entities"]] == [("Nile", "river"), ("Cairo", "city")]

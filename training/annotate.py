@@ -142,7 +142,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     client = TeacherClient(model, base_url=base_url, api_key=key, definition=args.definition,
                            temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
                            max_retries=args.max_retries, workers=args.workers, cache_path=args.cache,
-                           price_in=args.price_in, price_out=args.price_out, progress=not args.no_progress)
+                           price_in=args.price_in, price_out=args.price_out, progress=not args.no_progress,
+                           # a local server gets a new port each run: name it by what it serves, so the cache resumes
+                           server_id=f"local:{args.serve_local}" if args.serve_local else None)
     started = time.time()
     try:
         if args.batch_input:

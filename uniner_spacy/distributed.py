@@ -2,20 +2,29 @@
 
 Ray Data holds the input rows and feeds an actor pool; each actor builds the
 pipeline once (one per GPU, or per `threads` CPU cores) and annotates whole
-`nlp.pipe` batches. The driver writes the results in input order as shards
-of `shard_size` documents (`part-00000.jsonl`, ...), so a stopped run resumes
-after its last complete shard.
+`nlp.pipe` batches with `runs.annotate_batch`, as the one-process run does. The
+driver writes the rows in input order as shards of `shard_size` documents
+(`part-00000.jsonl`, ...), each a `runs.RunLog` over its range of positions,
+with the run record in `run.json`. A rerun validates every shard (each line a
+row, `_index` running over the shard's range, every row "ok") and annotates
+only the documents a shard lacks or did not finish.
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .io import jsonl_rows
+from .runs import Breaker, Echo, RunLog, RunRecord, Summary, annotate_batch, start_run
 from .types import Labels
 
 SHARD = "part-{:05d}.jsonl"
+RECORD = "run.json"
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 class Annotator:
@@ -32,30 +41,25 @@ class Annotator:
         self.batch_size = batch_size
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, List]:
-        from .io import doc_to_json
+        from .io import jsonl_line
 
-        texts = [str(t) for t in batch["text"]]
-        metas = [json.loads(m) for m in batch["meta"]]
-        docs = self.nlp.pipe(texts, batch_size=self.batch_size)
-        rows = [json.dumps(doc_to_json(doc, meta), ensure_ascii=False) for doc, meta in zip(docs, metas)]
-        return {"index": list(batch["index"]), "row": rows}
+        # (text, meta) travel as ASCII JSON: Arrow cannot hold a text with a lone surrogate
+        items = [(int(i), *json.loads(item)) for i, item in zip(batch["index"], batch["item"])]
+        outcomes = annotate_batch(self.nlp, items, self.batch_size)
+        return {"index": [o.index for o in outcomes], "row": [jsonl_line(o.row).decode("utf8") for o in outcomes]}
 
 
-def complete_shards(output: Path, shard_size: int) -> int:
-    """How many leading shards are already complete (a resumed run starts after them)."""
-    n = 0
-    while (output / SHARD.format(n)).exists():
-        # a line cut short by a stopped run is not a document written
-        if sum(1 for _ in jsonl_rows(output / SHARD.format(n), on_bad=lambda message: None)) < shard_size:
-            break
-        n += 1
-    return n
+def shard_logs(output: Path, documents: int, shard_size: int, echo: Echo) -> List[RunLog]:
+    """Every shard of a run over `documents`, read and repaired (a torn last line is cut off)."""
+    return [RunLog(output / SHARD.format(k), range(start, min(documents, start + shard_size)), echo)
+            for k, start in enumerate(range(0, documents, shard_size))]
 
 
 def annotate_ray(
     items: Sequence[Tuple[str, dict]],
     output: Path,
     *,
+    record: RunRecord,
     labels: Optional[object] = None,
     config: Optional[Path] = None,
     workers: int = 2,
@@ -64,50 +68,75 @@ def annotate_ray(
     batch_size: int = 32,
     shard_size: int = 1000,
     address: Optional[str] = None,
-) -> List[Path]:
-    """Annotate `items` (text, meta) on a Ray cluster; returns the shard paths written."""
+    resume: bool = True,
+    max_failed_batches: int = 3,
+    echo: Echo = _stderr,
+) -> Summary:
+    """Annotate `items` (text, meta) on a Ray cluster into the shards of `output`; the summary says
+    what is complete. Raises `runs.RunMismatch` for a folder written by another run."""
     try:
         import ray
     except ImportError as err:  # pragma: no cover - an optional extra
         raise RuntimeError("annotate --ray needs Ray: pip install 'uniner-spacy[ray]'") from err
     if shard_size < 1 or workers < 1:
         raise ValueError("shard_size and workers must be ≥ 1")
+    if not resume and output.exists():
+        for old in [*output.glob("part-*.jsonl"), output / RECORD]:
+            old.unlink(missing_ok=True)
     output.mkdir(parents=True, exist_ok=True)
-    start = complete_shards(output, shard_size) * shard_size
-    todo = [(i, text, meta) for i, (text, meta) in enumerate(items) if i >= start]
-    if not todo:
-        return sorted(output.glob("part-*.jsonl"))
-    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True
-    data = ray.data.from_items([{"index": i, "text": t, "meta": json.dumps(m)} for i, t, m in todo])
-    results = data.map_batches(
-        Annotator,
-        fn_constructor_kwargs={"labels": labels, "config": str(config) if config else None,
-                               "batch_size": batch_size, "threads": threads},
-        batch_size=batch_size,
-        concurrency=workers,
-        num_cpus=threads,
-        num_gpus=gpus_per_worker,
-    )
-    written: List[Path] = []
-    shard, handle = -1, None
+    start_run(record, output / RECORD, any(p.stat().st_size for p in output.glob("part-*.jsonl")), output)
+    logs = shard_logs(output, len(items), shard_size, echo)
+    todo = [i for log in logs for i in log.todo()]
+    if len(todo) < len(items):
+        echo(f"Resuming {output}: {len(items) - len(todo)} of {len(items)} documents are complete "
+             f"({sum(log.valid for log in logs)} of {len(logs)} shards); annotating the other {len(todo)}")
+    stopped = ""
+    if todo:
+        # worker logs reach the driver: a backend's errors are seen where the run is watched
+        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=True)
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        data = ray.data.from_items([{"index": i, "item": json.dumps(items[i])} for i in todo])
+        results = data.map_batches(
+            Annotator,
+            fn_constructor_kwargs={"labels": labels, "config": str(config) if config else None,
+                                   "batch_size": batch_size, "threads": threads},
+            batch_size=batch_size,
+            concurrency=workers,
+            num_cpus=threads,
+            num_gpus=gpus_per_worker,
+        )
+        stopped = _write(results, todo, logs, shard_size, batch_size, Breaker(max_failed_batches))
+    return Summary.of(logs, len(items), stopped=stopped)
+
+
+def _write(results, todo: List[int], logs: List[RunLog], shard_size: int, batch_size: int,
+           breaker: Breaker) -> str:
+    """Append the rows as they come, in input order, to their shards; each shard is compacted
+    once it has all its rows (and every shard when the run ends, however it ends)."""
+    from .runs import parse_row
+
+    current: Optional[RunLog] = None
+    window: List[Tuple[str, str]] = []
     try:
-        expected = start
-        for row in results.iter_rows():
-            if int(row["index"]) != expected:  # preserve_order is what the shards rely on
-                raise RuntimeError(f"Ray returned document {row['index']} where {expected} was due")
-            expected += 1
-            k = int(row["index"]) // shard_size
-            if k != shard:
-                if handle:
-                    handle.close()
-                shard = k
-                written.append(output / SHARD.format(k))
-                handle = written[-1].open("w", encoding="utf8")
-            assert handle is not None  # the first row always opens a shard
-            handle.write(row["row"] + "\n")
+        for expected, row in zip(todo, results.iter_rows()):
+            index = int(row["index"])
+            if index != expected:  # preserve_order is what the shards rely on
+                raise RuntimeError(f"Ray returned document {index} where {expected} was due")
+            log = logs[index // shard_size]
+            if current is not None and log is not current:
+                current.close()
+            current = log
+            line = row["row"].encode("utf8")
+            log.append(line)
+            parsed = parse_row(line, log.indices)
+            assert parsed is not None  # append checked it
+            window.append(parsed[1:])
+            if len(window) == batch_size:
+                if breaker.update(window):
+                    return breaker.message()
+                window = []
     finally:
-        if handle:
-            handle.close()
-    return sorted(output.glob("part-*.jsonl"))
+        for log in logs:
+            log.close()
+    return ""

@@ -24,3 +24,13 @@ class RulesError(ConfigError):
 
 class FeedbackError(InputError):
     """A correction row that does not match the feedback format."""
+
+
+class CacheError(UninerError, RuntimeError):
+    """An answer cache file that cannot be used as it is (a folder, no permission, locked, a newer
+    layout); the message names the path and what to do, and nothing there was moved or deleted."""
+
+
+class StageError(UninerError, RuntimeError):
+    """A stage that failed on one document (a rule's regex past its time limit, say): recorded on that
+    doc by `on_error = "record"`, unlike a setup error, which stops the run."""

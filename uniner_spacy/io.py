@@ -28,6 +28,17 @@ def jsonl_rows(path: Union[str, Path], on_bad: Optional[Callable[[str], None]] =
                 on_bad(message + ", skipped")
 
 
+def jsonl_line(row: Any) -> bytes:
+    """One JSONL line, always writable: UTF-8 as it reads, or ASCII escapes where the text holds
+    what UTF-8 cannot encode (a lone surrogate from a JSONL `\\ud800`), so one odd text never
+    stops a run that writes it."""
+    line = json.dumps(row, ensure_ascii=False)
+    try:
+        return (line + "\n").encode("utf8")
+    except UnicodeEncodeError:
+        return (json.dumps(row) + "\n").encode("ascii")
+
+
 def read_texts(path: Path, text_field: str = "text") -> Iterator[Tuple[str, dict]]:
     """(text, meta) from text lines, JSONL, or a folder of .txt files, in a stable order."""
     if path.is_dir():

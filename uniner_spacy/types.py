@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
 
 # what users give: a list of type names, or {type name: description or None}
 Labels = Union[Sequence[str], Mapping[str, Optional[str]]]
@@ -52,13 +52,15 @@ class Generation:
     token_logprobs: Optional[List[Tuple[str, float]]] = None
     # mentions a grammar pushed the model into (its own choice led out of the passage)
     forced: Tuple[str, ...] = ()
+    # "stop": the answer ended by itself; "length": cut at the token limit (then repaired and counted)
+    finish_reason: str = "stop"
 
 
 @dataclass
 class ParsedAnswer:
     mentions: List[str]
     ok: bool  # False when the answer was not a (possibly truncated) JSON list
-    repaired: bool = False  # True when the list was truncated or needed fixing
+    repaired: bool = False  # True when the answer was cut off (unclosed, or past MAX_MENTIONS)
     scores: Optional[List[float]] = None
 
 
@@ -77,7 +79,11 @@ class Candidate:
 
 @dataclass
 class Stats:
-    """Per-doc counts, so failures are visible rather than silently dropped."""
+    """Per-doc counts, so failures are visible rather than silently dropped.
+
+    A doc is `complete` only when every question got an answer and every stage ran: a batch run
+    never finalises an incomplete doc as "no entities", it retries it.
+    """
 
     queries: int = 0
     passages: int = 0
@@ -85,7 +91,13 @@ class Stats:
     backend_errors: int = 0
     unaligned: List[Tuple[str, str]] = field(default_factory=list)  # (label, mention)
     forced: int = 0  # mentions where constrained decoding overruled the model (dropped with drop_forced)
+    truncated: int = 0  # answers cut at the token limit (what was cut off is lost)
+    errors: List[str] = field(default_factory=list)  # each distinct failure: the backend's, offsets, stages
     seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.backend_errors == 0 and not self.errors
 
     def to_dict(self) -> Dict[str, object]:
         return {
@@ -95,8 +107,17 @@ class Stats:
             "backend_errors": self.backend_errors,
             "unaligned": [list(u) for u in self.unaligned],
             "forced": self.forced,
+            "truncated": self.truncated,
+            "errors": list(self.errors),
             "seconds": round(self.seconds, 4),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Stats":
+        """The inverse of `to_dict`, tolerant of rows written before a field existed."""
+        kwargs = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        kwargs["unaligned"] = [tuple(u) for u in kwargs.get("unaligned", [])]
+        return cls(**kwargs)
 
 
 @dataclass(frozen=True)

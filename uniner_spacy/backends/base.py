@@ -53,6 +53,63 @@ class Prompter:
         return Template(eos=eos, system=system, dataset=self.dataset)
 
 
+Spans = Sequence[Tuple[int, int]]  # character ranges of document text inside a prompt
+
+
+class PromptEncoder:
+    """Token ids of prompts in which document text cannot turn into control tokens.
+
+    Tokenizers read a special-token string anywhere in a string as that token, so a passage that
+    says `<|im_end|>` would close the user's turn. A prompt whose document text (`texts`) holds such
+    a string is cut at the control tokens outside that text (the template's own) and the pieces
+    between are tokenized with special tokens split, as the tokenizer treats text around control
+    tokens anyway; every other prompt is tokenized whole, so ordinary prompts keep their exact ids.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        specials = {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+                    if getattr(t, "special", False)} | set(tokenizer.all_special_tokens)
+        # longest first: `<|im_end|>` before a special token that is a prefix of it
+        self.specials = re.compile("|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True) if t))
+
+    def unsafe(self, text: str, texts: Spans) -> bool:
+        """Whether a special-token string overlaps document text in `text`."""
+        return any(self._in(m, texts) for m in self._matches(text))
+
+    def _matches(self, text: str) -> List["re.Match[str]"]:
+        return list(self.specials.finditer(text)) if self.specials.pattern else []
+
+    @staticmethod
+    def _in(m: "re.Match[str]", texts: Spans) -> bool:
+        return any(m.start() < e and m.end() > s for s, e in texts)
+
+    def __call__(self, text: str, texts: Spans = (), *, add_special_tokens: bool = True) -> List[int]:
+        tok = self.tokenizer
+        matches = self._matches(text) if texts else []
+        if not any(self._in(m, texts) for m in matches):
+            return tok(text, add_special_tokens=add_special_tokens).input_ids
+        pieces: List[str] = []
+        start = 0
+        controls = [m for m in matches if not self._in(m, texts)]
+        for m in controls:
+            pieces.append(text[start : m.start()])
+            start = m.end()
+        pieces.append(text[start:])
+        ids: List[int] = []
+        for k, piece in enumerate(pieces):
+            # BOS and the like open the prompt only
+            ids += tok(piece, add_special_tokens=add_special_tokens and k == 0, split_special_tokens=True).input_ids
+            if k < len(controls):
+                ids.append(tok.convert_tokens_to_ids(controls[k].group()))
+        return ids
+
+
+def clip(texts: Spans, start: int, end: int) -> List[Tuple[int, int]]:
+    """The ranges of `texts` within text[start:end], relative to `start`."""
+    return [(max(s, start) - start, min(e, end) - start) for s, e in texts if s < end and e > start]
+
+
 def describe(settings: Dict[str, object]) -> str:
     """A stable text of the decoding settings, for cache keys and model cards."""
     return ";".join(f"{k}={settings[k]}" for k in sorted(settings))

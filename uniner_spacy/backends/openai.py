@@ -4,18 +4,29 @@ UniNER-format models are asked through the completions endpoint with the raw
 prompt; chat models through the chat endpoint with the same four turns.
 Requests run with bounded concurrency; the official client retries 429, 5xx
 and time-outs with exponential back-off. A query that still fails comes back
-as a `Generation` with `error` set, so one bad request never loses a batch.
+as a `Generation` with `error` set, so one bad request never loses a batch;
+one cut at `max_new_tokens` has `finish_reason` "length".
+
+A server tokenizes a prompt string whole, so a special-token string in a
+passage (`<|im_end|>`) would become a control token there. With `tokenizer`
+set (the server model's own), such a prompt goes to the completions endpoint
+as token ids, the passage's special strings split as text; other prompts go as
+text, as before. Without it, or over the chat endpoint (the server renders
+the messages), that cannot be prevented from here: it is logged once.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from ..registry import registry
 from ..types import Generation, Query
-from .base import Prompter, approx_token_offsets, describe
+from .base import PromptEncoder, Prompter, approx_token_offsets, describe
+
+logger = logging.getLogger(__name__)
 
 
 @registry.misc("uniner.OpenAI.v1")
@@ -55,6 +66,8 @@ class OpenAIBackend:
         self.template = Prompter(system=system, dataset=dataset).template(eos)
         self._client = None
         self._tokenizer = None
+        self._encoder: Optional[PromptEncoder] = None
+        self._warned = False
 
     @property
     def client(self):
@@ -75,16 +88,38 @@ class OpenAIBackend:
              "system": self.template.system, "dataset": self.template.dataset}
         )
 
-    def token_offsets(self, text: str) -> List[Tuple[int, int]]:
-        if self.tokenizer_name:
-            if self._tokenizer is None:
-                from transformers import AutoTokenizer
+    @property
+    def tokenizer(self) -> Any:
+        """The server model's tokenizer (`tokenizer` setting), or None."""
+        if self.tokenizer_name and self._tokenizer is None:
+            from transformers import AutoTokenizer
 
-                self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
-            tokenizer: Any = self._tokenizer
-            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
+            self._encoder = PromptEncoder(tokenizer)  # first: `prompt` reads the pair from many threads
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
+    def token_offsets(self, text: str) -> List[Tuple[int, int]]:
+        tokenizer = self.tokenizer
+        if tokenizer is not None:
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
             return [tuple(o) for o in enc["offset_mapping"]]
         return approx_token_offsets(text)
+
+    def prompt(self, query: Query) -> Union[str, List[int]]:
+        """The completions prompt: its text, or its token ids where the passage holds a special-token string."""
+        text = self.template.render(query.passage, query.entity_type)
+        span = self.template.passage_span(query.passage)
+        if self.tokenizer is not None and self._encoder is not None:
+            return self._encoder(text, [span]) if self._encoder.unsafe(text, [span]) else text
+        self._warn_control(query.passage)
+        return text
+
+    def _warn_control(self, passage: str) -> None:
+        if self.eos and self.eos in passage and not self._warned:
+            self._warned = True
+            logger.warning("a passage holds %r: the server may read it as a control token (set `tokenizer` "
+                           "and use the completions endpoint to send such prompts as token ids)", self.eos)
 
     def messages(self, query: Query) -> list:
         return self.template.chat_turns(query.passage, query.entity_type)
@@ -93,6 +128,7 @@ class OpenAIBackend:
         """One request per query; `mark_forced` is ignored (a server's answers are never forced)."""
         if not queries:
             return []
+        self.tokenizer  # noqa: B018 -- loaded once here, not by each request thread
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(queries))) as pool:
             return list(pool.map(self._ask, queries))
 
@@ -101,13 +137,14 @@ class OpenAIBackend:
             if self.endpoint == "completions":
                 resp = self.client.completions.create(
                     model=self.name,
-                    prompt=self.template.render(query.passage, query.entity_type),
+                    prompt=self.prompt(query),
                     max_tokens=self.max_new_tokens, temperature=0, stop=[self.eos],
                     logprobs=1 if self.logprobs else None,
                 )
                 choice = resp.choices[0]
                 text = choice.text
             else:
+                self._warn_control(query.passage)
                 resp = self.client.chat.completions.create(
                     model=self.name, messages=self.messages(query),
                     max_tokens=self.max_new_tokens, temperature=0,
@@ -120,7 +157,8 @@ class OpenAIBackend:
                 raise TypeError(f"server returned {type(text).__name__} instead of text")
             if pieces is not None and "".join(p for p, _ in pieces) != text:
                 pieces = None  # tokens that do not spell the text cannot place scores
-            return Generation(text=text, token_logprobs=pieces)
+            finish = "length" if getattr(choice, "finish_reason", None) == "length" else "stop"
+            return Generation(text=text, token_logprobs=pieces, finish_reason=finish)
         except Exception as err:  # noqa: BLE001 - recorded per query, never lost silently
             return Generation(text="", error=f"{type(err).__name__}: {err}")
 

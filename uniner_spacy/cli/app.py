@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 import typer
 
 from ..errors import UninerError
-from ..io import doc_to_json, read_texts
+from ..io import jsonl_line, read_texts
 from ..pipeline.build import uniner_pipe
 from ..types import Labels
 
@@ -26,6 +26,9 @@ def _read(path: Path, text_field: str) -> List[Tuple[str, dict]]:
     except UninerError as err:
         fail(str(err))
         raise
+    except UnicodeDecodeError as err:
+        fail(f"{path} is not UTF-8 text ({err})")
+        raise
 
 
 def parse_labels(text: str) -> Labels:
@@ -40,11 +43,8 @@ def parse_labels(text: str) -> Labels:
     return [l.strip() for l in text.split(",") if l.strip()]
 
 
-def _count_lines(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with path.open("rb") as fh:
-        return sum(1 for line in fh if line.strip())
+def _echo(message: str) -> None:
+    typer.echo(message, err=True)
 
 
 @app.command()
@@ -55,7 +55,10 @@ def annotate(
     config: Optional[Path] = typer.Option(None, help="spaCy config or saved pipeline with a uniner pipe"),
     batch_size: int = typer.Option(32, help="Docs per nlp.pipe batch"),
     text_field: str = typer.Option("text", help="Field holding the text in JSONL input"),
-    resume: bool = typer.Option(True, help="Skip inputs already written to a .jsonl output"),
+    resume: bool = typer.Option(True, help="Keep a .jsonl output's complete rows and annotate only the rest "
+                                           "(--no-resume starts over)"),
+    max_failed_batches: int = typer.Option(3, help="Stop after N consecutive batches in which every document "
+                                                   "failed (the backend looks down); 0: never stop"),
     ray: bool = typer.Option(False, "--ray", help="Run on Ray: OUTPUT is a folder of ordered JSONL shards"),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: local or RAY_ADDRESS)"),
     workers: int = typer.Option(2, help="With --ray: pipeline actors (one per GPU or CPU slot)"),
@@ -63,65 +66,139 @@ def annotate(
     gpus_per_worker: float = typer.Option(0.0, help="With --ray: GPUs per actor (1 for one per GPU)"),
     shard_size: int = typer.Option(1000, help="With --ray: documents per output shard"),
 ):
-    """Annotate a corpus; a .jsonl output picks up where a stopped run left off."""
-    from tqdm import tqdm
-
+    """Annotate a corpus. Exit 0 only when every document is complete; a rerun of the same command
+    retries exactly the documents that failed (docs/batch-runs.md)."""
     from ..pipeline.build import build_nlp
+    from ..runs import RunMismatch, RunRecord, n_documents
 
-    if ray:
-        from ..distributed import annotate_ray
-
-        if output.suffix:
-            fail(f"With --ray the output is a folder of shards, not {output.name!r}")
-        if not input.exists():
-            fail(f"Input {input} does not exist")
-        items = _read(input, text_field)
-        shards = annotate_ray(items, output, labels=parse_labels(labels) if labels else None, config=config,
-                              workers=workers, threads=threads, gpus_per_worker=gpus_per_worker,
-                              batch_size=batch_size, shard_size=shard_size, address=ray_address)
-        typer.echo(f"Wrote {len(items)} documents to {len(shards)} shards in {output}", err=True)
-        return
-    kind = output.suffix
-    if kind not in (".jsonl", ".spacy", ".html"):
+    if ray and output.suffix:
+        fail(f"With --ray the output is a folder of shards, not {output.name!r}")
+    if not ray and output.suffix not in (".jsonl", ".spacy", ".html"):
         fail(f"Output must end in .jsonl, .spacy or .html, not {output.name!r}")
     if not input.exists():
         fail(f"Input {input} does not exist")
     items = _read(input, text_field)
-    nlp = build_nlp(parse_labels(labels) if labels else None, config)
-    done = _count_lines(output) if kind == ".jsonl" and resume else 0
-    if done:
-        typer.echo(f"Resuming after {done} documents already in {output}", err=True)
-    todo = items[done:]
-    texts = (t for t, _ in todo)
-    bar = tqdm(total=len(todo), unit="doc", desc="annotate")
-    docs = []
+    try:
+        nlp = build_nlp(parse_labels(labels) if labels else None, config)
+    except UninerError as err:  # a setting that cannot work (a cache path that is a folder, say)
+        fail(str(err))
+        raise
+    try:
+        if ray:
+            from ..distributed import annotate_ray
+
+            summary = annotate_ray(items, output, record=RunRecord.of(items, nlp),
+                                   labels=parse_labels(labels) if labels else None, config=config,
+                                   workers=workers, threads=threads,
+                                   gpus_per_worker=gpus_per_worker, batch_size=batch_size, shard_size=shard_size,
+                                   address=ray_address, resume=resume, max_failed_batches=max_failed_batches,
+                                   echo=_echo)
+        elif output.suffix == ".jsonl":
+            summary = _annotate_jsonl(nlp, items, output, RunRecord.of(items, nlp), resume, batch_size,
+                                      max_failed_batches)
+        else:
+            summary = _annotate_docs(nlp, items, output, batch_size, max_failed_batches)
+    except RunMismatch as err:  # a resume refused: another input, labels or config
+        fail(f"{err}. Rerun with --no-resume to start over (it overwrites {output})")
+        raise
+    for line in summary.lines():
+        _echo(line)
+    if summary.ok:
+        _echo(f"Wrote {n_documents(summary.documents)} to {output}")
+        return
+    left = summary.documents - summary.counts["ok"]
+    if ray or output.suffix == ".jsonl":
+        _echo(f"{n_documents(left)} not complete: rerun the same command to retry exactly those "
+              f"(the complete ones in {output} are kept)")
+    else:
+        _echo(f"{n_documents(left)} not complete, so not in {output}: their rows are in {_failed_path(output)} "
+              "(a .jsonl output can retry just those)")
+    raise typer.Exit(1)
+
+
+def _annotate_jsonl(nlp, items, output: Path, record, resume: bool, batch_size: int, max_failed_batches: int):
+    """An append-only log of rows while running, compacted to input order when the run ends."""
+    from ..runs import RunLog, Summary, record_path, start_run
+
+    where = record_path(output)
+    if not resume:
+        output.unlink(missing_ok=True)
+        where.unlink(missing_ok=True)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with (output.open("a" if done else "w", encoding="utf8") if kind == ".jsonl" else _null()) as out:
-        for doc, (_, meta) in zip(nlp.pipe(texts, batch_size=batch_size), todo):
-            if kind == ".jsonl":
-                out.write(json.dumps(doc_to_json(doc, meta), ensure_ascii=False) + "\n")
-                out.flush()
-            else:
-                docs.append(doc)
-            bar.update(1)
-    bar.close()
-    if kind == ".spacy":
+    start_run(record, where, output.exists() and output.stat().st_size > 0, output)
+    output.touch()
+    log = RunLog(output, range(len(items)), _echo)
+    todo = log.todo()
+    if log.where:
+        _echo(f"Resuming {output}: {len(items) - len(todo)} of {len(items)} documents are complete; "
+              f"annotating the other {len(todo)}")
+    try:
+        stopped, warnings = _run_batches(nlp, items, todo, batch_size, max_failed_batches,
+                                         lambda outcome: log.append(jsonl_line(outcome.row)))
+    finally:
+        log.close()
+    return Summary.of([log], len(items), stopped=stopped, warnings=warnings)
+
+
+def _failed_path(output: Path) -> Path:
+    return output.with_name(output.name + ".failed.jsonl")
+
+
+def _annotate_docs(nlp, items, output: Path, batch_size: int, max_failed_batches: int):
+    """.spacy and .html hold complete documents only; the others go to `<output>.failed.jsonl`."""
+    from ..runs import ERROR, OK, Summary
+
+    failed = _failed_path(output)
+    failed.unlink(missing_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    summary, docs = Summary(len(items)), []
+
+    def keep(outcome) -> None:
+        summary.add(outcome.status, outcome.row.get(ERROR, ""))
+        if outcome.status == OK:
+            docs.append(outcome.doc)
+        else:
+            with failed.open("ab") as fh:
+                fh.write(jsonl_line(outcome.row))
+
+    summary.stopped, summary.warnings = _run_batches(nlp, items, list(range(len(items))), batch_size,
+                                                     max_failed_batches, keep)
+    if output.suffix == ".spacy":
         from spacy.tokens import DocBin
 
         DocBin(docs=docs, store_user_data=True).to_disk(output)
-    elif kind == ".html":
+    else:
         from spacy import displacy
 
         output.write_text(displacy.render(docs, style="ent", page=True), encoding="utf8")
-    typer.echo(f"Wrote {len(items)} documents to {output}", err=True)
+    return summary
 
 
-class _null:
-    def __enter__(self):
-        return None
+def _run_batches(nlp, items, todo, batch_size: int, max_failed_batches: int, keep):
+    """Annotate the `todo` positions batch by batch, handing each outcome to `keep`;
+    returns (why the circuit breaker stopped the run or "", the warnings logged)."""
+    from tqdm import tqdm
 
-    def __exit__(self, *a):
-        return False
+    from ..runs import ERROR, SETUP_ERRORS, Breaker, LoggedWarnings, annotate_batch, batches, describe
+
+    breaker = Breaker(max_failed_batches)
+    bar = tqdm(total=len(todo), unit="doc", desc="annotate")
+    with LoggedWarnings(_echo) as logged:
+        try:
+            for chunk in batches(todo, batch_size):
+                outcomes = annotate_batch(nlp, [(i, *items[i]) for i in chunk], batch_size)
+                for outcome in outcomes:
+                    keep(outcome)
+                bar.update(len(outcomes))
+                if breaker.update([(o.status, o.row.get(ERROR, "")) for o in outcomes]):
+                    return breaker.message(), logged.counts
+        except SETUP_ERRORS as err:
+            return f"stopped: the pipeline cannot run ({describe(err)}); fix that and rerun", logged.counts
+        except KeyboardInterrupt:  # the rows written are whole; the summary says what is left
+            return "stopped: interrupted", logged.counts
+        finally:
+            bar.close()
+    return "", logged.counts
 
 
 @app.command()
@@ -190,12 +267,21 @@ def serve(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
     batch_size: int = typer.Option(16),
+    api_key_env: Optional[str] = typer.Option(
+        None, help="Environment variable with the bearer token clients must send (default: $UNINER_API_KEY "
+        "if set, else no authentication)"),
 ):
     """Serve a UniNER model over an OpenAI-compatible HTTP API."""
+    from ..serve import api_key_from_env
     from ..serve import serve as start
 
-    server = start(model, host, port, batch_size=batch_size)
-    typer.echo(f"Serving {model} at {server.url}", err=True)
+    try:
+        api_key = api_key_from_env(api_key_env)
+    except UninerError as err:
+        fail(str(err))
+        raise
+    server = start(model, host, port, api_key=api_key, batch_size=batch_size)  # warns if open beyond localhost
+    typer.echo(f"Serving {model} at {server.url}" + (" (bearer token required)" if api_key else ""), err=True)
     try:
         import time
 

@@ -10,19 +10,22 @@ own `serve.ModelServer`) gets the exact UniNER teacher prompt
   could not read instead of failing;
 - `clean_pairs`: keeps mentions that occur in the passage and sane types, with
   a count per reason for everything dropped;
-- `TeacherCache` / `TeacherClient`: a content-hash SQLite cache (the pattern of
-  `cache.AnswerCache`) and a bounded-concurrency client with retries, usage
-  and cost accounting, so an interrupted run resumes without paying twice;
+- `TeacherCache` / `TeacherClient`: a content-hash SQLite cache (`cache.AnswerCache`'s
+  table, best effort) and a bounded-concurrency client with retries, usage and
+  cost accounting; each answer is cached in its worker as soon as it arrives and
+  an interrupted run sends nothing more, so a resumed run never pays twice;
 - `batch_requests` / `read_batch_results`: the OpenAI Batch API files.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -34,7 +37,10 @@ from ..pipeline.parsing import read_string
 from ..pipeline.prompts import TEMPLATE_VERSION, teacher_messages
 from ..types import label_key
 
-TEACHER_VERSION = "teacher-1"  # bump when the request or the cached record changes
+logger = logging.getLogger(__name__)
+
+TEACHER_VERSION = "teacher-2"  # bump when the request, its key or the cached record changes
+OPENAI_URL = "https://api.openai.com/v1"  # the `openai` client's default server
 MAX_TYPE_WORDS = 5
 MAX_TYPE_CHARS = 50
 
@@ -217,29 +223,29 @@ def clean_pairs(
 
 
 class TeacherCache(AnswerCache):
-    """`AnswerCache`'s table (WAL, checksums, damaged-file recovery) with JSON records."""
+    """`AnswerCache`'s table (WAL, checksums, damaged files set aside, best-effort writes) with JSON records."""
 
     @staticmethod
-    def request_key(model: str, messages: Sequence[dict], settings: Dict[str, object]) -> str:
-        return _digest(json.dumps([TEACHER_VERSION, TEMPLATE_VERSION, model, list(messages), settings],
+    def request_key(server: str, model: str, messages: Sequence[dict], settings: Dict[str, object]) -> str:
+        """The server too: one model name on two servers (an alias, other weights) is two teachers."""
+        return _digest(json.dumps([TEACHER_VERSION, TEMPLATE_VERSION, server, model, list(messages), settings],
                                   sort_keys=True, ensure_ascii=False))
 
     def get(self, key: str) -> Optional[dict]:
-        with self.lock:
-            row = self.conn.execute("SELECT value, checksum FROM answers WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                return None
-            value, checksum = row
-            if _digest(value)[:16] != checksum:
-                self.corrupt_rows += 1
-                self.conn.execute("DELETE FROM answers WHERE key = ?", (key,))
-                return None
-        return json.loads(value)
+        value = self.read([key]).get(key)
+        if value is None:
+            return None
+        try:
+            record = json.loads(value)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "text" not in record:
+            self.corrupt_rows += 1
+            return None
+        return record
 
-    def put(self, key: str, record: dict) -> None:
-        value = json.dumps(record, ensure_ascii=False)
-        with self.lock:
-            self.conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", (key, value, _digest(value)[:16]))
+    def put(self, key: str, record: dict) -> bool:
+        return self.write({key: json.dumps(record, ensure_ascii=False)})
 
 
 # ---------------------------------------------------------------------------
@@ -296,7 +302,9 @@ class TeacherClient:
     Concurrency is bounded by `workers` threads; retries with exponential
     back-off on 429, 5xx, connection errors and time-outs are the `openai`
     client's own (`max_retries`, `timeout`). Failed requests are reported,
-    never cached, so the next run asks them again.
+    never cached, so the next run asks them again. `server_id` names the
+    server in cache keys (default: `base_url`); give a stable one to a server
+    whose URL changes from run to run (a local one on a free port).
     """
 
     def __init__(
@@ -314,11 +322,13 @@ class TeacherClient:
         price_in: float = 0.0,
         price_out: float = 0.0,
         progress: bool = True,
+        server_id: Optional[str] = None,
     ):
         if workers < 1:
             raise ValueError(f"workers must be ≥ 1, got {workers}")
         self.model = model
         self.base_url = base_url
+        self.server_id = server_id
         self.api_key = api_key
         self.definition = definition
         self.temperature = temperature
@@ -340,8 +350,14 @@ class TeacherClient:
     def messages(self, passage: str) -> List[dict]:
         return teacher_messages(passage, definition=self.definition)
 
+    @property
+    def server(self) -> str:
+        """The server as the cache knows it: `server_id`, else the URL the `openai` client will use."""
+        url = self.server_id or self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+        return url.rstrip("/")
+
     def key(self, passage: str) -> str:
-        return TeacherCache.request_key(self.model, self.messages(passage), self.settings)
+        return TeacherCache.request_key(self.server, self.model, self.messages(passage), self.settings)
 
     def body(self, passage: str) -> Dict[str, object]:
         return {"model": self.model, "messages": self.messages(passage), **self.settings}
@@ -367,8 +383,14 @@ class TeacherClient:
         return TeacherAnswer(id=pid, text=choice.message.content or "", usage=counts,
                              finish_reason=choice.finish_reason)
 
+    def _fetch(self, pid: str, passage: str, key: str) -> TeacherAnswer:
+        """One request, accounted and cached in the worker, so an answer is kept once it has arrived."""
+        answer = self._ask(pid, passage)
+        self.record(answer, key)
+        return answer
+
     def record(self, answer: TeacherAnswer, key: Optional[str] = None) -> None:
-        """Account for one answer (and store a fresh one in the cache)."""
+        """Account for one answer (and store a fresh one in the cache, best effort)."""
         with self._lock:
             if answer.error is not None:
                 self.usage.errors += 1
@@ -406,21 +428,31 @@ class TeacherClient:
             else:
                 todo.append(i)
         bar = _progress(len(passages), len(passages) - len(todo), self.progress)
+        pool = ThreadPoolExecutor(max_workers=self.workers)
+        futures: Dict[Future, int] = {}
         try:
-            with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                futures = {pool.submit(self._ask, *passages[i]): i for i in todo}
-                for fut in as_completed(futures):
-                    i = futures[fut]
-                    answer = fut.result()
-                    self.record(answer, self.key(passages[i][1]))
-                    out[i] = answer
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(tokens=self.usage.prompt_tokens + self.usage.completion_tokens,
-                                        cost=f"{self.usage.cost:.4f}", errors=self.usage.errors)
+            for i in todo:
+                futures[pool.submit(self._fetch, *passages[i], self.key(passages[i][1]))] = i
+            for fut in as_completed(futures):
+                out[futures[fut]] = fut.result()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(tokens=self.usage.prompt_tokens + self.usage.completion_tokens,
+                                    cost=f"{self.usage.cost:.4f}", errors=self.usage.errors)
+        except BaseException:
+            # an error or Ctrl-C here: send nothing more. Requests already sent are paid for, so their
+            # answers are awaited and cached by their workers (a second Ctrl-C stops the wait)
+            pool.shutdown(wait=False, cancel_futures=True)
+            running = sum(1 for f in futures if not f.done())
+            if running:
+                logger.warning("teacher: stopping; waiting for %d requests already sent, to cache their answers",
+                               running)
+            pool.shutdown(wait=True)
+            raise
         finally:
             if bar is not None:
                 bar.close()
+        pool.shutdown(wait=True)
         return out  # type: ignore[return-value]
 
 

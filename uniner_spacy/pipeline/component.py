@@ -3,6 +3,11 @@
 The class keeps the behaviour and the factory only wires configuration, as in
 spaCy's own SpanRuler. All (chunk, label) queries of an `nlp.pipe` batch go to
 the backend together, so batching across documents is the backend's job.
+
+Failures follow spaCy's contract for pipes (`Pipe.get_error_handler`, set by
+`nlp.set_error_handler`), with `on_error` choosing who handles them: "record"
+writes each failure into its doc's stats and yields the doc marked incomplete,
+"raise" hands the batch to the error handler, as spaCy's own pipes do.
 """
 from __future__ import annotations
 
@@ -13,12 +18,13 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import srsly
 from spacy.language import Language
+from spacy.pipeline import Pipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
 from spacy.util import minibatch
 
 from ..backends.base import Backend
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelNotFound
 from ..registry import registry
 from ..types import Candidate, Generation, Labels, Passage, Query, Serializable, Stats, label_key
 from .align import align_mention, token_bounds_in
@@ -34,6 +40,13 @@ logger = logging.getLogger(__name__)
 Paraphraser = Callable[[Dict[str, Optional[str]]], Dict[str, List[str]]]
 # A post-processing stage over one doc's candidates: rules, conflicts, precision check.
 Stage = Callable[[Doc, List[Candidate]], List[Candidate]]
+
+# A setting or a model that cannot work (a missing rules file, an uninstalled model) fails every doc
+# alike: it goes to the error handler under either `on_error`, so a typo stops the run at its first
+# batch instead of marking a whole corpus incomplete.
+SETUP_ERRORS = (ConfigError, ModelNotFound)
+# the step a failed question is recorded under in `Stats.errors` (with the backend's message)
+BACKEND_STEP = "backend"
 
 DEFAULT_BACKEND = {"@misc": "uniner.HF.v1", "model": "embedded"}
 # what `stages` unset (null) means; measured in benchmarks/ablation.py: the largest single gain
@@ -131,7 +144,9 @@ def validate_labels(labels: Labels) -> Dict[str, Optional[str]]:
     return out
 
 
-class UniNER:
+class UniNER(Pipe):
+    """A spaCy `Pipe` (no trainable model): its error handler is the one `nlp.set_error_handler` sets."""
+
     def __init__(
         self,
         vocab,
@@ -222,49 +237,106 @@ class UniNER:
         return type_phrase(label, self.label_map.get(label), self.question_mode)
 
     def ask(self, queries: List[Query]) -> List[Generation]:
+        """One answer per query; a failed call fails each of its queries (`Generation.error`).
+
+        With on_error = "raise" any failed query raises, so the batch goes to the error handler.
+        """
         if not queries:
             return []
         try:
             gens = self.backend(queries, mark_forced=self.drop_forced)
             if len(gens) != len(queries):
                 raise RuntimeError(f"backend returned {len(gens)} answers for {len(queries)} queries")
-            return gens
         except Exception as err:
-            if self.on_error == "raise":
+            if self.on_error == "raise" or isinstance(err, SETUP_ERRORS):
                 raise
-            logger.warning("uniner backend failed for %d queries: %s", len(queries), err)
             return [Generation(text="", error=f"{type(err).__name__}: {err}") for _ in queries]
+        if self.on_error == "raise":
+            failed = [g.error for g in gens if g.error is not None]
+            if failed:
+                raise RuntimeError(f"uniner: {len(failed)} of {len(queries)} queries failed: {failed[0]}")
+        return gens
+
+    def recorded(self, step: str, stats: Stats, err: Exception) -> None:
+        """Write a failure of `step` into one doc's stats, or (on_error = "raise", a setup error) raise it on."""
+        if self.on_error == "raise" or isinstance(err, SETUP_ERRORS):
+            raise err
+        stats.errors.append(f"{step}: {type(err).__name__}: {err}")
+
+    def doc_queries(self, doc: Doc, stats: Stats) -> List[Tuple[Passage, Query]]:
+        """The doc's questions, each with its passage; none (and the error recorded) if they fail."""
+        try:
+            passages = self.passages(doc)
+        except Exception as err:
+            self.recorded("passages", stats, err)
+            return []
+        stats.passages = len(passages)
+        bounds = [(t.idx, t.idx + len(t)) for t in doc]
+        try:
+            return [(p, q) for p in passages
+                    for q in self.queries(p, tuple(token_bounds_in(bounds, p.start, p.start + len(p.text))))]
+        except Exception as err:
+            self.recorded("questions", stats, err)
+            return []
 
     def predict(self, docs: Sequence[Doc]) -> List[Tuple[List[Candidate], Stats]]:
         start = time.perf_counter()
         stats = [Stats() for _ in docs]
         owners: List[Tuple[int, Passage]] = []
         queries: List[Query] = []
-        bounds = [[(t.idx, t.idx + len(t)) for t in doc] for doc in docs]
         for i, doc in enumerate(docs):
-            passages = self.passages(doc)
-            stats[i].passages = len(passages)
-            for p in passages:
-                words = tuple(token_bounds_in(bounds[i], p.start, p.start + len(p.text)))
-                for q in self.queries(p, words):
-                    owners.append((i, p))
-                    queries.append(q)
+            for passage, query in self.doc_queries(doc, stats[i]):
+                owners.append((i, passage))
+                queries.append(query)
         gens = self.ask(queries)
         found: List[List[Candidate]] = [[] for _ in docs]
         for (i, passage), query, gen in zip(owners, queries, gens):
             stats[i].queries += 1
-            found[i].extend(self.read_answer(passage, query, gen, stats[i]))
+            try:
+                found[i].extend(self.read_answer(passage, query, gen, stats[i]))
+            except Exception as err:
+                self.recorded(f"answer ({query.entity_type})", stats[i], err)
         elapsed = time.perf_counter() - start
         total = max(1, len(queries))
         results = []
         for i in range(len(docs)):
             stats[i].seconds = elapsed * stats[i].queries / total
-            candidates = consolidate(found[i])
-            for stage in self.stages.values():
-                candidates = stage(docs[i], candidates)
-            kept = [c for c in candidates if c.score >= self.threshold]
-            results.append((kept, stats[i]))
+            candidates = self.run_stages(docs[i], found[i], stats[i])
+            results.append(([c for c in candidates if c.score >= self.threshold], stats[i]))
+        self.log_failures(stats, gens)
         return results
+
+    def run_stages(self, doc: Doc, found: List[Candidate], stats: Stats) -> List[Candidate]:
+        """Merge the doc's candidates and run the stages; a stage that fails ends the run, and the
+        doc keeps the candidates from before it (the later stages were written for its output)."""
+        try:
+            candidates = consolidate(found)
+        except Exception as err:
+            self.recorded("merging", stats, err)
+            return []
+        for name, stage in self.stages.items():
+            try:
+                candidates = stage(doc, candidates)
+            except Exception as err:
+                self.recorded(f"stage {name}", stats, err)
+                break
+        return candidates
+
+    def log_failures(self, stats: Sequence[Stats], gens: Sequence[Generation]) -> None:
+        """One warning per batch that had failures, with counts and the first error; none otherwise."""
+        failed = sum(s.backend_errors for s in stats)
+        errors = [e for s in stats for e in s.errors if not e.startswith(BACKEND_STEP + ":")]
+        if not failed and not errors:
+            return
+        parts = []
+        if failed:
+            parts.append(f"{failed} of {sum(s.queries for s in stats)} queries failed")
+        if errors:
+            parts.append(f"{len(errors)} other error{'s' if len(errors) > 1 else ''}")
+        first = next((g.error for g in gens if g.error is not None), None) or errors[0]
+        incomplete = sum(not s.complete for s in stats)
+        logger.warning("uniner: %s in a batch of %d docs (%d docs incomplete): %s (first error)",
+                       " and ".join(parts), len(stats), incomplete, first)
 
     def read_answer(
         self, passage: Passage, query: Query, gen: Generation, stats: Stats,
@@ -272,8 +344,13 @@ class UniNER:
         """parse → score → align (to the passage's tokens, `query.words`) for one answer; failures go to `stats`."""
         if gen.error is not None:
             stats.backend_errors += 1
+            message = f"{BACKEND_STEP}: {gen.error}"[:500]
+            if message not in stats.errors:  # each distinct message once: a batch run reports what failed
+                stats.errors.append(message)
             return []
         parsed = parse_answer(gen.text)
+        if gen.finish_reason == "length" or parsed.repaired:  # cut off: what came before the cut is kept
+            stats.truncated += 1
         if not parsed.ok:
             stats.parse_failures += 1
             return []
@@ -297,48 +374,73 @@ class UniNER:
         return out
 
     def set_annotations(self, docs: Sequence[Doc], results) -> None:
+        """Write each doc; its stats are written even when its spans fail to be (`predict` has logged
+        the batch's other failures, so a failure here gets a warning of its own)."""
+        failed = []
         for doc, (candidates, stats) in zip(docs, results):
-            spans, scores = [], []
-            for c in candidates:
-                span = doc.char_span(c.start, c.end, label=c.label)
-                if span is None:  # cannot happen for token-boundary matches; keep it visible
-                    stats.unaligned.append((c.label, doc.text[c.start : c.end]))
-                    continue
-                span._.uniner_score = c.score
-                span._.uniner_raw_score = c.raw_score
-                span._.uniner_source = c.source
-                span._.uniner_match = c.match
-                spans.append(span)
-                scores.append(c.score)
-            # spaCy keys span extensions by offsets only, so two labels of one span share their
-            # `_.uniner_score`; the group's `scores` (spancat's convention) keeps one per span
-            doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, attrs={"scores": scores}, spans=spans)
-            if self.write_ents:
-                existing = list(doc.ents) if self.keep_existing_ents else []
-                taken = [(e.start_char, e.end_char) for e in existing]
-                chosen = resolve(candidates, self.overlap_policy, taken)
-                by_key = {(s.start_char, s.end_char, s.label_): s for s in spans}
-                new = []
-                for c in chosen:
-                    span = by_key.get((c.start, c.end, c.label))
-                    if span is None:
-                        continue
-                    # the offsets' extensions hold the last label written: make them the entity's
-                    span._.uniner_score, span._.uniner_raw_score = c.score, c.raw_score
-                    span._.uniner_source, span._.uniner_match = c.source, c.match
-                    new.append(span)
-                doc.ents = sorted(existing + new, key=lambda s: s.start)
+            try:
+                self.write(doc, candidates, stats)
+            except Exception as err:
+                self.recorded("writing", stats, err)
+                failed.append(stats.errors[-1])
             doc._.uniner_stats = stats.to_dict()
+        if failed:
+            logger.warning("uniner: writing failed for %d of %d docs in a batch (docs incomplete): %s (first error)",
+                           len(failed), len(docs), failed[0])
+
+    def write(self, doc: Doc, candidates: List[Candidate], stats: Stats) -> None:
+        """The candidates as `doc.spans[spans_key]` and, with write_ents, as `doc.ents`."""
+        spans, scores = [], []
+        for c in candidates:
+            span = doc.char_span(c.start, c.end, label=c.label)
+            if span is None:  # cannot happen for token-boundary matches; keep it visible
+                stats.unaligned.append((c.label, doc.text[c.start : c.end]))
+                continue
+            span._.uniner_score = c.score
+            span._.uniner_raw_score = c.raw_score
+            span._.uniner_source = c.source
+            span._.uniner_match = c.match
+            spans.append(span)
+            scores.append(c.score)
+        # spaCy keys span extensions by offsets only, so two labels of one span share their
+        # `_.uniner_score`; the group's `scores` (spancat's convention) keeps one per span
+        doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, attrs={"scores": scores}, spans=spans)
+        if self.write_ents:
+            existing = list(doc.ents) if self.keep_existing_ents else []
+            taken = [(e.start_char, e.end_char) for e in existing]
+            chosen = resolve(candidates, self.overlap_policy, taken)
+            by_key = {(s.start_char, s.end_char, s.label_): s for s in spans}
+            new = []
+            for c in chosen:
+                span = by_key.get((c.start, c.end, c.label))
+                if span is None:
+                    continue
+                # the offsets' extensions hold the last label written: make them the entity's
+                span._.uniner_score, span._.uniner_raw_score = c.score, c.raw_score
+                span._.uniner_source, span._.uniner_match = c.source, c.match
+                new.append(span)
+            doc.ents = sorted(existing + new, key=lambda s: s.start)
 
     # -- spaCy pipe API ----------------------------------------------------
+    # As spaCy's TrainablePipe: what escapes a batch (anything, with on_error = "raise") goes to the
+    # error handler, which re-raises unless `nlp.set_error_handler` set one that returns; then the
+    # stream goes on without that batch's docs.
     def __call__(self, doc: Doc) -> Doc:
-        self.set_annotations([doc], self.predict([doc]))
+        error_handler = self.get_error_handler()
+        try:
+            self.set_annotations([doc], self.predict([doc]))
+        except Exception as err:
+            error_handler(self.name, self, [doc], err)
         return doc
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        error_handler = self.get_error_handler()
         for docs in minibatch(stream, size=batch_size):
-            self.set_annotations(docs, self.predict(docs))
-            yield from docs
+            try:
+                self.set_annotations(docs, self.predict(docs))
+                yield from docs
+            except Exception as err:
+                error_handler(self.name, self, docs, err)
 
     def initialize(self, get_examples: Optional[Callable[[], Iterable[Example]]] = None, *, nlp=None,
                    labels: Optional[Labels] = None) -> None:
@@ -346,7 +448,7 @@ class UniNER:
             self.label_map = validate_labels(labels)
             self._extra_types = None
 
-    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, object]:
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
         if self.scorer is None:
             raise ConfigError("This 'uniner' component has no scorer")
         return self.scorer(examples, **kwargs)

@@ -1,8 +1,13 @@
 """Raw model answer → mention strings.
 
 Small students and remote servers return leading prose, truncated lists,
-single quotes and repeats; we recover what is recoverable and say so
-(`ok`, `repaired`) so failures are counted rather than hidden.
+single quotes and repeats; we recover what is recoverable and say so, so that
+failures are counted rather than hidden: `ok` is False when there is no list of
+strings to read, and `repaired` is True when the answer was cut off (the list or
+a string never closed, or it ran past `MAX_MENTIONS`), so mentions after the cut
+are lost. Leading prose, repeats and blank items lose nothing and are not repairs.
+Only the list's own strings are mentions: an item that is an object, a list,
+a number or null gives none (`[{"name": "X"}]` names neither `name` nor `X`).
 """
 from __future__ import annotations
 
@@ -13,6 +18,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..types import ParsedAnswer
 
+# Mentions kept per answer. A passage is at most a few hundred model tokens, so no real answer
+# lists 100 distinct mentions of one type; a longer list is a model looping (`"1", "2", "3", ...`),
+# and each mention costs an alignment over the passage. The rest is dropped and the answer counts
+# as truncated.
+MAX_MENTIONS = 100
+
 
 @dataclass(frozen=True)
 class Literal:
@@ -21,29 +32,64 @@ class Literal:
     end: int
 
 
-def scan_list(raw: str) -> Tuple[List[Literal], bool, bool]:
-    """String literals of the first `[...]` in `raw`: (literals, found, closed).
+@dataclass(frozen=True)
+class ListScan:
+    """What the first `[...]` of an answer holds."""
+
+    literals: List[Literal]  # its string items, in order
+    found: bool  # there is a `[`
+    closed: bool  # its `]` came (not cut off)
+    others: int  # items that are not strings: objects, lists, numbers, null, bare words
+
+
+def scan_items(raw: str) -> ListScan:
+    """The items of the first `[...]` in `raw`.
 
     A small state machine rather than a regex, so that brackets and quotes
-    inside strings do not end the list.
+    inside strings do not end the list, and strings nested in an item
+    (`{"name": "X"}`, `["X"]`) are not taken for items.
     """
     open_at = raw.find("[")
     if open_at < 0:
-        return [], False, False
+        return ListScan([], False, False, 0)
     literals: List[Literal] = []
+    others = 0
+    depth = 0  # nesting inside the current item
+    bare = False  # inside a bare item (number, null, word)
     i, n = open_at + 1, len(raw)
     while i < n:
         ch = raw[i]
-        if ch == "]":
-            return literals, True, True
         if ch in "\"'":
             lit, i = read_string(raw, i)
             if lit is None:  # unterminated string: the answer was cut off
-                return literals, True, False
-            literals.append(lit)
+                return ListScan(literals, True, False, others)
+            if depth == 0 and not bare:
+                literals.append(lit)
             continue
+        if ch in "[{":
+            if depth == 0 and not bare:
+                others += 1
+            depth += 1
+        elif ch in "]}":
+            if depth == 0:
+                if ch == "]":
+                    return ListScan(literals, True, True, others)
+            else:
+                depth -= 1
+        elif depth == 0:
+            if ch == ",":
+                bare = False
+            elif not ch.isspace() and not bare:
+                bare = True
+                others += 1
         i += 1
-    return literals, True, False
+    return ListScan(literals, True, False, others)
+
+
+def scan_list(raw: str) -> Tuple[List[Literal], bool, bool]:
+    """String items of the first `[...]` in `raw`: (literals, found, closed); see `scan_items`."""
+    scan = scan_items(raw)
+    return scan.literals, scan.found, scan.closed
 
 
 def closes_outside_words(raw: str, j: int) -> bool:
@@ -89,20 +135,23 @@ def read_string(
 
 
 def parse_answer(raw: str) -> ParsedAnswer:
-    """Mentions in answer order, de-duplicated; empty strings dropped."""
-    literals, found, closed = scan_list(raw)
-    if not found:
+    """Mentions in answer order, de-duplicated, at most `MAX_MENTIONS`; empty strings dropped.
+
+    Not `ok` without a list, or when its items are all non-strings (`[{"name": "X"}]`, `[1990]`,
+    `[null]`): the answer is then unread, not "no mentions". `repaired`: cut off, see the module.
+    """
+    scan = scan_items(raw)
+    if not scan.found or (scan.others and not scan.literals):
         return ParsedAnswer(mentions=[], ok=False)
-    prefix_is_clean = raw[: raw.find("[")].strip() == ""
     mentions: List[str] = []
     seen = set()
-    for lit in literals:
+    for lit in scan.literals:
         text = lit.value.strip()
         if text and text not in seen:
             seen.add(text)
             mentions.append(text)
-    repaired = not closed or not prefix_is_clean or len(mentions) < len(literals)
-    return ParsedAnswer(mentions=mentions, ok=True, repaired=repaired)
+    over = len(mentions) > MAX_MENTIONS
+    return ParsedAnswer(mentions=mentions[:MAX_MENTIONS], ok=True, repaired=not scan.closed or over)
 
 
 def _token_bounds(pieces: List[Tuple[str, float]]) -> List[Tuple[int, int]]:

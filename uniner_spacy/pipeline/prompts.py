@@ -15,6 +15,7 @@ SYSTEM_PARAGRAPH = (
 ACK = "I've read this text."
 QUESTION = "What describes {entity_type} in the text?"
 LLAMA_EOS = "</s>"
+USER_CUE = "USER:"
 ASSISTANT_CUE = "ASSISTANT:"  # a prompt ends here; the model writes the answer
 
 TEACHER_SYSTEM = "You are a helpful information extraction system."
@@ -60,7 +61,7 @@ class Template:
         ]
 
     def _user(self, content: str) -> str:
-        return f"USER: {content} "
+        return f"{USER_CUE} {content} "
 
     def _assistant(self, content: str) -> str:
         """A finished assistant turn; it ends in the model's EOS."""
@@ -72,18 +73,38 @@ class Template:
         System messages are joined in front; the text ends with the cue for the
         assistant's next turn, so `chat_turns` renders exactly as `render` does.
         """
-        system = " ".join(m["content"] for m in messages if m["role"] == "system")
-        parts = [system + " "] if system else []
+        return self.render_chat_texts(messages)[0]
+
+    def render_chat_texts(self, messages: Sequence[Mapping[str, str]]) -> Tuple[str, List[Tuple[int, int]]]:
+        """`render_chat`, and where the messages' contents lie in it: that is text, never control tokens."""
+        pieces: List[Tuple[str, bool]] = []  # (piece, a message's content)
+        systems = [m["content"] for m in messages if m["role"] == "system"]
+        if " ".join(systems):
+            for k, system in enumerate(systems):
+                pieces += [(" " if k else "", False), (system, True)]
+            pieces.append((" ", False))
         for m in messages:
             if m["role"] == "user":
-                parts.append(self._user(m["content"]))
+                pieces += [(f"{USER_CUE} ", False), (m["content"], True), (" ", False)]
             elif m["role"] == "assistant":
-                parts.append(self._assistant(m["content"]))
-        return "".join(parts) + ASSISTANT_CUE
+                pieces += [(f"{ASSISTANT_CUE} ", False), (m["content"], True), (self.eos, False)]
+        pieces.append((ASSISTANT_CUE, False))
+        text, spans = "", []
+        for piece, is_content in pieces:
+            if is_content:
+                spans.append((len(text), len(text) + len(piece)))
+            text += piece
+        return text, spans
 
     def prefix(self, passage: str) -> str:
         """Everything before the first question: shared by all types of a passage."""
         return f"{self.system} " + self._user(self.first_user_turn(passage)) + self._assistant(ACK)
+
+    def passage_span(self, passage: str) -> Tuple[int, int]:
+        """Where `passage` lies in `prefix(passage)` (and `render`): document text, so a special-token
+        string in it must be tokenized as text, not as the template's control tokens."""
+        start = len(f"{self.system} {USER_CUE} ") + len(self.first_user_turn(""))
+        return start, start + len(passage)
 
     def question_turn(self, entity_type: str) -> str:
         return self._user(question(entity_type)) + ASSISTANT_CUE

@@ -8,6 +8,12 @@ as the package `uniner_spacy.rulesets`); `uniner.Rules.v1` takes a path or a shi
 
 Order per doc: edits → merges → gazetteers → filters, then one candidate per
 (start, end, label).
+
+Rule regexes run on the `regex` package with a time limit per match
+(`REGEX_TIMEOUT`): a pattern that backtracks catastrophically on some span raises
+`RuleTimeout` naming the rule, which the component records for that doc (it is
+no `RulesError`: those are bad settings, which stop the run), instead of
+hanging the run.
 """
 from __future__ import annotations
 
@@ -18,10 +24,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+import regex
 from spacy.matcher import Matcher
 from spacy.tokens import Doc, Span
 
-from ..errors import RulesError
+from ..errors import RulesError, StageError
 from ..registry import registry
 from ..types import Candidate
 
@@ -35,6 +42,9 @@ these those who whom whose which what whoever whatever something someone somebod
 anybody everything everyone everybody nothing nobody one ones u ur ya""".split())
 DETERMINERS = frozenset("a an the this that these those some any each every no all both either neither".split())
 ARTICLES = ("a", "an", "the")
+# seconds one rule regex may spend on one span; candidate spans are short, so only a pathological
+# pattern (`^(a|aa)+$`) gets near it
+REGEX_TIMEOUT = 0.25
 
 
 def _closes(before: str, last: str) -> bool:
@@ -93,15 +103,34 @@ def _strings(obj: Mapping, key: str, where: str) -> List[str]:
     return value
 
 
-def _regex(obj: Mapping, key: str, where: str) -> Optional["re.Pattern[str]"]:
+class RuleTimeout(StageError, TimeoutError):
+    """A rule regex ran out of time on one span: that doc's failure, not a bad setting."""
+
+
+@dataclass
+class RuleRegex:
+    """A rule's compiled pattern and where it was written (named when a search runs out of time)."""
+
+    pattern: "regex.Pattern[str]"
+    where: str
+
+    def search(self, text: str, timeout: float) -> bool:
+        try:
+            return self.pattern.search(text, timeout=timeout) is not None
+        except TimeoutError:
+            raise RuleTimeout(f"{self.where}: regular expression {self.pattern.pattern!r} took over {timeout} s "
+                              f"on {text[:80]!r} (catastrophic backtracking?)") from None
+
+
+def _regex(obj: Mapping, key: str, where: str) -> Optional[RuleRegex]:
     value = obj.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise _err(f"{where}.{key}", f"expected a regular expression string, got {value!r}")
     try:
-        return re.compile(value)
-    except re.error as e:
+        return RuleRegex(regex.compile(value), f"{where}.{key}")
+    except regex.error as e:
         raise _err(f"{where}.{key}", f"invalid regular expression {value!r}: {e}") from None
 
 
@@ -131,8 +160,8 @@ class LengthBounds:
 @dataclass
 class LabelFilter:
     bounds: LengthBounds
-    regex: Optional["re.Pattern[str]"] = None
-    exclude_regex: Optional["re.Pattern[str]"] = None
+    regex: Optional[RuleRegex] = None
+    exclude_regex: Optional[RuleRegex] = None
     patterns: List[list] = field(default_factory=list)
     exclude_patterns: List[list] = field(default_factory=list)
     block: frozenset = frozenset()
@@ -203,6 +232,8 @@ def shipped_rule_sets() -> List[str]:
 
 class Rules:
     """A Stage built from a validated rule mapping (see rules/README.md)."""
+
+    regex_timeout: float = REGEX_TIMEOUT
 
     def __init__(self, data: Mapping[str, Any], *, name: str = "rules", base_dir: Optional[Path] = None):
         from spacy.vocab import Vocab
@@ -466,9 +497,9 @@ class Rules:
             return True
         if lower in lf.block or not lf.bounds.ok(span):
             return False
-        if lf.regex is not None and not lf.regex.search(span.text):
+        if lf.regex is not None and not lf.regex.search(span.text, self.regex_timeout):
             return False
-        if lf.exclude_regex is not None and lf.exclude_regex.search(span.text):
+        if lf.exclude_regex is not None and lf.exclude_regex.search(span.text, self.regex_timeout):
             return False
         keep_m, drop_m = self._label_matchers(doc.vocab)
         if lf.patterns and not self._full_match(keep_m, span, c.label):

@@ -8,12 +8,17 @@ left-padded. Decoding is greedy and drops rows whose list has closed
 (`decoding.py`). On the CPU, attention and the key/value cache take the
 faster route of `cpu_kernels.py`, where passages are stored once for all their
 questions. One query per call (`batch_size=1`) is the slow baseline.
+
+Passages are document text: a special-token string in one (`<|im_end|>`) is
+tokenized as text, never as a control token (`base.PromptEncoder`). An answer
+cut at `max_new_tokens` says so (`Generation.finish_reason == "length"`).
 """
 from __future__ import annotations
 
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
@@ -21,7 +26,7 @@ from ...pipeline.parsing import forced_mentions, scan_list
 from ...registry import registry
 from ...types import Generation, Query
 from ...weights import fix_tokenizer, resolve_model
-from ..base import Prompter, common_head, describe
+from ..base import PromptEncoder, Prompter, Spans, clip, common_head, describe
 from .cpu_kernels import (
     growing_cache,
     in_place_caches,
@@ -44,6 +49,9 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 ATTENTIONS = ("auto", "grouped", "model")
 # part of cache keys: the answer text changes with how tokens are decoded (2: spaces before punctuation kept)
 ANSWER_TEXT_VERSION = 2
+# `from_pretrained` patches torch process-wide while it builds a model, so two threads loading at
+# once (a server's first requests) can leave later models on the meta device: one load at a time
+_LOADING = threading.Lock()
 
 
 @registry.misc("uniner.HF.v1")
@@ -88,6 +96,7 @@ class HFBackend:
         # None: on for the embedded student (trained for this format), off otherwise
         self.constrained = (model == "embedded") if constrained is None else constrained
         self._vocab: Optional[Vocabulary] = None  # the grammar's view of the tokenizer, built once
+        self._encoder: Optional[PromptEncoder] = None  # built at first use, from the tokenizer
         self.prompter = Prompter(system=system, dataset=dataset)
         self._model = None
         self._tokenizer = None
@@ -108,6 +117,11 @@ class HFBackend:
     def _load(self) -> None:
         if self._model is not None:
             return
+        with _LOADING:
+            if self._model is None:
+                self._load_now()
+
+    def _load_now(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -151,8 +165,8 @@ class HFBackend:
             # pay off; elsewhere each row carries its whole prompt's key/value cache
             self.batch_size = 512 if self._grouped and self.prefix_sharing else 32
         self.device = device
-        self._model, self._tokenizer = model, tokenizer
         self.template = self.prompter.template(tokenizer.eos_token)
+        self._tokenizer, self._model = tokenizer, model  # the model last: it says the load is done
 
     @property
     def tokenizer(self):
@@ -163,6 +177,12 @@ class HFBackend:
     def model(self):
         self._load()
         return self._model
+
+    @property
+    def encoder(self) -> PromptEncoder:
+        if self._encoder is None or self._encoder.tokenizer is not self.tokenizer:
+            self._encoder = PromptEncoder(self.tokenizer)
+        return self._encoder
 
     @property
     def model_id(self) -> str:
@@ -205,7 +225,8 @@ class HFBackend:
         return self
 
     def token_offsets(self, text: str) -> List[Tuple[int, int]]:
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        # special-token strings split, as passages are tokenized in prompts
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
         return [tuple(o) for o in enc["offset_mapping"]]
 
     # -- generation ------------------------------------------------------
@@ -220,6 +241,7 @@ class HFBackend:
             return self.call_shared(queries, mark_forced=mark_forced)
         prompts = self.prompts(queries)
         assert self.batch_size is not None  # set by the load in prompts()
+        texts = [[self.template.passage_span(q.passage)] for q in queries]
         # character length orders prompts as well as token length, without tokenising twice
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         out: List[Optional[Generation]] = [None] * len(prompts)
@@ -228,7 +250,7 @@ class HFBackend:
             passages = [queries[i].passage for i in idx]
             words = [queries[i].words for i in idx]
             for i, gen in zip(idx, self.generate([prompts[i] for i in idx], passages, words,
-                                                   mark_forced=mark_forced)):
+                                                   mark_forced=mark_forced, texts=[texts[i] for i in idx])):
                 out[i] = gen
         return out  # type: ignore[return-value]
 
@@ -266,20 +288,22 @@ class HFBackend:
                 size += len(idx)
         return out  # type: ignore[return-value]
 
-    def _split(self, prefixes: List[str], questions: List[str]) -> Optional[Tuple[str, str]]:
+    def _split(self, prefixes: List[str], questions: List[str], passage: Tuple[int, int]) -> Optional[Tuple[str, str]]:
         """Where to cut the prompts: (opening of all prefixes, opening of all questions).
 
         Each cut is kept only if the pieces tokenize exactly like the whole
-        prompt; None when even the plain prefix/question cut does not (then
-        the batch runs unshared).
+        prompt (the first, whose passage lies at `passage`); None when even the
+        plain prefix/question cut does not (then the batch runs unshared).
         """
-        tok = self.tokenizer
+        encode = self.encoder
 
         def same(pieces: List[str]) -> bool:
-            whole = tok("".join(pieces), add_special_tokens=True).input_ids
-            parts = tok(pieces[0], add_special_tokens=True).input_ids
-            for piece in pieces[1:]:
-                parts += tok(piece, add_special_tokens=False).input_ids
+            whole = encode("".join(pieces), [passage])
+            parts: List[int] = []
+            start = 0
+            for k, piece in enumerate(pieces):
+                parts += encode(piece, clip([passage], start, start + len(piece)), add_special_tokens=k == 0)
+                start += len(piece)
             return parts == whole
 
         prefix, question = prefixes[0], questions[0]
@@ -292,15 +316,18 @@ class HFBackend:
                         words: Optional[List[Words]] = None, *, mark_forced: bool = False) -> List[Generation]:
         import torch
 
-        tok = self.tokenizer
+        tok, encode = self.tokenizer, self.encoder
         prefixes = [self.template.prefix(p) for p in passages]
-        cut = self._split(prefixes, questions)
+        spans = [self.template.passage_span(p) for p in passages]
+        cut = self._split(prefixes, questions, spans[0])
         if cut is None:
             return self.generate([prefixes[o] + q for o, q in zip(owners, questions)], [passages[o] for o in owners],
-                                 None if words is None else [words[o] for o in owners], mark_forced=mark_forced)
+                                 None if words is None else [words[o] for o in owners], mark_forced=mark_forced,
+                                 texts=[[spans[o]] for o in owners])
         head, qhead = cut
-        opening = tok(head, add_special_tokens=True).input_ids
-        rests = tok([p[len(head):] + qhead for p in prefixes], add_special_tokens=False).input_ids
+        opening = encode(head, clip(spans[:1], 0, len(head)))
+        rests = [encode(p[len(head):] + qhead, clip([span], len(head), len(p)), add_special_tokens=False)
+                 for p, span in zip(prefixes, spans)]
         with torch.inference_mode():
             cache, ids, mask = self._prefill_passages(opening, rests)
         index = torch.tensor(owners, device=self.device)
@@ -376,12 +403,21 @@ class HFBackend:
                    past_key_values=cache, use_cache=True, logits_to_keep=1)
         return ids, mask
 
-    def generate(self, prompts: List[str], passages: Optional[List[str]] = None,
-                 words: Optional[List[Words]] = None, *, mark_forced: bool = False) -> List[Generation]:
+    def generate(self, prompts: Sequence[Union[str, List[int]]], passages: Optional[List[str]] = None,
+                 words: Optional[List[Words]] = None, *, mark_forced: bool = False,
+                 texts: Optional[Sequence[Spans]] = None) -> List[Generation]:
         """Greedy generation for one padded batch, with per-token log-probs; `passages` (and their
-        token offsets, `words`) constrain the answers when `constrained`."""
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(self.device)
-        return self._decode(enc.input_ids, enc.attention_mask, passages, words, mark_forced=mark_forced)
+        token offsets, `words`) constrain the answers when `constrained`.
+
+        A prompt is a string or its token ids; `texts` gives each string prompt's document text
+        (character ranges), whose special-token strings stay text. Without it a prompt is read
+        as written, control tokens included (the server's raw completions).
+        """
+        self._load()
+        rows = [p if not isinstance(p, str) else self.encoder(p, texts[k] if texts is not None else ())
+                for k, p in enumerate(prompts)]
+        ids, mask = self._append(None, None, rows)
+        return self._decode(ids, mask, passages, words, mark_forced=mark_forced)
 
     def _decode(self, input_ids, attention_mask, passages=None, words=None, past_key_values=None,
                 forward_kwargs=None, mark_forced: bool = False) -> List[Generation]:
@@ -411,8 +447,18 @@ class HFBackend:
             pieces = self._pieces(row)
             text = "".join(p for p, _ in pieces)
             forced = forced_mentions(text, pieces, [s.forced for s in row])
-            out.append(Generation(text=text, token_logprobs=pieces, forced=forced))
+            out.append(Generation(text=text, token_logprobs=pieces, forced=forced,
+                                  finish_reason=self._finish_reason(row)))
         return out
+
+    def _finish_reason(self, row: Sequence[Step]) -> str:
+        """"length" when decoding ran out of tokens before EOS or the list's end, else "stop"."""
+        if len(row) < self.max_new_tokens:
+            return "stop"  # greedy_decode ends a row early only at EOS or the stop rule
+        tokens = [s.token for s in row]
+        ended = tokens[-1] == self.tokenizer.eos_token_id or (
+            self.stop_at_list_end and ListClosed(self.tokenizer)(tokens))
+        return "stop" if ended else "length"
 
     def _pieces(self, row: Sequence[Step]) -> List[Tuple[str, float]]:
         """(text, log-prob) per token, joining to the decoded answer.
