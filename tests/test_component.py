@@ -152,3 +152,19 @@ def test_prefix_sharing_equals_unshared_token_for_token(tiny_model_dir):
     assert [g.text for g in got] == [g.text for g in plain]
     assert [lp for g in got for _, lp in g.token_logprobs] == pytest.approx(
         [lp for g in plain for _, lp in g.token_logprobs], abs=1e-4)
+
+
+def test_the_pipe_gathers_docs_until_a_call_fills_the_backend():
+    """`nlp.pipe(batch_size=2)` over a backend that takes 12 queries at once: 3 labels → 4 docs a call."""
+    from uniner_spacy.backends.canned import CannedBackend
+
+    backend = CannedBackend({"person": ["Ada"]})
+    backend.capacity = 12
+    nlp = spacy.blank("en")
+    pipe = nlp.add_pipe("uniner", config={"labels": ["person", "city", "company"], "backend": canned()})
+    pipe.backend = backend
+    assert pipe.docs_per_batch(2) == 4 and pipe.docs_per_batch(10) == 10
+    docs = list(nlp.pipe([f"Ada number {i}." for i in range(9)], batch_size=2))
+    assert [n for n, _ in backend.calls] == [12, 12, 3] and all(d.ents for d in docs)
+    backend.capacity = None
+    assert pipe.docs_per_batch(2) == 2

@@ -24,9 +24,9 @@ def test_project_yml_is_valid_and_declares_every_step():
 
     config = load_project_config(REPO)  # validates against weasel's schema (exits if invalid)
     commands = {c["name"]: c for c in config["commands"]}
-    for workflow in ("all", "smoke"):
+    for workflow, n in (("all", 7), ("smoke", 7), ("distill-spacy", 2), ("distill-spacy-smoke", 2)):
         steps = config["workflows"][workflow]
-        assert len(steps) == 7 and all(s in commands for s in steps)
+        assert len(steps) == n and all(s in commands for s in steps)
         for step in steps:
             assert commands[step].get("deps") and commands[step].get("outputs"), step
 
@@ -85,23 +85,6 @@ def test_convert_and_stats(tmp_path):
     assert "| person | 2 |" in (tmp_path / "s.md").read_text()
 
 
-def test_distill_spacy_docbin(tmp_path):
-    import spacy
-    from spacy.tokens import DocBin
-
-    from training import distill_spacy
-
-    ann = tmp_path / "ann.jsonl"
-    _annotations(ann)
-    info = distill_spacy.main(["docbin", str(ann), "--out", str(tmp_path / "sp"), "--labels", "person",
-                               "--dev-share", "0.5"])
-    assert info["docs"] == 2 and info["entities"] == 2 and info["lost"]["other_type"] == 2
-    nlp = spacy.blank("en")
-    docs = list(DocBin().from_disk(tmp_path / "sp" / "train.spacy").get_docs(nlp.vocab))
-    docs += list(DocBin().from_disk(tmp_path / "sp" / "dev.spacy").get_docs(nlp.vocab))
-    assert sorted(e.text for d in docs for e in d.ents) == ["Alice", "Bob"]
-
-
 def test_convert_reads_published_pile_ner_and_supervised(tmp_path):
     pile = [{"id": "0", "conversations": [
         {"from": "human", "value": "Text: Tim Cook runs Apple."}, {"from": "gpt", "value": ACK},
@@ -143,3 +126,28 @@ def test_spacy_project_run_smoke(tmp_path):
     again = subprocess.run([sys.executable, "-m", "spacy", "project", "run", "smoke", str(work)], env=env,
                            cwd=work, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("Skipping") >= 7, again.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_spacy_project_run_distill_spacy_smoke(tmp_path):
+    """The LLM teaching a spaCy pipeline, end to end with the embedded teacher: raw text → annotate →
+    silver → spacy train → a packaged pipeline, scored on the sample dev set; the last line of
+    `uniner-spacy distill`'s output is that pipeline, and it loads in a clean process."""
+    work = tmp_path / "project"
+    work.mkdir()
+    shutil.copy2(REPO / "project.yml", work / "project.yml")
+    shutil.copytree(REPO / "training", work / "training", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(work)}
+    proc = subprocess.run([sys.executable, "-m", "spacy", "project", "run", "distill-spacy-smoke", str(work)],
+                          env=env, cwd=work, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = work / ".train" / "distill-spacy-smoke"
+    assert proc.stdout.strip().splitlines()[-1].endswith(str(Path(".train") / "distill-spacy-smoke" / "pipeline"))
+    silver = json.loads((out / "silver.json").read_text())
+    assert silver["rows"] == 12 and silver["not_complete"] == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["per_label"]) == {"person", "organization", "location"}
+    from test_distill_spacy import load_without_uniner
+
+    assert load_without_uniner(out / "pipeline", "Ingrid Solberg joined Fjordlight in Oslo.")["pipes"] == ["tok2vec",
+                                                                                                     "ner"]

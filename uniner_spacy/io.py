@@ -56,6 +56,12 @@ def read_texts(path: Path, text_field: str = "text") -> Iterator[Tuple[str, dict
             yield line.rstrip("\n"), {"line": n + 1}
 
 
+# a batch run's bookkeeping keys on each output row, Prodigy-style (runs.py, docs/batch-runs.md)
+INDEX, STATUS, ERROR = "_index", "_status", "_error"
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+STATUSES = (OK, FAILED, SKIPPED)
+
+
 def doc_to_json(doc, meta: dict, spans_key: str = "uniner") -> dict:
     """One output row. Candidate scores come from the span group's `scores`: spaCy keys span
     extensions by offsets, so two labels of one span would share `_.uniner_score`."""

@@ -21,13 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import UninerError
-from .io import doc_to_json
+from .io import ERROR, FAILED, INDEX, OK, SKIPPED, STATUS, STATUSES, doc_to_json
 from .pipeline.component import SETUP_ERRORS, UniNER
 from .types import Stats
-
-INDEX, STATUS, ERROR = "_index", "_status", "_error"
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
-STATUSES = (OK, FAILED, SKIPPED)
 
 Echo = Callable[[str], None]
 Item = Tuple[int, str, dict]  # (input position, text, meta)

@@ -19,10 +19,16 @@ class Backend(Protocol):
     - `__call__(queries, mark_forced=...)`: one answer per query, in order; a failed query comes
       back with `Generation.error` set. `mark_forced` asks a constrained backend to mark mentions
       its grammar forced (`Generation.forced`); backends that never force ignore it.
+    - `capacity`: how many queries one call takes before it stops getting faster per query (a
+      model's batch rows, a server client's concurrency), or None; the pipe gathers documents
+      until a call has that many, whatever batch size `nlp.pipe` was given.
     """
 
     @property
     def model_id(self) -> str: ...
+
+    @property
+    def capacity(self) -> Optional[int]: ...
 
     def token_offsets(self, text: str) -> List[Tuple[int, int]]: ...
 

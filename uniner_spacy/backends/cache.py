@@ -386,6 +386,10 @@ class CachedBackend:
     def model_id(self) -> str:
         return self.backend.model_id
 
+    @property
+    def capacity(self) -> Optional[int]:
+        return self.backend.capacity
+
     def token_offsets(self, text: str) -> List[Tuple[int, int]]:
         return self.backend.token_offsets(text)
 

@@ -37,6 +37,8 @@ class CannedBackend:
                            sort_keys=True)
         return "canned:" + hashlib.sha256(table.encode("utf8")).hexdigest()[:16]
 
+    capacity: Optional[int] = None  # a table answers any batch at once
+
     def token_offsets(self, text: str) -> List[Tuple[int, int]]:
         return approx_token_offsets(text)
 

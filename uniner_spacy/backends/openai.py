@@ -99,6 +99,11 @@ class OpenAIBackend:
             self._tokenizer = tokenizer
         return self._tokenizer
 
+    @property
+    def capacity(self) -> Optional[int]:
+        """Requests in flight at once: a call with fewer leaves the server idle."""
+        return self.concurrency
+
     def token_offsets(self, text: str) -> List[Tuple[int, int]]:
         tokenizer = self.tokenizer
         if tokenizer is not None:

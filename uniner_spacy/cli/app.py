@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -53,7 +54,7 @@ def annotate(
     output: Path = typer.Argument(..., help="Output: .jsonl (resumable), .spacy (DocBin) or .html (displaCy)"),
     labels: Optional[str] = typer.Option(None, help="person,organization or 'person=A human;city=A town'"),
     config: Optional[Path] = typer.Option(None, help="spaCy config or saved pipeline with a uniner pipe"),
-    batch_size: int = typer.Option(32, help="Docs per nlp.pipe batch"),
+    batch_size: int = typer.Option(32, help="Docs per batch at least; more when the backend takes more at once"),
     text_field: str = typer.Option("text", help="Field holding the text in JSONL input"),
     resume: bool = typer.Option(True, help="Keep a .jsonl output's complete rows and annotate only the rest "
                                            "(--no-resume starts over)"),
@@ -146,7 +147,8 @@ def _failed_path(output: Path) -> Path:
 
 def _annotate_docs(nlp, items, output: Path, batch_size: int, max_failed_batches: int):
     """.spacy and .html hold complete documents only; the others go to `<output>.failed.jsonl`."""
-    from ..runs import ERROR, OK, Summary
+    from ..io import ERROR, OK
+    from ..runs import Summary
 
     failed = _failed_path(output)
     failed.unlink(missing_ok=True)
@@ -179,9 +181,12 @@ def _run_batches(nlp, items, todo, batch_size: int, max_failed_batches: int, kee
     returns (why the circuit breaker stopped the run or "", the warnings logged)."""
     from tqdm import tqdm
 
-    from ..runs import ERROR, SETUP_ERRORS, Breaker, LoggedWarnings, annotate_batch, batches, describe
+    from ..io import ERROR
+    from ..runs import SETUP_ERRORS, Breaker, LoggedWarnings, annotate_batch, batches, describe
 
     breaker = Breaker(max_failed_batches)
+    if "uniner" in nlp.pipe_names:  # batches that fill the backend, whatever --batch-size says
+        batch_size = uniner_pipe(nlp).docs_per_batch(batch_size)
     bar = tqdm(total=len(todo), unit="doc", desc="annotate")
     with LoggedWarnings(_echo) as logged:
         try:
@@ -199,6 +204,112 @@ def _run_batches(nlp, items, todo, batch_size: int, max_failed_batches: int, kee
         finally:
             bar.close()
     return "", logged.counts
+
+
+@app.command()
+def distill(
+    corpus: Path = typer.Argument(..., help="Raw text: lines (.txt), JSONL with a text field, or a .txt folder"),
+    output_dir: Path = typer.Argument(..., help="Where the silver, the training run and the pipeline go"),
+    labels: Optional[str] = typer.Option(None, help="person,organization or 'person=A human;city=A town'"),
+    config: Optional[Path] = typer.Option(None, help="The teacher: a spaCy config or saved pipeline with a uniner "
+                                                     "pipe (default: the embedded student)"),
+    student: str = typer.Option("cnn", help="cnn (spaCy's efficiency ner) or transformer (spacy-transformers)"),
+    encoder: Optional[Path] = typer.Option(None, help="With --student transformer: a local Hugging Face encoder "
+                                                      "folder (default: the packaged all-MiniLM-L6-v2)"),
+    max_steps: int = typer.Option(2000, help="spacy train steps"),
+    min_score: float = typer.Option(0.0, help="Silver entities scoring below this are marked missing"),
+    consistency: float = typer.Option(0.0, help="A name labelled several ways takes its majority label when it "
+                                                "holds this share (0: off)"),
+    keep_truncated: bool = typer.Option(False, help="Keep documents with an answer cut at the token limit"),
+    dev_share: float = typer.Option(0.1, help="Share of the silver held out for spacy train's model selection"),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(256, help="Docs per teacher batch"),
+    text_field: str = typer.Option("text", help="Field holding the text in JSONL input"),
+    max_failed_batches: int = typer.Option(3, help="Stop the teacher after N consecutive failed batches"),
+    gold: Optional[Path] = typer.Option(None, help="Gold data to score the pipeline on (never its training text)"),
+    gold_labels: Optional[str] = typer.Option(None, help="Label pairs where the gold names differ, e.g. "
+                                                         "miscellaneous=else"),
+):
+    """Teach a fast spaCy `ner` pipeline with the LLM: annotate → clean the silver → spacy train →
+    package. The last line of standard output is the pipeline's folder (docs/distillation.md)."""
+    import random
+
+    import spacy
+    from spacy.tokens import DocBin
+
+    from ..distill.silver import SilverFilters, silver_docs
+    from ..distill.spacy_student import package_student, score_spans, student_config, train_student
+    from ..io import jsonl_rows
+    from ..pipeline.build import build_nlp
+    from ..runs import RunMismatch, RunRecord
+
+    if not corpus.exists():
+        fail(f"Corpus {corpus} does not exist")
+    if not 0 < dev_share < 1:
+        fail("--dev-share must lie between 0 and 1")
+    items = _read(corpus, text_field)
+    try:
+        teacher = build_nlp(parse_labels(labels) if labels else None, config)
+        taught = list(uniner_pipe(teacher).labels)
+        teacher_id = uniner_pipe(teacher).backend.model_id
+    except UninerError as err:
+        fail(str(err))
+        raise
+    silver = output_dir / "silver.jsonl"
+    _echo(f"1/4 teacher: {len(items)} documents, labels {', '.join(taught)} → {silver}")
+    try:
+        summary = _annotate_jsonl(teacher, items, silver, RunRecord.of(items, teacher), True, batch_size,
+                                  max_failed_batches)
+    except RunMismatch as err:
+        fail(f"{err}. Delete {silver} (and its .run.json) to start the silver over")
+        raise
+    for line in summary.lines():
+        _echo(line)
+    if not summary.ok:
+        _echo("The silver is not complete: rerun the same command to finish it (nothing is trained on a part)")
+        raise typer.Exit(1)
+    del teacher
+    filters = SilverFilters(drop_truncated=not keep_truncated, min_score=min_score, consistency=consistency)
+    docs, report = silver_docs(spacy.blank("en"), [row for _, row in jsonl_rows(silver)], filters, taught)
+    random.Random(seed).shuffle(docs)
+    n_dev = max(1, round(len(docs) * dev_share))
+    if len(docs) - n_dev < 1:
+        fail(f"{len(docs)} usable silver documents are too few to train on")
+    corpus_dir = output_dir / "corpus"
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    DocBin(docs=docs[n_dev:]).to_disk(corpus_dir / "train.spacy")
+    DocBin(docs=docs[:n_dev]).to_disk(corpus_dir / "dev.spacy")
+    silver_info = {"filters": asdict(filters), **report.to_dict(), "train": len(docs) - n_dev, "dev": n_dev}
+    (output_dir / "silver.json").write_text(json.dumps(silver_info, indent=1))
+    _echo(f"2/4 silver: {report.documents} documents, {report.entities} entities "
+          f"({report.low_score} low-score, {report.inconsistent} inconsistent marked missing; "
+          f"{report.truncated} truncated documents left out) → {corpus_dir}")
+    _echo(f"3/4 training a {student} ner ({max_steps} steps) → {output_dir / 'training'}")
+    try:
+        model = train_student(student_config(student, encoder=encoder, max_steps=max_steps, seed=seed),
+                              corpus_dir / "train.spacy", corpus_dir / "dev.spacy", output_dir / "training")
+    except UninerError as err:
+        fail(str(err))
+        raise
+    name = "uniner_distilled_" + "_".join(label_key_name(l) for l in taught)[:60]
+    pipeline = package_student(model, output_dir / "pipeline", name=name, labels=taught,
+                               teacher={"model": teacher_id, "config": str(config) if config else "embedded"},
+                               silver=silver_info)
+    _echo(f"4/4 packaged: {pipeline} (spacy.load it; `python -m spacy package` makes it installable)")
+    if gold is not None:
+        from ..evaluation.loaders import load
+
+        pairs = dict(item.split("=", 1) for item in (gold_labels or "").split(",") if "=" in item)
+        metrics = score_spans(spacy.load(pipeline), load(gold), {l: pairs.get(l, l) for l in taught})
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        _echo(f"span F1 on {gold}: {metrics['f1']:.1f} (P {metrics['p']:.1f}, R {metrics['r']:.1f}), "
+              f"{metrics['words_per_second']:.0f} words/s")
+    typer.echo(str(pipeline))
+
+
+def label_key_name(label: str) -> str:
+    """A label as a piece of a package name: `Medical condition` → `medical_condition`."""
+    return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
 
 @app.command()

@@ -48,6 +48,9 @@ SETUP_ERRORS = (ConfigError, ModelNotFound)
 # the step a failed question is recorded under in `Stats.errors` (with the backend's message)
 BACKEND_STEP = "backend"
 
+# the most docs `pipe` gathers for one backend call, whatever the backend's capacity (memory)
+MAX_DOCS_PER_BATCH = 1024
+
 DEFAULT_BACKEND = {"@misc": "uniner.HF.v1", "model": "embedded"}
 # what `stages` unset (null) means; measured in benchmarks/ablation.py: the largest single gain
 DEFAULT_STAGES = {"conflicts": {"@misc": "uniner.Conflicts.v1"}}
@@ -433,9 +436,18 @@ class UniNER(Pipe):
             error_handler(self.name, self, [doc], err)
         return doc
 
+    def docs_per_batch(self, batch_size: int) -> int:
+        """At least `batch_size` docs, and enough that one backend call fills its `capacity`
+        (about one passage per doc): a small `nlp.pipe` batch must not leave the model half idle."""
+        capacity = getattr(self.backend, "capacity", None)  # optional for backends of other packages
+        if not capacity:
+            return batch_size
+        per_doc = sum(1 + len(self.extra_types.get(label, [])) for label in self.label_map)
+        return max(batch_size, min(MAX_DOCS_PER_BATCH, -(-capacity // max(1, per_doc))))
+
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
         error_handler = self.get_error_handler()
-        for docs in minibatch(stream, size=batch_size):
+        for docs in minibatch(stream, size=self.docs_per_batch(batch_size)):
             try:
                 self.set_annotations(docs, self.predict(docs))
                 yield from docs

@@ -174,6 +174,12 @@ class HFBackend:
         return self._tokenizer
 
     @property
+    def capacity(self) -> Optional[int]:
+        """Rows of one generation batch (512 on the CPU's shared-prefix path, 32 elsewhere), set at load."""
+        self._load()
+        return self.batch_size
+
+    @property
     def model(self):
         self._load()
         return self._model

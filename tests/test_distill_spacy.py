@@ -1,0 +1,132 @@
+"""Distillation into a spaCy `ner`: the silver filters on fixed inputs, and `uniner-spacy distill` end to end
+(a canned teacher: these tests are about the steps; the project's smoke workflow runs the real one)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+from conftest import canned
+from typer.testing import CliRunner
+
+from uniner_spacy.cli.app import app
+from uniner_spacy.distill.silver import SilverFilters, majority_labels, silver_docs
+from uniner_spacy.distill.spacy_student import counts_to_scores, student_config
+
+TEXT = "Ada Lovelace met Charles Babbage in London."
+
+
+def row(ents, status="ok", truncated=0, spans=None, text=TEXT):
+    def ent(start, end, label, score=0.9):
+        return {"start": start, "end": end, "text": text[start:end], "label": label, "score": score}
+
+    ents = [ent(*e) for e in ents]
+    return {"text": text, "ents": ents, "spans": [ent(*s) for s in spans] if spans else ents,
+            "stats": {"truncated": truncated, "backend_errors": 0, "errors": []}, "_index": 0, "_status": status}
+
+
+def iob(doc):
+    return [(t.text, t.ent_iob_, t.ent_type_) for t in doc]
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return spacy.blank("en")
+
+
+def test_incomplete_and_truncated_documents_are_left_out(nlp):
+    rows = [row([(0, 12, "person")]), row([], status="failed"), row([(0, 12, "person")], truncated=1)]
+    docs, report = silver_docs(nlp, rows, SilverFilters())
+    assert len(docs) == 1 and report.not_complete == 1 and report.truncated == 1
+    docs, report = silver_docs(nlp, rows, SilverFilters(drop_truncated=False))
+    assert len(docs) == 2 and report.truncated == 0
+
+
+def test_a_low_score_entity_is_missing_not_outside(nlp):
+    rows = [row([(0, 12, "person", 0.95), (17, 32, "person", 0.3)])]
+    [doc], report = silver_docs(nlp, rows, SilverFilters(min_score={"person": 0.5}))
+    assert [e.text for e in doc.ents] == ["Ada Lovelace"] and report.low_score == 1
+    assert iob(doc)[3:5] == [("Charles", "", ""), ("Babbage", "", "")]  # unknown: no loss either way
+    assert iob(doc)[2] == ("met", "O", "")
+
+
+def test_a_name_takes_its_majority_label_or_is_missing(nlp):
+    london = (36, 42, "location")
+    rows = [row([london]), row([london]), row([(36, 42, "organization")])]
+    assert majority_labels(rows, 0.6) == {"london": "location"}
+    docs, report = silver_docs(nlp, rows, SilverFilters(consistency=0.6))
+    assert [e.label_ for d in docs for e in d.ents] == ["location"] * 3 and report.relabelled == 1
+    docs, report = silver_docs(nlp, rows, SilverFilters(consistency=0.9))
+    assert [list(d.ents) for d in docs] == [[], [], []] and report.inconsistent == 3
+    assert iob(docs[0])[-2] == ("London", "", "")
+
+
+def test_unsure_candidates_and_labels_kept(nlp):
+    rows = [row([(0, 12, "person")], spans=[(0, 12, "person"), (36, 42, "location")])]
+    [doc], report = silver_docs(nlp, rows, SilverFilters(unsure_candidates=True))
+    assert report.unsure == 1 and iob(doc)[-2] == ("London", "", "")
+    [doc], _ = silver_docs(nlp, [row([(0, 12, "person"), (36, 42, "location")])], SilverFilters(), ["Location"])
+    assert [e.label_ for e in doc.ents] == ["location"]  # labels match by label_key
+
+
+def test_span_scores_per_label():
+    scores = counts_to_scores([[(0, 3, "a"), (4, 6, "b")]], [[(0, 3, "a"), (7, 9, "b")]], {"a", "b"})
+    assert scores["per_label"]["a"]["f1"] == 100.0 and scores["per_label"]["b"]["f1"] == 0.0
+    assert scores["f1"] == 50.0
+
+
+def test_student_configs_are_spacys_own():
+    cnn = student_config("cnn", max_steps=10)
+    assert list(cnn["components"]) == ["tok2vec", "ner"] and cnn["training"]["max_steps"] == 10
+    trf = student_config("transformer", max_steps=100)
+    assert trf["components"]["transformer"]["model"]["name"].endswith("model")  # the packaged MiniLM folder
+    assert trf["training"]["optimizer"]["learn_rate"]["total_steps"] == 100
+
+
+def load_without_uniner(path: Path, text: str) -> dict:
+    """Load a pipeline in a clean process that cannot see uniner-spacy: its entry points (which spaCy
+    imports for any installed plugin) hidden, and importing it an error. The pipeline needs nothing of ours."""
+    code = f"""
+import importlib.metadata as md, json, sys
+installed = md.entry_points()
+def visible(**select):
+    keep = lambda group: [ep for ep in installed.select(group=group) if not ep.value.startswith("uniner_spacy")]
+    return keep(select["group"]) if select else {{group: keep(group) for group in installed.groups}}
+md.entry_points = visible
+sys.modules["uniner_spacy"] = None  # any import of it raises ImportError
+import spacy
+nlp = spacy.load({str(path)!r})
+doc = nlp({text!r})
+print(json.dumps({{"pipes": nlp.pipe_names, "ents": [(e.text, e.label_) for e in doc.ents]}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_distill_runs_every_step_and_prints_a_pipeline_that_loads_without_us(tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"labels": ["person", "organization", "location"], "backend": canned()})
+    nlp.config.to_disk(tmp_path / "teacher.cfg")
+    lines = [f"{p} works for Acme Corp in {c}." for p in ("Alice Smith", "Bob Jones") for c in ("Berlin", "Paris")]
+    (tmp_path / "corpus.txt").write_text("\n".join(lines * 10) + "\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["distill", str(tmp_path / "corpus.txt"), str(out), "--config",
+                                      str(tmp_path / "teacher.cfg"), "--max-steps", "100"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == str(out / "pipeline")
+    silver = json.loads((out / "silver.json").read_text())
+    assert silver["documents"] == 40 and silver["entities"] == 120 and silver["train"] + silver["dev"] == 40
+    meta = json.loads((out / "pipeline" / "meta.json").read_text())
+    assert meta["name"] == "uniner_distilled_person_organization_location"
+    assert meta["sources"][0]["model"].startswith("canned:")
+    assert "uniner" not in (out / "pipeline" / "config.cfg").read_text()
+    loaded = load_without_uniner(out / "pipeline", "Alice Smith works for Acme Corp in Paris.")
+    assert loaded["pipes"] == ["tok2vec", "ner"]
+    assert ("Alice Smith", "person") in [tuple(e) for e in loaded["ents"]]
+    # a rerun resumes the silver (nothing asked again) and trains again
+    again = CliRunner().invoke(app, ["distill", str(tmp_path / "corpus.txt"), str(out), "--config",
+                                     str(tmp_path / "teacher.cfg"), "--max-steps", "20"])
+    assert again.exit_code == 0 and "40 of 40 documents are complete" in again.output, again.output
