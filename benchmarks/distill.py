@@ -92,14 +92,14 @@ def speed_row(work: Path, dataset: str, labels: List[str], test) -> Dict[str, An
 
 
 def gold_docs(nlp, examples, labels: Dict[str, str]):
+    from spacy.util import filter_spans
+
     back = {g: ours for ours, g in labels.items()}
     docs = []
     for eg in examples:
         doc = nlp.make_doc(eg.text)
         spans = [doc.char_span(e.start, e.end, label=back[e.label], alignment_mode="contract")
                  for e in eg.entities if e.label in back]
-        from spacy.util import filter_spans
-
         doc.ents = filter_spans([s for s in spans if s is not None])
         docs.append(doc)
     return docs

@@ -16,9 +16,10 @@ import json
 import logging
 import os
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import UninerError
 from .io import ERROR, FAILED, INDEX, OK, SKIPPED, STATUS, STATUSES, doc_to_json
@@ -196,13 +197,21 @@ def start_run(record: RunRecord, where: Path, has_rows: bool, output: Path) -> N
         raise RunMismatch(f"{output} was written by another run: " + "; ".join(differs))
 
 
-def replace_atomically(path: Path, data: bytes) -> None:
+@contextmanager
+def replaced_atomically(path: Path) -> Iterator[BinaryIO]:
+    """A file to write `path`'s new content into; it takes `path`'s place, synced, only when the
+    block ends without an error, so a reader (or a kill) never sees half of it."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as fh:
-        fh.write(data)
+        yield fh
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def replace_atomically(path: Path, data: bytes) -> None:
+    with replaced_atomically(path) as fh:
+        fh.write(data)
 
 
 # ---------------------------------------------------------------- the log
@@ -303,17 +312,13 @@ class RunLog:
             self._out = None
         if self.compact or not self.path.exists():
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
         where: Dict[int, Tuple[int, int]] = {}
-        with self.path.open("rb") as src, tmp.open("wb") as dst:
+        with self.path.open("rb") as src, replaced_atomically(self.path) as dst:
             for index in sorted(self.where):
                 offset, length = self.where[index]
                 src.seek(offset)
                 where[index] = (dst.tell(), length)
                 dst.write(src.read(length))
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, self.path)
         self.where, self.compact, self.size = where, True, self.path.stat().st_size
         self._last = max(where, default=-1)
 

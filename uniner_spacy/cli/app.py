@@ -250,8 +250,8 @@ def distill(
     items = _read(corpus, text_field)
     try:
         teacher = build_nlp(parse_labels(labels) if labels else None, config)
-        taught = list(uniner_pipe(teacher).labels)
-        teacher_id = uniner_pipe(teacher).backend.model_id
+        pipe = uniner_pipe(teacher)
+        taught, teacher_id = list(pipe.labels), pipe.backend.model_id
     except UninerError as err:
         fail(str(err))
         raise
@@ -268,7 +268,7 @@ def distill(
     if not summary.ok:
         _echo("The silver is not complete: rerun the same command to finish it (nothing is trained on a part)")
         raise typer.Exit(1)
-    del teacher
+    del teacher, pipe
     filters = SilverFilters(drop_truncated=not keep_truncated, min_score=min_score, consistency=consistency)
     docs, report = silver_docs(spacy.blank("en"), [row for _, row in jsonl_rows(silver)], filters, taught)
     random.Random(seed).shuffle(docs)

@@ -12,6 +12,8 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from spacy.tokens import Span
+
 from ..io import OK, STATUS
 from ..types import Stats, label_key
 
@@ -55,10 +57,10 @@ class SilverReport:
         return asdict(self)
 
 
-Span = Tuple[int, int, str, float]  # start, end, label, score
+Scored = Tuple[int, int, str, float]  # start, end, label, score
 
 
-def _spans(items: Iterable[Mapping[str, Any]], labels: Optional[Sequence[str]]) -> List[Span]:
+def _spans(items: Iterable[Mapping[str, Any]], labels: Optional[Sequence[str]]) -> List[Scored]:
     keep = {label_key(label) for label in labels} if labels else None
     out = []
     for e in items:
@@ -120,7 +122,7 @@ def silver_docs(nlp, rows: Sequence[Mapping[str, Any]], filters: SilverFilters,
                 report.low_score += 1
                 missing.append(span)
                 continue
-            ents.append(doc.char_span(start, end, label=label))
+            ents.append(Span(doc, span.start, span.end, label=label))
             per_label[label] += 1
         if filters.unsure_candidates:
             covered = {i for e in ents for i in range(e.start, e.end)}
