@@ -2,13 +2,16 @@
 students, the gold upper bound, a learning curve and each silver filter on and off.
 
 Teacher annotations come from `uniner-spacy annotate` (the `distill` command's first step) over raw
-text of the train split (a seeded sample), and over the first `--teacher-test` test sentences for
-the teacher's own row; gold train labels are read only for the upper-bound rows. Every student is
-scored with the span protocol on the full test split and on the teacher's test sentences, and
-timed on the full test split. One JSON line per row, on stdout and appended to `--out`.
+text of the train split (a seeded sample, `--silver`) and over the test split for the teacher's own
+row (`--teacher`); either may be annotated in parts, named in order and read as one. Gold train
+labels are read only for the upper-bound rows. Every student is scored with the span protocol on
+the full test split (and on the teacher's sentences where those are only a prefix of it), once per
+`--seeds` seed (the seed shuffles the silver into train/dev and seeds `spacy train`: the same
+seeds for every row make the ablation paired). One JSON line per row, on stdout and appended to
+`--out`.
 
-    # after: uniner-spacy annotate SAMPLE.jsonl SAMPLE.teacher.jsonl --labels ... --batch-size 256
-    python benchmarks/distill.py --dataset conll --work .train/bench17 --rows teacher,cnn-1000,cnn-4000
+    # after: uniner-spacy annotate PART.jsonl PART.teacher.jsonl --labels ... --batch-size 256
+    python benchmarks/distill.py --dataset conll --rows teacher,cnn-1000,cnn-4000 --seeds 0,1,2
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import json
 import os
 import platform
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,21 +32,15 @@ DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
 DATASETS = {
     # our label → the gold set's label
     "conll": {"train": "supervised/conll2003/train.json", "test": "supervised/conll2003/test.json",
+              "dev": "supervised/conll2003/dev.json",
               "labels": {"person": "person", "organization": "organization", "location": "location",
                          "miscellaneous": "else"}, "silver": "conll.train4000"},
     "bc5cdr": {"train": "supervised/bc5cdr/train.tsv", "test": "supervised/bc5cdr/test.tsv",
+               "dev": "supervised/bc5cdr/devel.tsv",
                "labels": {"chemical": "chemical", "disease": "disease"}, "silver": "bc5cdr.train1500"},
 }
 # the default silver filters of `uniner-spacy distill`, and each one's ablation
-DEFAULT = {"drop_truncated": True, "min_score": 0.0, "consistency": 0.0}
-
-
-def cpu_flags() -> List[str]:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split()
-    except (OSError, StopIteration):
-        return []
-    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+DEFAULT = {"drop_truncated": True, "min_score": 0.0, "consistency": 0.0, "unsure_candidates": False}
 
 
 def rows_of(path: Path) -> List[dict]:
@@ -51,11 +49,15 @@ def rows_of(path: Path) -> List[dict]:
     return [row for _, row in jsonl_rows(path)]
 
 
-def teacher_row(ds: Dict[str, Any], work: Path, name: str, test) -> Dict[str, Any]:
+def teacher_rows(work: Path, parts: str) -> List[dict]:
+    """The teacher's annotations of `PART.jsonl` files, `PART.teacher.jsonl`, in the order named."""
+    return [row for part in parts.split(",") for row in rows_of(work / f"{part}.teacher.jsonl")]
+
+
+def teacher_row(ds: Dict[str, Any], rows: List[dict], test) -> Dict[str, Any]:
     """The teacher's own F1 on the test sentences it annotated, and its speed from its stats."""
     from uniner_spacy.distill.spacy_student import counts_to_scores
 
-    rows = rows_of(work / f"{name}.test{len(test)}.teacher.jsonl")
     assert [r["text"] for r in rows] == [eg.text for eg in test], "teacher rows are not these test sentences"
     labels = ds["labels"]
     predicted = [[(e["start"], e["end"], labels[e["label"]]) for e in r["ents"] if e["label"] in labels] for r in rows]
@@ -86,6 +88,8 @@ def speed_row(work: Path, dataset: str, labels: List[str], test) -> Dict[str, An
 
     out: Dict[str, Any] = {"row": f"speed-{len(texts)}", "words": words, "teacher": rate(build_nlp(labels), 256)}
     for model in sorted((work / "runs").glob(f"{dataset}-*/training/model-best")):
+        if re.search(r"-s\d+$", model.parent.parent.name):  # another seed of a row already timed
+            continue
         out[model.parent.parent.name[len(dataset) + 1:]] = rate(spacy.load(model), 256)
     out["words_per_second"] = out["teacher"]
     return out
@@ -105,8 +109,34 @@ def gold_docs(nlp, examples, labels: Dict[str, str]):
     return docs
 
 
+def calibrated(ds: Dict[str, Any], work: Path, name: str, n: int) -> Dict[str, float]:
+    """`distill --calibrate`'s thresholds: the teacher's answers on the first N dev sentences
+    (`DATASET.devN.teacher.jsonl`) against their gold labels."""
+    from uniner_spacy.distill.silver import calibrated_thresholds
+    from uniner_spacy.evaluation.loaders import load
+
+    rows = rows_of(work / f"{name}.dev{n}.teacher.jsonl")
+    dev = load(DATA / ds["dev"])[:n]
+    assert [r["text"] for r in rows] == [eg.text for eg in dev], "teacher rows are not these dev sentences"
+    ours = {g: label for label, g in ds["labels"].items()}
+    gold = [[(e.start, e.end, ours[e.label]) for e in eg.entities if e.label in ours] for eg in dev]
+    return calibrated_thresholds(rows, gold, list(ds["labels"]))
+
+
+def docs_digest(docs) -> str:
+    """What a student is taught, independent of how a DocBin happens to order its strings."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for doc in docs:
+        h.update(json.dumps([doc.text, [t.ent_iob_ + t.ent_type_ for t in doc]]).encode())
+    return h.hexdigest()
+
+
 def train_and_score(docs, student: str, out: Path, test, subset: int, labels: Dict[str, str], steps: int,
                     seed: int = 0) -> Dict[str, Any]:
+    """Train (unless `out` already holds a model trained on the same docs with the same config: the
+    seeds of a row added later reuse the ones done) and score on the test split."""
     import spacy
     from spacy.tokens import DocBin
 
@@ -115,20 +145,38 @@ def train_and_score(docs, student: str, out: Path, test, subset: int, labels: Di
     docs = list(docs)
     random.Random(seed).shuffle(docs)
     n_dev = max(1, round(len(docs) * 0.1))
-    out.mkdir(parents=True, exist_ok=True)
-    DocBin(docs=docs[n_dev:]).to_disk(out / "train.spacy")
-    DocBin(docs=docs[:n_dev]).to_disk(out / "dev.spacy")
-    started = time.perf_counter()
-    model = train_student(student_config(student, max_steps=steps, seed=seed), out / "train.spacy",
-                          out / "dev.spacy", out / "training")
-    train_seconds = time.perf_counter() - started
+    config = student_config(student, max_steps=steps, seed=seed)
+    record = out / "trained.json"
+    key = {"docs": docs_digest(docs[n_dev:]) + docs_digest(docs[:n_dev]), "config": config.to_str()}
+    done = json.loads(record.read_text()) if record.exists() else {}
+    if done.get("key") == key and (out / "training" / "model-best").exists():
+        model, train_seconds = out / "training" / "model-best", done["train_seconds"]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        DocBin(docs=docs[n_dev:]).to_disk(out / "train.spacy")
+        DocBin(docs=docs[:n_dev]).to_disk(out / "dev.spacy")
+        started = time.perf_counter()
+        model = train_student(config, out / "train.spacy", out / "dev.spacy", out / "training")
+        train_seconds = round(time.perf_counter() - started, 1)
+        record.write_text(json.dumps({"key": key, "train_seconds": train_seconds}))
     nlp = spacy.load(model)
     full = score_spans(nlp, test, labels)
-    part = score_spans(nlp, test[:subset], labels)
-    return {"train_docs": len(docs) - n_dev, "dev_docs": n_dev, "train_seconds": round(train_seconds, 1),
-            "steps": steps, "test_full": {k: full[k] for k in ("p", "r", "f1", "per_label")},
-            "test_subset": {k: part[k] for k in ("p", "r", "f1", "per_label")},
-            "words_per_second": full["words_per_second"]}
+    result = {"seed": seed, "train_docs": len(docs) - n_dev, "dev_docs": n_dev, "train_seconds": train_seconds,
+              "steps": steps, "test_full": {k: full[k] for k in ("p", "r", "f1", "per_label")},
+              "words_per_second": full["words_per_second"]}
+    if subset < len(test):
+        part = score_spans(nlp, test[:subset], labels)
+        result["test_subset"] = {k: part[k] for k in ("p", "r", "f1", "per_label")}
+    return result
+
+
+def over_seeds(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The first seed's run in full, and every seed's F1 with their mean and spread."""
+    f1 = [r["test_full"]["f1"] for r in runs]
+    mean = sum(f1) / len(f1)
+    sd = (sum((x - mean) ** 2 for x in f1) / (len(f1) - 1)) ** 0.5 if len(f1) > 1 else 0.0
+    return {**runs[0], "seeds": [r["seed"] for r in runs], "f1_by_seed": f1, "f1_mean": round(mean, 2),
+            "f1_sd": round(sd, 2), "per_label_by_seed": [r["test_full"]["per_label"] for r in runs]}
 
 
 def latest(path: Path) -> Dict[tuple, dict]:
@@ -141,7 +189,7 @@ def latest(path: Path) -> Dict[tuple, dict]:
 
 
 def plot(results: Path, png: Path) -> None:
-    """F1 on the teacher's test sentences against words/s (log scale), one point per row."""
+    """Span F1 on the full test split (the mean over seeds) against words/s (log scale), one point per row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,17 +201,16 @@ def plot(results: Path, png: Path) -> None:
         # a speed row times every model on the same text in one run: its figures win where it has them
         timed = next((r for (ds, name), r in rows.items() if ds == dataset and name.startswith("speed-")), {})
         for (ds, name), r in sorted(rows.items()):
-            if ds != dataset or "test_subset" not in r:
+            if ds != dataset or "test_full" not in r:
                 continue
-            r = {**r, "words_per_second": timed.get(name, r["words_per_second"])}
-            colour = {"teacher": "black", "transformer": "tab:purple"}.get(name, "tab:green" if name.startswith(
-                "gold") else "tab:blue")
-            ax.scatter(r["words_per_second"], r["test_subset"]["f1"], color=colour)
-            ax.annotate(name, (r["words_per_second"], r["test_subset"]["f1"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            wps, f1 = timed.get(name, r["words_per_second"]), r.get("f1_mean", r["test_full"]["f1"])
+            colour = "black" if name == "teacher" else "tab:purple" if name.startswith("transformer") else (
+                "tab:green" if name.startswith("gold") else "tab:blue")
+            ax.scatter(wps, f1, color=colour, marker="s" if "gold" in name else "o")
+            ax.annotate(name, (wps, f1), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("words/s (2 CPU threads)")
-        ax.set_ylabel(f"span F1, first {next(iter(rows.values()))['teacher_test']} test sentences")
+        ax.set_ylabel("span F1, full test split")
         ax.set_title(dataset)
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -175,8 +222,14 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted(DATASETS))
     parser.add_argument("--work", type=Path, default=REPO / ".train" / "bench17")
     parser.add_argument("--rows", default="teacher,cnn", help="teacher, cnn, cnn-N (first N silver docs), "
-                        "gold-N, transformer, filters-none, no-truncated, min-score-X, consistency-X")
-    parser.add_argument("--teacher-test", type=int, default=1000)
+                        "gold-N, transformer, transformer-N, transformer-gold-N, filters-none, keep-truncated, "
+                        "min-score-X, consistency-X, unsure-candidates, calibrated-N (thresholds from N dev "
+                        "sentences), speed-N")
+    parser.add_argument("--silver", default=None, help="PART[,PART]: the silver's annotated parts, in order "
+                        "(default: the dataset's sample, e.g. conll.train4000)")
+    parser.add_argument("--teacher", default=None, help="PART[,PART]: the teacher's annotations of the test split, "
+                        "in order, from its first sentence (default: DATASET.test1000,DATASET.test.rest)")
+    parser.add_argument("--seeds", default="0", help="train every student row once per seed: 0,1,2")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "distill.jsonl")
     parser.add_argument("--plot", type=Path, default=None, help="only draw the results in --out to this PNG")
@@ -187,6 +240,7 @@ def main() -> None:
     import spacy
     import torch
 
+    from uniner_spacy.backends.hf.hardware import speed_flags
     from uniner_spacy.distill.silver import SilverFilters, silver_docs
     from uniner_spacy.evaluation.loaders import load
 
@@ -196,34 +250,45 @@ def main() -> None:
     ds = DATASETS[args.dataset]
     labels: Dict[str, str] = ds["labels"]
     test = load(DATA / ds["test"])
-    silver = rows_of(args.work / f"{ds['silver']}.teacher.jsonl")
+    teacher = teacher_rows(args.work, args.teacher or f"{args.dataset}.test1000,{args.dataset}.test.rest")
+    silver = teacher_rows(args.work, args.silver or ds["silver"])
+    seeds = [int(s) for s in args.seeds.split(",")]
     nlp = spacy.blank("en")
-    common = {"dataset": args.dataset, "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
-              "threads": torch.get_num_threads(), "test_sentences": len(test), "teacher_test": args.teacher_test}
+    common = {"dataset": args.dataset, "cpu": platform.processor() or platform.machine(), "cpu_flags": speed_flags(),
+              "threads": torch.get_num_threads(), "test_sentences": len(test), "teacher_test": len(teacher)}
     for name in filter(None, args.rows.split(",")):
         started = time.perf_counter()
         result: Dict[str, Any]
         if name == "teacher":
-            result = teacher_row(ds, args.work, args.dataset, test[: args.teacher_test])
+            result = teacher_row(ds, teacher, test[: len(teacher)])
+            if len(teacher) == len(test):
+                result["test_full"] = result.pop("test_subset")
         elif name.startswith("speed-"):
             result = speed_row(args.work, args.dataset, list(labels), test[: int(name.split("-")[1])])
         else:
             student, n, filters = "cnn", len(silver), dict(DEFAULT)
             gold = False
-            if name.startswith(("cnn-", "gold-")):
-                n = int(name.split("-")[1])
-                gold = name.startswith("gold-")
-            elif name == "transformer":
-                student = "transformer"
-            elif name == "filters-none":
-                filters = {"drop_truncated": False, "min_score": 0.0, "consistency": 0.0}
-            elif name == "keep-truncated":
+            rest = name
+            if rest.startswith("transformer"):
+                student, rest = "transformer", rest[len("transformer"):].lstrip("-") or "cnn"
+            if rest.startswith(("cnn-", "gold-")) or rest.isdigit():
+                n = int(rest.split("-")[-1])
+                gold = rest.startswith("gold-")
+                if n > len(silver):
+                    raise SystemExit(f"{name}: the silver has {len(silver)} sentences")
+            elif rest == "filters-none":
+                filters = {**DEFAULT, "drop_truncated": False}
+            elif rest == "keep-truncated":
                 filters["drop_truncated"] = False
-            elif name.startswith("min-score-"):
-                filters["min_score"] = float(name.split("-")[-1])
-            elif name.startswith("consistency-"):
-                filters["consistency"] = float(name.split("-")[-1])
-            elif name != "cnn":
+            elif rest.startswith("min-score-"):
+                filters["min_score"] = float(rest.split("-")[-1])
+            elif rest.startswith("consistency-"):
+                filters["consistency"] = float(rest.split("-")[-1])
+            elif rest == "unsure-candidates":
+                filters["unsure_candidates"] = True
+            elif rest.startswith("calibrated-"):  # per-label thresholds from the teacher on N gold dev sentences
+                filters["min_score"] = calibrated(ds, args.work, args.dataset, int(rest.split("-")[-1]))
+            elif rest != "cnn":
                 raise SystemExit(f"unknown row {name!r}")
             rows = silver[:n]
             info: Dict[str, Any]
@@ -234,9 +299,10 @@ def main() -> None:
             else:
                 docs, report = silver_docs(nlp, rows, SilverFilters(**filters), list(labels))
                 info = {"filters": filters, "silver": report.to_dict()}
-            result = {"row": name, "student": student, "sentences": n, **info,
-                      **train_and_score(docs, student, args.work / "runs" / f"{args.dataset}-{name}", test,
-                                        args.teacher_test, labels, args.steps)}
+            runs = [train_and_score(docs, student, args.work / "runs" / (f"{args.dataset}-{name}"
+                                    + (f"-s{seed}" if seed else "")), test, len(teacher), labels, args.steps, seed)
+                    for seed in seeds]
+            result = {"row": name, "student": student, "sentences": n, **info, **over_seeds(runs)}
         result = {**common, **result, "wall_seconds": round(time.perf_counter() - started, 1)}
         line = json.dumps(result)
         print(line, flush=True)

@@ -10,8 +10,8 @@ import spacy
 from conftest import canned
 from typer.testing import CliRunner
 
-from uniner_spacy.cli.app import app
-from uniner_spacy.distill.silver import SilverFilters, majority_labels, silver_docs
+from uniner_spacy.cli.app import app, parse_thresholds
+from uniner_spacy.distill.silver import SilverFilters, calibrated_thresholds, majority_labels, silver_docs
 from uniner_spacy.distill.spacy_student import counts_to_scores, student_config
 
 TEXT = "Ada Lovelace met Charles Babbage in London."
@@ -68,6 +68,23 @@ def test_unsure_candidates_and_labels_kept(nlp):
     assert report.unsure == 1 and iob(doc)[-2] == ("London", "", "")
     [doc], _ = silver_docs(nlp, [row([(0, 12, "person"), (36, 42, "location")])], SilverFilters(), ["Location"])
     assert [e.label_ for e in doc.ents] == ["location"]  # labels match by label_key
+
+
+def test_thresholds_are_calibrated_per_label_on_gold():
+    ada, babbage, london = (0, 12), (17, 32), (36, 42)
+    rows = [row([(*ada, "person", 0.9), (*babbage, "person", 0.8), (*london, "location", 0.4)]),
+            row([(*ada, "person", 0.5), (*london, "location", 0.7)])]
+    gold = [[(*ada, "person"), (*london, "location")], [(*london, "location")]]
+    # person: 0.5 and 0.8 are wrong, 0.9 right → keep only ≥ 0.9; location: both right → keep all (0)
+    assert calibrated_thresholds(rows, gold, ["person", "location", "date"]) == {
+        "person": 0.9, "location": 0.0, "date": 0.0}
+    docs, report = silver_docs(spacy.blank("en"), rows, SilverFilters(min_score={"person": 0.9}))
+    assert report.low_score == 2 and [e.text for e in docs[0].ents] == ["Ada Lovelace", "London"]
+
+
+def test_min_score_from_the_command_line():
+    assert parse_thresholds("0.4") == 0.4
+    assert parse_thresholds("person=0.3, miscellaneous=0.6") == {"person": 0.3, "miscellaneous": 0.6}
 
 
 def test_span_scores_per_label():
@@ -130,3 +147,29 @@ def test_distill_runs_every_step_and_prints_a_pipeline_that_loads_without_us(tmp
     again = CliRunner().invoke(app, ["distill", str(tmp_path / "corpus.txt"), str(out), "--config",
                                      str(tmp_path / "teacher.cfg"), "--max-steps", "20"])
     assert again.exit_code == 0 and "40 of 40 documents are complete" in again.output, again.output
+
+
+@pytest.mark.slow
+def test_distill_calibrates_each_labels_threshold_on_a_few_gold_documents(tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"labels": ["person", "location"], "backend": canned(score=0.6)})
+    nlp.config.to_disk(tmp_path / "teacher.cfg")
+    (tmp_path / "corpus.txt").write_text("Alice Smith works for Acme Corp in Berlin.\n" * 12)
+    # one score for every answer, so each label's best threshold is the lowest (the math is tested above)
+    text = "Bob Jones works for Acme Corp in Paris."
+    (tmp_path / "gold.json").write_text(json.dumps([{"sentence": text, "entities": [
+        {"name": "Bob Jones", "type": "person", "pos": [0, 9]}, {"name": "Acme", "type": "location", "pos": [20, 24]}]}]))
+    out = tmp_path / "out"
+    args = ["distill", str(tmp_path / "corpus.txt"), str(out), "--config", str(tmp_path / "teacher.cfg"),
+            "--max-steps", "20", "--calibrate", str(tmp_path / "gold.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    filters = json.loads((out / "silver.json").read_text())["filters"]
+    assert filters["min_score"] == {"person": 0.0, "location": 0.0}, result.output
+    assert (out / "calibration.jsonl").exists() and "thresholds: person 0.000, location 0.000" in result.output
+    # a label the gold never names cannot be calibrated: said, and left at 0
+    (tmp_path / "gold.json").write_text(json.dumps([{"sentence": text, "entities": [
+        {"name": "Bob Jones", "type": "person", "pos": [0, 9]}]}]))
+    result = CliRunner().invoke(app, args)  # the teacher's calibration answers are resumed, not asked again
+    assert result.exit_code == 0 and "1 of 1 documents are complete" in result.output, result.output
+    assert "no location in the calibration gold: its threshold stays 0" in result.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import typer
 
@@ -217,10 +217,13 @@ def distill(
     encoder: Optional[Path] = typer.Option(None, help="With --student transformer: a local Hugging Face encoder "
                                                       "folder (default: the packaged all-MiniLM-L6-v2)"),
     max_steps: int = typer.Option(2000, help="spacy train steps"),
-    min_score: float = typer.Option(0.0, help="Silver entities scoring below this are marked missing"),
+    min_score: str = typer.Option("0", help="Silver entities scoring below this are marked missing: one value, "
+                                            "or per label, e.g. person=0.3,miscellaneous=0.6"),
     consistency: float = typer.Option(0.0, help="A name labelled several ways takes its majority label when it "
                                                 "holds this share (0: off)"),
     keep_truncated: bool = typer.Option(False, help="Keep documents with an answer cut at the token limit"),
+    unsure_candidates: bool = typer.Option(False, help="Mark the teacher's candidates that lost (to another label "
+                                                       "or a threshold) missing instead of outside"),
     dev_share: float = typer.Option(0.1, help="Share of the silver held out for spacy train's model selection"),
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(256, help="Docs per teacher batch"),
@@ -229,6 +232,10 @@ def distill(
     gold: Optional[Path] = typer.Option(None, help="Gold data to score the pipeline on (never its training text)"),
     gold_labels: Optional[str] = typer.Option(None, help="Label pairs where the gold names differ, e.g. "
                                                          "miscellaneous=else"),
+    calibrate: Optional[Path] = typer.Option(None, help="A few gold-labelled documents (never the --gold ones): "
+                                                        "the teacher annotates them and each label's --min-score "
+                                                        "is set where its entities match that gold best"),
+    calibrate_limit: int = typer.Option(300, help="First N documents of --calibrate"),
 ):
     """Teach a fast spaCy `ner` pipeline with the LLM: annotate → clean the silver → spacy train →
     package. The last line of standard output is the pipeline's folder (docs/distillation.md)."""
@@ -247,6 +254,8 @@ def distill(
         fail(f"Corpus {corpus} does not exist")
     if not 0 < dev_share < 1:
         fail("--dev-share must lie between 0 and 1")
+    thresholds = parse_thresholds(min_score)
+    pairs = dict(item.split("=", 1) for item in (gold_labels or "").split(",") if "=" in item)
     items = _read(corpus, text_field)
     try:
         teacher = build_nlp(parse_labels(labels) if labels else None, config)
@@ -268,8 +277,12 @@ def distill(
     if not summary.ok:
         _echo("The silver is not complete: rerun the same command to finish it (nothing is trained on a part)")
         raise typer.Exit(1)
+    if calibrate is not None:
+        thresholds = _calibrate(teacher, taught, calibrate, calibrate_limit, pairs, output_dir, batch_size,
+                                max_failed_batches)
     del teacher, pipe
-    filters = SilverFilters(drop_truncated=not keep_truncated, min_score=min_score, consistency=consistency)
+    filters = SilverFilters(drop_truncated=not keep_truncated, min_score=thresholds, consistency=consistency,
+                            unsure_candidates=unsure_candidates)
     docs, report = silver_docs(spacy.blank("en"), [row for _, row in jsonl_rows(silver)], filters, taught)
     random.Random(seed).shuffle(docs)
     n_dev = max(1, round(len(docs) * dev_share))
@@ -299,12 +312,53 @@ def distill(
     if gold is not None:
         from ..evaluation.loaders import load
 
-        pairs = dict(item.split("=", 1) for item in (gold_labels or "").split(",") if "=" in item)
         metrics = score_spans(spacy.load(pipeline), load(gold), {l: pairs.get(l, l) for l in taught})
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
         _echo(f"span F1 on {gold}: {metrics['f1']:.1f} (P {metrics['p']:.1f}, R {metrics['r']:.1f}), "
               f"{metrics['words_per_second']:.0f} words/s")
     typer.echo(str(pipeline))
+
+
+def parse_thresholds(text: str):
+    """`0.4` or `person=0.3,miscellaneous=0.6` (labels not named: 0) from the CLI."""
+    try:
+        if "=" not in text:
+            return float(text)
+        return {label.strip(): float(value) for label, _, value in
+                (item.partition("=") for item in text.split(",") if item.strip())}
+    except ValueError:
+        fail(f"--min-score takes a number or label=number pairs, not {text!r}")
+        raise
+
+
+def _calibrate(teacher, taught: List[str], gold_path: Path, limit: int, pairs: Dict[str, str], output_dir: Path,
+               batch_size: int, max_failed_batches: int) -> Dict[str, float]:
+    """Each label's silver threshold from the teacher's answers on a few gold documents
+    (`calibration.jsonl`, resumable like the silver)."""
+    from ..distill.silver import calibrated_thresholds
+    from ..evaluation.loaders import load
+    from ..io import jsonl_rows
+    from ..runs import RunRecord
+
+    if not gold_path.exists():
+        fail(f"--calibrate {gold_path} does not exist")
+    examples = load(gold_path)[:limit]
+    items = [(eg.text, {"id": i}) for i, eg in enumerate(examples)]
+    out = output_dir / "calibration.jsonl"
+    _echo(f"   calibration: the teacher on {len(items)} gold documents of {gold_path} → {out}")
+    summary = _annotate_jsonl(teacher, items, out, RunRecord.of(items, teacher), True, batch_size,
+                              max_failed_batches)
+    if not summary.ok:
+        _echo("The calibration answers are not complete: rerun the same command to finish them")
+        raise typer.Exit(1)
+    ours = {pairs.get(label, label): label for label in taught}
+    gold = [[(e.start, e.end, ours[e.label]) for e in eg.entities if e.label in ours] for eg in examples]
+    thresholds = calibrated_thresholds([row for _, row in jsonl_rows(out)], gold, taught)
+    for label in taught:
+        if not any(g == label for spans in gold for _, _, g in spans):
+            _echo(f"   no {label} in the calibration gold: its threshold stays 0")
+    _echo("   thresholds: " + ", ".join(f"{label} {value:.3f}" for label, value in thresholds.items()))
+    return thresholds
 
 
 def label_key_name(label: str) -> str:

@@ -8,6 +8,7 @@ counts what each one did, so its effect can be measured (benchmarks/distill.py).
 """
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -83,6 +84,34 @@ def majority_labels(rows: Sequence[Mapping[str, Any]], share: float) -> Dict[str
             continue
         label, n = counts.most_common(1)[0]
         out[name] = label if n / sum(counts.values()) >= share else None
+    return out
+
+
+def calibrated_thresholds(rows: Sequence[Mapping[str, Any]], gold: Sequence[Iterable[Tuple[int, int, str]]],
+                          labels: Sequence[str]) -> Dict[str, float]:
+    """Per label, the score threshold at which the teacher's entities on a few gold-labelled documents
+    match the gold best (span F1; the lowest such threshold, to keep recall).
+
+    A threshold in the teacher's raw score means something different per label (a 135M model is
+    surer of names than of "miscellaneous"), so one value for all labels keeps noise of one label
+    and drops good spans of another. `gold[i]` holds the (start, end, label) of `rows[i]`'s text,
+    in the teacher's label names.
+    """
+    out: Dict[str, float] = {}
+    for label in labels:
+        key = label_key(label)
+        truth = [{(s, e) for s, e, g in spans if label_key(g) == key} for spans in gold]
+        scored = [(score, (start, end) in truth[i]) for i, row in enumerate(rows)
+                  for start, end, _, score in _spans(row.get("ents", []), [label])]
+        n_gold = sum(len(t) for t in truth)
+        best, best_f1 = 0.0, -1.0
+        for threshold in sorted({0.0, *(score for score, _ in scored)}):
+            tp = sum(ok for score, ok in scored if score >= threshold)
+            kept = sum(score >= threshold for score, _ in scored)
+            f1 = 2 * tp / (kept + n_gold) if kept + n_gold else 0.0
+            if f1 > best_f1 + 1e-12:
+                best, best_f1 = threshold, f1
+        out[label] = math.floor(best * 1e4) / 1e4  # rounded down: the spans at it stay
     return out
 
 
