@@ -52,6 +52,7 @@ def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int) -
     import spacy
 
     from uniner_spacy.backends.hf.grammar import GRAMMAR_VERSION
+    from uniner_spacy.backends.hf.hardware import speed_flags
 
     nlp = spacy.blank("en")
     server = None
@@ -66,8 +67,10 @@ def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int) -
     elapsed = time.perf_counter() - start
     del server
     stats = [d._.uniner_stats for d in docs]
+    # the dtype `auto` chose on this machine, and the flags it chose by
+    dtype = getattr(nlp.get_pipe("uniner").backend, "dtype", "q4_1")
     return {
-        "mode": mode, "labels": n_labels, "sentences": len(texts), "dtype": backend.get("dtype", "q4_1"),
+        "mode": mode, "labels": n_labels, "sentences": len(texts), "dtype": dtype, "cpu_flags": speed_flags(),
         "grammar": GRAMMAR_VERSION if mode != "llamacpp" else None,
         "sentences_per_s": round(len(texts) / elapsed, 3), "seconds": round(elapsed, 1),
         "queries": sum(s["queries"] for s in stats),

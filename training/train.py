@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from training.features import IGNORE, Feature, tokenize_conversations
+from uniner_spacy.backends.hf.hardware import native_bf16
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -101,13 +102,7 @@ def use_bf16(precision: str, gpu: bool) -> bool:
     """
     if precision != "auto":
         return precision == "bf16"
-    if gpu:
-        return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return gpu or native_bf16()
 
 
 # ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from .cpu_kernels import (
 )
 from .decoding import Step, greedy_decode
 from .grammar import GRAMMAR_VERSION
+from .hardware import NATIVE_BF16, auto_dtype, speed_flags
 
 if TYPE_CHECKING:
     from .grammar import Vocabulary
@@ -108,7 +109,8 @@ class HFBackend:
         backend = cls(getattr(model, "name_or_path", "in-memory"), **kwargs)
         fix_tokenizer(tokenizer, None)
         backend._model, backend._tokenizer = model, tokenizer
-        backend.device = str(next(model.parameters()).device)
+        param = next(model.parameters())
+        backend.device, backend.dtype_name = str(param.device), str(param.dtype).removeprefix("torch.")
         backend.batch_size = backend.batch_size or 32
         backend.template = backend.prompter.template(tokenizer.eos_token)
         return backend
@@ -129,11 +131,11 @@ class HFBackend:
             torch.set_num_threads(self.threads)
         path, _ = resolve_model(self.name)
         self.model_id  # noqa: B018 -- pinned to the weights loaded now
-        device = self.device_name
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = self._device()
+        if self.dtype_name == "auto":
+            flags = [f for f in speed_flags() if f in NATIVE_BF16]
+            logger.info("dtype auto: %s on %s (native bf16 flags: %s)", self.dtype, device, ", ".join(flags) or "none")
         dtypes = {
-            "auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
             "float32": torch.float32,
             "bfloat16": torch.bfloat16,
             "float16": torch.float16,
@@ -141,7 +143,7 @@ class HFBackend:
         }
         if self.dtype_name == "int8" and device != "cpu":
             raise ValueError("dtype 'int8' (dynamic quantization) runs on the CPU only")
-        dtype = dtypes[self.dtype_name]
+        dtype = dtypes[self.dtype]
         tokenizer = AutoTokenizer.from_pretrained(path)
         fix_tokenizer(tokenizer, None)
         model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype)
@@ -167,6 +169,18 @@ class HFBackend:
         self.device = device
         self.template = self.prompter.template(tokenizer.eos_token)
         self._tokenizer, self._model = tokenizer, model  # the model last: it says the load is done
+
+    def _device(self) -> str:
+        if self.device_name != "auto":
+            return self.device_name
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def dtype(self) -> str:
+        """The weights' dtype, with `auto` chosen for this machine (hardware.auto_dtype)."""
+        return auto_dtype(self._device()) if self.dtype_name == "auto" else self.dtype_name
 
     @property
     def tokenizer(self):
@@ -207,7 +221,7 @@ class HFBackend:
         if self.adapter:
             ident += f"+{file_digest(self.adapter)}"
         return ident + "|" + describe(
-            {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype_name,
+            {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype,
              "stop": self.stop_at_list_end, "system": self.prompter.system,
              "constrained": GRAMMAR_VERSION if self.constrained else False, "answer_text": ANSWER_TEXT_VERSION,
              "dataset": self.prompter.dataset}
