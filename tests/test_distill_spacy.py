@@ -158,7 +158,8 @@ def test_distill_calibrates_each_labels_threshold_on_a_few_gold_documents(tmp_pa
     # one score for every answer, so each label's best threshold is the lowest (the math is tested above)
     text = "Bob Jones works for Acme Corp in Paris."
     (tmp_path / "gold.json").write_text(json.dumps([{"sentence": text, "entities": [
-        {"name": "Bob Jones", "type": "person", "pos": [0, 9]}, {"name": "Acme", "type": "location", "pos": [20, 24]}]}]))
+        {"name": "Bob Jones", "type": "person", "pos": [0, 9]},
+        {"name": "Acme", "type": "location", "pos": [20, 24]}]}]))
     out = tmp_path / "out"
     args = ["distill", str(tmp_path / "corpus.txt"), str(out), "--config", str(tmp_path / "teacher.cfg"),
             "--max-steps", "20", "--calibrate", str(tmp_path / "gold.json")]
