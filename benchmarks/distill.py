@@ -188,6 +188,52 @@ def latest(path: Path) -> Dict[tuple, dict]:
     return out
 
 
+def describe_row(name: str, r: Dict[str, Any]) -> str:
+    """A row's name as the docs' tables say it."""
+    if name == "teacher":
+        return f"teacher (embedded student + conflicts; {r['queries']:,} queries, {r['seconds'] / 60:.0f} min)"
+    student = "transformer (MiniLM-L6)" if r.get("student") == "transformer" else "CNN"
+    if "gold" in name:
+        return f"{student} on the gold labels of the same sentences"
+    changed = {k: v for k, v in (r.get("filters") or {}).items() if DEFAULT.get(k) != v}
+    what = {"drop_truncated": "truncated documents kept", "min_score": "entities below {} marked missing",
+            "consistency": "names' majority label ({})", "unsure_candidates": "unsure candidates marked missing"}
+    if name == "filters-none":
+        return f"distilled {student}, no filter"
+    if not changed:
+        return f"distilled {student}"
+    parts = []
+    for key, value in changed.items():
+        if key == "min_score" and isinstance(value, dict):
+            parts.append("per-label thresholds from 300 dev sentences ("
+                         + ", ".join(f"{k} {v:.2f}" for k, v in value.items()) + ")")
+        else:
+            parts.append(what[key].format(value))
+    return f"distilled {student}, " + "; ".join(parts)
+
+
+def table(results: Path, dataset: str) -> str:
+    """The docs' table of one dataset: every row's span F1 on the full test split (mean over its
+    seeds, each seed's figure), P / R and per-label F1 of its first seed, and words/s."""
+    rows = {name: r for (ds, name), r in latest(results).items() if ds == dataset and "test_full" in r}
+    labels = sorted(next(iter(rows.values()))["test_full"]["per_label"])
+    ours = {g: o for o, g in DATASETS[dataset]["labels"].items()}
+    head = ["model", "silver sentences", "F1 (seeds)", "P / R", *(ours[l] for l in labels), "words/s (own run)"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order = sorted(rows, key=lambda n: (n != "teacher", "gold" in n, n.startswith("transformer"),
+                                        rows[n].get("sentences") or 0, not n.startswith("cnn"), n))
+    for name in order:
+        r, full = rows[name], rows[name]["test_full"]
+        seeds = r.get("f1_by_seed") or [full["f1"]]
+        f1 = f"**{r.get('f1_mean', full['f1']):.1f}**" + (f" ({', '.join(f'{x:.1f}' for x in seeds)})"
+                                                          if len(seeds) > 1 else "")
+        cells = [describe_row(name, r), f"{r['sentences']:,}" if r.get("sentences") else "–", f1,
+                 f"{full['p']:.1f} / {full['r']:.1f}", *(f"{full['per_label'][l]['f1']:.1f}" for l in labels),
+                 f"{r['words_per_second']:,.0f}"]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def plot(results: Path, png: Path) -> None:
     """Span F1 on the full test split (the mean over seeds) against words/s (log scale), one point per row."""
     import matplotlib
@@ -233,9 +279,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "distill.jsonl")
     parser.add_argument("--plot", type=Path, default=None, help="only draw the results in --out to this PNG")
+    parser.add_argument("--table", action="store_true", help="only print the docs' table of --dataset from --out")
     args = parser.parse_args()
     if args.plot:
         return plot(args.out, args.plot)
+    if args.table:
+        return print(table(args.out, args.dataset))
 
     import spacy
     import torch

@@ -65,7 +65,7 @@ NO_OVERRIDE = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
 
 def annotate(src: Path, out: Path, cfg: Path, *extra: str, timeout: float = 300,
              obey_modes: bool = False) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "uniner_spacy.cli.app", "annotate", str(src), str(out), "--config", str(cfg),
+    cmd = [sys.executable, "-m", "uniner_spacy.cli", "annotate", str(src), str(out), "--config", str(cfg),
            "--batch-size", "8", *extra]
     if obey_modes and os.geteuid() == 0:
         cmd = NO_OVERRIDE + cmd
@@ -145,7 +145,7 @@ class Scenario:
 
 
 def during_run(src: Path, out: Path, cfg: Path, action: Callable[[subprocess.Popen, Path], None]):
-    cmd = [sys.executable, "-m", "uniner_spacy.cli.app", "annotate", str(src), str(out), "--config", str(cfg),
+    cmd = [sys.executable, "-m", "uniner_spacy.cli", "annotate", str(src), str(out), "--config", str(cfg),
            "--batch-size", "8"]
     env = {**os.environ, "OPENAI_API_KEY": "none", "TQDM_DISABLE": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -265,7 +265,7 @@ def main() -> None:
         shared = root / "shared.sqlite"
         c4 = write_config(root / "c4.cfg", server.url, cache=shared, max_retries=0)
         env = {**os.environ, "OPENAI_API_KEY": "none", "TQDM_DISABLE": "1"}
-        procs = [subprocess.Popen([sys.executable, "-m", "uniner_spacy.cli.app", "annotate", str(src),
+        procs = [subprocess.Popen([sys.executable, "-m", "uniner_spacy.cli", "annotate", str(src),
                                    str(root / f"concurrent-{k}.jsonl"), "--config", str(c4), "--batch-size", "4"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                  for k in range(3)]

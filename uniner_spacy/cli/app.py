@@ -480,7 +480,3 @@ def demo(
         stats = doc._.uniner_stats
         typer.echo(f"    ({stats['queries']} queries, {stats['parse_failures']} parse failures, "
                    f"{len(stats['unaligned'])} unaligned, {stats['seconds']:.1f}s)")
-
-
-if __name__ == "__main__":
-    app()
