@@ -49,6 +49,7 @@ def test_a_low_score_entity_is_missing_not_outside(nlp):
     assert [e.text for e in doc.ents] == ["Ada Lovelace"] and report.low_score == 1
     assert iob(doc)[3:5] == [("Charles", "", ""), ("Babbage", "", "")]  # unknown: no loss either way
     assert iob(doc)[2] == ("met", "O", "")
+    assert SilverFilters(min_score={"Person": 0.5}).threshold("person") == 0.5  # names match by label_key
 
 
 def test_a_name_takes_its_majority_label_or_is_missing(nlp):

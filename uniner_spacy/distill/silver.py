@@ -35,8 +35,10 @@ class SilverFilters:
     unsure_candidates: bool = False
 
     def threshold(self, label: str) -> float:
+        """The threshold of `label`, its name matched as labels are everywhere (`label_key`)."""
         if isinstance(self.min_score, Mapping):
-            return float(self.min_score.get(label, 0.0))
+            by_key = {label_key(name): value for name, value in self.min_score.items()}
+            return float(by_key.get(label_key(label), 0.0))
         return float(self.min_score)
 
 
@@ -170,8 +172,7 @@ def silver_docs(nlp, rows: Sequence[Mapping[str, Any]], filters: SilverFilters,
 
 def _outside(missing: List[Any], ents: List[Any]) -> List[Any]:
     """Missing spans that overlap no entity (set_ents rejects a token that is both)."""
-    taken = {i for e in ents for i in range(e.start, e.end)}
-    out, used = [], set(taken)
+    out, used = [], {i for e in ents for i in range(e.start, e.end)}
     for span in missing:
         tokens = set(range(span.start, span.end))
         if not tokens & used:
