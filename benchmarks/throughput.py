@@ -17,11 +17,15 @@ sentences/s against the number of labels (needs matplotlib).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
+
+from profiling import Profile  # noqa: E402  (same folder)
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
@@ -40,15 +44,16 @@ MODES = {
 }
 
 
-def sentences(n: int):
+def sentences(n: int, skip: int = 0):
     path = DATA / "supervised" / "conll2003" / "dev.json"
     if not path.exists():
         sys.exit(f"CoNLL-2003 dev not found at {path}; set UNINER_DATA")
     rows = json.loads(path.read_text())
-    return [r["sentence"] for r in rows if len(r["sentence"].split()) >= 5][:n]
+    return [r["sentence"] for r in rows if len(r["sentence"].split()) >= 5][skip : skip + n]
 
 
-def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int) -> dict:
+def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int, profile: bool = False,
+        overrides: Optional[dict] = None) -> dict:
     import spacy
 
     from uniner_spacy.backends.hf.grammar import GRAMMAR_VERSION
@@ -59,23 +64,30 @@ def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int) -
     if mode == "llamacpp":
         server, backend = llama_cpp(threads)
     else:
-        backend = {"@misc": "uniner.HF.v1", "model": model, "dtype": dtype, **MODES[mode]}
+        backend = {"@misc": "uniner.HF.v1", "model": model, "dtype": dtype, **MODES[mode], **(overrides or {})}
     nlp.add_pipe("uniner", config={"labels": LABELS[:n_labels], "backend": backend})
-    nlp("Warm-up sentence about Paris.")  # loads the model outside the timing
-    start = time.perf_counter()
-    docs = list(nlp.pipe(texts, batch_size=64))
-    elapsed = time.perf_counter() - start
+    # loads the model, and the stages' encoder, outside the timing: sentences after the measured ones
+    list(nlp.pipe(sentences(8, skip=len(texts))))
+    pipe = nlp.get_pipe("uniner")
+    timer = Profile() if profile else None
+    with timer.installed(pipe.backend) if timer else contextlib.nullcontext():
+        start = time.perf_counter()
+        docs = list(nlp.pipe(texts, batch_size=64))
+        elapsed = time.perf_counter() - start
     del server
     stats = [d._.uniner_stats for d in docs]
     # the dtype `auto` chose on this machine, and the flags it chose by
-    dtype = getattr(nlp.get_pipe("uniner").backend, "dtype", "q4_1")
+    dtype = getattr(pipe.backend, "dtype", "q4_1")
+    extra = timer.report(pipe.backend, elapsed, len(texts)) if timer else {}
     return {
-        "mode": mode, "labels": n_labels, "sentences": len(texts), "dtype": dtype, "cpu_flags": speed_flags(),
+        "mode": mode, "labels": n_labels, "backend": overrides or {}, "sentences": len(texts), "dtype": dtype,
+        "cpu_flags": speed_flags(),
         "grammar": GRAMMAR_VERSION if mode != "llamacpp" else None,
         "sentences_per_s": round(len(texts) / elapsed, 3), "seconds": round(elapsed, 1),
         "queries": sum(s["queries"] for s in stats),
         "parse_failures": sum(s["parse_failures"] for s in stats),
         "entities": sum(len(d.ents) for d in docs),
+        **extra,
     }
 
 
@@ -117,6 +129,11 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--naive-every", type=int, default=1, help="time `naive` on every K-th sentence only")
+    ap.add_argument("--backend", type=json.loads, default={},
+                    help='JSON settings of uniner.HF.v1 on top of the mode\'s, e.g. \'{"draft_tokens": 0}\'')
+    ap.add_argument("--profile", action="store_true",
+                    help="prefix mode: seconds per part of the run, FLOPs per sentence against this machine's "
+                         "matmul rate and weight-read bandwidth (profiling.py)")
     ap.add_argument("--out", type=Path, help="also append the JSON lines to this file")
     ap.add_argument("--plot", type=Path,
                     help="write sentences/s against labels, per mode, as a PNG (all of --out's lines)")
@@ -129,7 +146,8 @@ def main() -> None:
     for n in [int(x) for x in args.labels.split(",")]:
         for mode in args.modes.split(","):
             subset = texts[:: args.naive_every] if mode == "naive" else texts
-            row = {**run(mode, n, subset, args.model, args.dtype, args.threads), "threads": args.threads}
+            row = {**run(mode, n, subset, args.model, args.dtype, args.threads, overrides=args.backend,
+                         profile=args.profile and mode != "llamacpp"), "threads": args.threads}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.out:

@@ -36,6 +36,7 @@ from .cpu_kernels import (
     use_grouped_attention,
 )
 from .decoding import Step, greedy_decode
+from .drafting import PassageDrafter
 from .grammar import GRAMMAR_VERSION
 from .hardware import NATIVE_BF16, auto_dtype, speed_flags
 
@@ -73,6 +74,7 @@ class HFBackend:
         system: str = "text",
         dataset: Optional[str] = None,
         attention: str = "auto",
+        draft_tokens: int = 4,
     ):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
@@ -82,6 +84,8 @@ class HFBackend:
             raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be ≥ 1, got {max_new_tokens}")
+        if draft_tokens < 0:
+            raise ValueError(f"draft_tokens must be ≥ 0 (0: no drafts), got {draft_tokens}")
         self.name = model
         self.adapter = adapter
         self.device_name = device
@@ -93,6 +97,8 @@ class HFBackend:
         self.stop_at_list_end = stop_at_list_end
         self.prefix_sharing = prefix_sharing
         self.attention = attention
+        # speculative decoding under the grammar: drafts from the passage, verified (drafting.py)
+        self.draft_tokens = draft_tokens
         self._grouped = False  # set at load: grouped attention and the shared-prefix cache in use
         # None: on for the embedded student (trained for this format), off otherwise
         self.constrained = (model == "embedded") if constrained is None else constrained
@@ -442,7 +448,7 @@ class HFBackend:
     def _decode(self, input_ids, attention_mask, passages=None, words=None, past_key_values=None,
                 forward_kwargs=None, mark_forced: bool = False) -> List[Generation]:
         tok = self.tokenizer
-        processor = None
+        processor = drafter = None
         if self.constrained and passages is not None:
             from .grammar import AnswerGrammar, JsonListConstraint, Vocabulary
 
@@ -451,6 +457,8 @@ class HFBackend:
             keys = list(zip(passages, words or [()] * len(passages)))
             grammars = {(text, bounds): AnswerGrammar(text, words=bounds) for text, bounds in set(keys)}
             processor = JsonListConstraint(self._vocab, [grammars[key] for key in keys])
+            if self.draft_tokens:
+                drafter = PassageDrafter(tok, passages, self.draft_tokens)
         rows = greedy_decode(
             self.model, input_ids, attention_mask,
             eos_id=tok.eos_token_id,
@@ -461,6 +469,7 @@ class HFBackend:
             stop=ListClosed(tok) if self.stop_at_list_end else None,
             forward_kwargs=forward_kwargs,
             mark_forced=mark_forced,
+            drafter=drafter,
         )
         out = []
         for row in rows:
