@@ -38,3 +38,16 @@ def test_component_applies_calibration(tmp_path):
     assert len(doc.ents) == 2
     for e in doc.ents:
         assert e._.uniner_score == pytest.approx(e._.uniner_raw_score / 2)
+
+
+def test_reliability_table_and_expected_calibration_error():
+    from uniner_spacy.pipeline.calibration import expected_calibration_error, reliability
+
+    scores = [0.05] * 10 + [0.95] * 10 + [1.0]
+    correct = [False] * 9 + [True] + [True] * 9 + [False] + [True]
+    table = reliability(scores, correct, bins=10)
+    assert [(r["low"], r["count"]) for r in table] == [(0.0, 10), (0.9, 11)]  # empty bins are left out; 1.0 is in the last
+    assert table[0]["precision"] == pytest.approx(0.1) and table[1]["precision"] == pytest.approx(10 / 11, abs=1e-4)
+    gap = (10 * abs(0.05 - 0.1) + 11 * abs(table[1]["score"] - 10 / 11)) / 21
+    assert expected_calibration_error(table) == pytest.approx(gap, abs=1e-4)
+    assert expected_calibration_error([]) == 0.0

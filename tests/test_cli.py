@@ -76,3 +76,25 @@ def test_annotate_rejects_bad_input(tmp_path):
     result = runner.invoke(app, ["annotate", str(src), str(tmp_path / "o.jsonl"), "--labels", "person"])
     assert result.exit_code != 0
     assert "has no 'text' field" in result.output
+
+
+def test_calibrate_reports_reliability_on_fitted_and_held_out_texts(tmp_path):
+    cfg = write_config(tmp_path)
+    alice, bob = TEXTS[0], "Bob Jones flew to Paris with Alice Smith."
+    people = {alice: [("Alice Smith", 0)], bob: [("Bob Jones", 0), ("Alice Smith", 29)]}
+    rows = [{"sentence": t, "entities": [{"name": n, "type": "person", "pos": [s, s + len(n)]} for n, s in people[t]]}
+            for t in [alice, bob] * 4]  # only the persons are gold: the other candidates are wrong
+    gold = tmp_path / "dev.json"
+    gold.write_text(json.dumps(rows))
+    (tmp_path / "labels.json").write_text(json.dumps(["person", "organization", "location"]))
+    out = tmp_path / "calibration.json"
+    result = runner.invoke(app, ["calibrate", str(gold), "--output", str(out), "--limit", "4", "--holdout", "4",
+                                 "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["candidates"] == 12 and summary["correct"] == 6
+    saved = json.loads(out.read_text())
+    assert saved["holdout"]["candidates"] == 12 and saved["fitted"]["ece"] <= saved["fitted"]["ece_uncalibrated"]
+    assert sum(r["count"] for r in saved["holdout"]["reliability"]) == 12
+    result = runner.invoke(app, ["calibrate", str(gold), "--output", str(out), "--holdout", "4", "--config", str(cfg)])
+    assert result.exit_code != 0 and "--limit" in result.output

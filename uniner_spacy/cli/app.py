@@ -400,30 +400,59 @@ def calibrate(
     data: List[Path] = typer.Argument(..., help="Dev data files with gold spans (never a test split)"),
     output: Path = typer.Option(..., help="Where to write calibration.json"),
     limit: Optional[int] = typer.Option(None, help="First N texts of each file"),
+    holdout: int = typer.Option(0, help="Also score the N texts after --limit of each file, not fitted on"),
     config: Optional[Path] = typer.Option(None, help="spaCy config or saved pipeline; default: embedded model"),
     batch_size: int = typer.Option(32),
 ):
-    """Fit score calibration on dev data, so that `threshold` is a probability of being right."""
-    from ..evaluation.loaders import load
-    from ..pipeline.build import build_nlp
-    from ..pipeline.calibration import candidates_vs_gold, fit
+    """Fit score calibration on dev data, so that `threshold` is a probability of being right.
 
+    The JSON records, beside the breakpoints, a reliability table (score bins
+    against the share of candidates that are right) and its expected
+    calibration error, on the fitted texts and, with `--holdout`, on texts the
+    fit never saw.
+    """
+    from ..pipeline.build import build_nlp
+    from ..pipeline.calibration import expected_calibration_error, fit, reliability
+
+    if holdout and limit is None:
+        fail("--holdout needs --limit: the held-out texts are the ones after the first --limit")
     nlp = build_nlp(["entity"], config)
     component = uniner_pipe(nlp)
     component.calibration = None  # fit on raw scores
-    scores, correct = [], []
+    scores, correct = _raw_scores(nlp, component, data, 0, limit, batch_size)
+    calibrator = fit(scores, correct)
+    sets = {"fitted": (scores, correct)}
+    if holdout and limit is not None:
+        sets["holdout"] = _raw_scores(nlp, component, data, limit, limit + holdout, batch_size)
+    report = {}
+    for name, (s, c) in sets.items():
+        table = reliability([calibrator(x) for x in s], c)
+        report[name] = {"candidates": len(s), "ece": round(expected_calibration_error(table), 4),
+                        "ece_uncalibrated": round(expected_calibration_error(reliability(s, c)), 4),
+                        "reliability": table}
+    calibrator.to_disk(output, fitted_on=[str(p) for p in data], limit=limit, candidates=len(scores),
+                       precision=round(sum(correct) / max(1, len(correct)), 4), **report)
+    typer.echo(json.dumps({"output": str(output), "candidates": len(scores), "correct": sum(correct),
+                           **{k: {"ece": v["ece"], "ece_uncalibrated": v["ece_uncalibrated"],
+                                  "candidates": v["candidates"]} for k, v in report.items()}}))
+
+
+def _raw_scores(nlp, component, data: List[Path], start: int, stop: Optional[int], batch_size: int):
+    """Each file's texts [start, stop) through the pipeline: raw candidate scores, and which are gold."""
+    from ..evaluation.loaders import load
+    from ..pipeline.calibration import candidates_vs_gold
+
+    scores: List[float] = []
+    correct: List[bool] = []
     for path in data:
-        examples = load(path, limit=limit)
+        examples = load(path, limit=stop)[start:]
         labels = list(dict.fromkeys(l for eg in examples for l in eg.labels))
         component.initialize(labels=labels)
         docs = nlp.pipe((eg.text for eg in examples), batch_size=batch_size)
         s, c = candidates_vs_gold(docs, examples)
         scores += s
         correct += c
-    calibrator = fit(scores, correct)
-    calibrator.to_disk(output, fitted_on=[str(p) for p in data], limit=limit, candidates=len(scores),
-                       precision=round(sum(correct) / max(1, len(correct)), 4))
-    typer.echo(json.dumps({"output": str(output), "candidates": len(scores), "correct": sum(correct)}))
+    return scores, correct
 
 
 @app.command()

@@ -72,6 +72,26 @@ def fit(scores: Sequence[float], correct: Sequence[bool], bins: int = 20) -> Cal
     return Calibrator(xs, [float(y) for y in iso.predict(xs)])
 
 
+def reliability(scores: Sequence[float], correct: Sequence[bool], bins: int = 10) -> List[Dict[str, float]]:
+    """Per equal-width score bin with candidates: its range, how many, the mean score and the share
+    that is right (a reliability table: a calibrated score says how often it is right)."""
+    rows = []
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = [(s, c) for s, c in zip(scores, correct) if low <= s < high or (b == bins - 1 and s == 1.0)]
+        if inside:
+            rows.append({"low": low, "high": high, "count": len(inside),
+                         "score": round(sum(s for s, _ in inside) / len(inside), 4),
+                         "precision": round(sum(c for _, c in inside) / len(inside), 4)})
+    return rows
+
+
+def expected_calibration_error(table: Sequence[Mapping[str, float]]) -> float:
+    """Count-weighted mean gap between each bin's mean score and its precision."""
+    total = sum(r["count"] for r in table)
+    return sum(r["count"] * abs(r["score"] - r["precision"]) for r in table) / max(1, total)
+
+
 def candidates_vs_gold(docs, examples, spans_key: str = "uniner") -> Tuple[List[float], List[bool]]:
     """Each candidate's raw score and whether it is a gold (start, end, label)."""
     scores, correct = [], []
