@@ -42,11 +42,15 @@ def main() -> None:
                     help='JSON settings over the default backend, e.g. \'{"constrained": false}\'')
     ap.add_argument("--component", default="",
                     help='JSON settings over the component\'s, e.g. \'{"drop_forced": true}\'')
+    ap.add_argument("--wording", default="",
+                    help="ask every label written another way (labels.WORDING_KINDS: separators, spelling, number, "
+                         "capitals); the entities keep the label, so F1 says how much the wording matters")
     ap.add_argument("--llamacpp", action="store_true",
                     help="ask the student through llama.cpp (xllamacpp, GGUF + adapter)")
     args = ap.parse_args()
     import torch
 
+    from uniner_spacy.evaluation.labels import reworded
     from uniner_spacy.evaluation.report import plot_results, render_table
     from uniner_spacy.evaluation.runner import evaluate_files
 
@@ -68,7 +72,8 @@ def main() -> None:
         start = time.perf_counter()
         limit = args.zeroshot_limit if suite == "zeroshot" and args.zeroshot_limit else args.limit
         result = evaluate_files(paths, config=args.config, limit=limit, batch_size=args.batch_size,
-                                predictions=args.out / f"{suite}.predictions.jsonl", echo=lambda s: None)
+                                predictions=args.out / f"{suite}.predictions.jsonl", echo=lambda s: None,
+                                ask_as=(lambda label: reworded(label, args.wording)) if args.wording else None)
         result["seconds"] = round(time.perf_counter() - start, 1)
         for name, r in result["datasets"].items():
             print(json.dumps({"suite": suite, "dataset": name, "limit": limit,

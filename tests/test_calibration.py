@@ -46,7 +46,8 @@ def test_reliability_table_and_expected_calibration_error():
     scores = [0.05] * 10 + [0.95] * 10 + [1.0]
     correct = [False] * 9 + [True] + [True] * 9 + [False] + [True]
     table = reliability(scores, correct, bins=10)
-    assert [(r["low"], r["count"]) for r in table] == [(0.0, 10), (0.9, 11)]  # empty bins are left out; 1.0 is in the last
+    # empty bins are left out; 1.0 is in the last
+    assert [(r["low"], r["count"]) for r in table] == [(0.0, 10), (0.9, 11)]
     assert table[0]["precision"] == pytest.approx(0.1) and table[1]["precision"] == pytest.approx(10 / 11, abs=1e-4)
     gap = (10 * abs(0.05 - 0.1) + 11 * abs(table[1]["score"] - 10 / 11)) / 21
     assert expected_calibration_error(table) == pytest.approx(gap, abs=1e-4)

@@ -64,6 +64,8 @@ def test_evaluate_and_score(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["benchmark"]["string"] == 1.0 and summary["benchmark"]["span"] == 1.0
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert all(row["candidates"] == row["spans"] for row in rows)  # no overlaps here: the same spans
     result = runner.invoke(app, ["score", "--gold", str(gold), "--pred", str(preds)])
     assert result.exit_code == 0, result.output
     scored = json.loads(result.output.strip().splitlines()[-1])

@@ -316,3 +316,33 @@ def test_export_keeps_the_cards_retrain_history(tmp_path):
     assert "new figures" in card and "old figures" not in card
     assert card.endswith("## Retrain\n\nphases 1-5 ...\n")
     assert (dst / "adapter_config.json").exists()
+
+
+def test_hard_negatives_ask_the_types_nearest_the_passages_own():
+    text = "Marie Curie studied radium."
+    labels = ["scientist", "politician", "athlete", "vehicle", "food"]
+    ex = AnnotatedText(text, [Entity(0, 11, "scientist")], labels, "x")
+    near = {"scientist": {"politician": 0.8, "athlete": 0.6, "vehicle": 0.1}}
+    opts = BuildOptions(negative_share=0.5, seed=0, hard_negatives=1.0, confusable=near)
+    for conv in build_conversations([ex] * 20, opts):
+        assert [t for t, a in conv.turns if a == "[]"] == ["politician"]  # one negative a positive, the nearest
+    easy = build_conversations([ex] * 200, BuildOptions(negative_share=0.5, seed=0))
+    assert len({t for c in easy for t, a in c.turns if a == "[]"}) > 1  # by frequency: any of them
+
+
+def test_turns_may_ask_another_wording_with_the_same_answer():
+    from uniner_spacy.evaluation.labels import wordings
+
+    assert wordings("organization") == ["organisation", "organizations", "Organization"]
+    assert wordings("musical_artist") == ["musical artist", "musical artists", "Musical artist"]
+    assert wordings("else") == ["Else"]
+    ex = EXAMPLES[0]
+    convs = build_conversations([ex] * 50, BuildOptions(negative_share=0.0, seed=2, wording_share=0.5))
+    asked = Counter(t for c in convs for t, _ in c.turns)
+    assert asked["person"] and set(asked) - {"person", "location"}  # some turns reworded
+    for conv in convs:
+        for (t, answer), label in zip(conv.turns, conv.types):
+            assert t == label or t in wordings(label)
+            assert answer == dict(build_conversations([ex], BuildOptions(negative_share=0.0, seed=2))[0].turns)[label]
+    plain = build_conversations([ex] * 5, BuildOptions(seed=7))
+    assert [c.turns for c in plain] == [c.turns for c in build_conversations([ex] * 5, BuildOptions(seed=7))]

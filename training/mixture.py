@@ -27,6 +27,7 @@ import json
 import os
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -34,6 +35,7 @@ from uniner_spacy.distill.conversations import (
     BuildOptions,
     Conversation,
     build_conversations,
+    confusable_types,
     load_definitions,
     negative_share,
     type_frequencies,
@@ -138,6 +140,9 @@ def build_mixture(
     shares = SHARES if shares is None else shares
     by_set = load_sources(root)
     freq = type_frequencies(ex for exs in by_set.values() for ex in exs)
+    if options.hard_negatives > 0 and options.confusable is None:
+        options = replace(options, confusable=confusable_types({l for exs in by_set.values() for ex in exs
+                                                                for l in ex.labels}))
 
     def offsets(text: str):
         return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
@@ -244,7 +249,7 @@ def _stats(picked: Dict[str, List[Conversation]], tokenizer, eos: str, total: in
         "distinct_types": len(all_types),
         "tokens": sum(s["tokens"] for s in sources.values()),
         "token_budget": total,
-        "options": {k: v for k, v in options.__dict__.items() if k != "definitions"},
+        "options": {k: v for k, v in options.__dict__.items() if k not in ("definitions", "confusable")},
         "sources": sources,
     }
 
@@ -267,6 +272,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--uniner-json", help="also write the official UniNER conversation JSON here")
     p.add_argument("--shares", default="",
                    help="override budget shares, e.g. 'conll2003=0.3,ncbi=0.1' (the others keep SHARES)")
+    p.add_argument("--hard-negatives", type=float, default=0.0,
+                   help="share of a passage's negatives asking the types nearest its own (MiniLM cosine)")
+    p.add_argument("--wording-share", type=float, default=0.0,
+                   help="chance a turn asks its type in another wording (spelling, number, capitals)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     tokenizer = AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
@@ -279,6 +288,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         definition_mode=args.definition_mode,
         dataset_prompt=args.dataset_prompt,
         seed=args.seed,
+        hard_negatives=args.hard_negatives,
+        wording_share=args.wording_share,
     )
     shares = {**SHARES, **parse_shares(args.shares)}
     if sum(shares.values()) > 1:

@@ -205,6 +205,13 @@ class BuildOptions:
     dataset_prompt: bool = False
     max_passage_tokens: int = DEFAULT_MAX_PASSAGE_TOKENS
     seed: int = 0
+    # hard negatives: this share of a passage's negative questions asks the types nearest its own
+    # (`confusable`: per type, {other type: similarity}), so the student learns to answer `[]` for
+    # `politician` about a scientist where the source would have labelled a politician
+    hard_negatives: float = 0.0
+    confusable: Optional[Dict[str, Dict[str, float]]] = None
+    # wording robustness: a turn asks its type in another wording (`wordings`) with this chance
+    wording_share: float = 0.0
 
 
 def build_conversations(
@@ -252,15 +259,17 @@ def _conversation(
     else:
         want = opts.empty_negatives
     want = min(want, len(candidates), max(0, opts.max_turns - len(positives)))
-    negatives = _weighted_sample(candidates, [freq.get(c, 0) + 1 for c in candidates], want, rng)
+    # (no draw when off: the mixtures of earlier releases rebuild byte for byte)
+    hard = _hard_negatives(positives, candidates, _stochastic_round(opts.hard_negatives * want, rng), opts) \
+        if opts.hard_negatives > 0 else []
+    rest = [c for c in candidates if c not in hard]
+    negatives = hard + _weighted_sample(rest, [freq.get(c, 0) + 1 for c in rest], want - len(hard), rng)
     types = positives + negatives
     if not types:
         return None
     rng.shuffle(types)
-    turns = [
-        (_asked(t, opts), answer_json(example.text, example.entities, t) if t in positives else "[]")
-        for t in types
-    ]
+    turns = [(_asked(_worded(t, opts, rng), opts),
+              answer_json(example.text, example.entities, t) if t in positives else "[]") for t in types]
     dataset = dataset_of(example) if dataset_of else example.source
     return Conversation(
         passage=example.text,
@@ -270,6 +279,38 @@ def _conversation(
         dataset_prompt=opts.dataset_prompt,
         types=types,
     )
+
+
+def confusable_types(labels: Sequence[str], k: int = 10, embedder=None) -> Dict[str, Dict[str, float]]:
+    """Per type, the k other types nearest it (cosine of their MiniLM embeddings, the conflict
+    stage's): the negatives a student confuses with it (`BuildOptions.confusable`)."""
+    from ..stages.embeddings import label_text, shared_embedder
+
+    labels = sorted(set(labels))
+    vectors = (embedder or shared_embedder()).encode([label_text(label) for label in labels])
+    sims = vectors @ vectors.T
+    out: Dict[str, Dict[str, float]] = {}
+    for i, label in enumerate(labels):
+        order = [j for j in sims[i].argsort()[::-1] if j != i][:k]
+        out[label] = {labels[j]: round(float(sims[i, j]), 4) for j in order}
+    return out
+
+
+def _hard_negatives(positives: Sequence[str], candidates: Sequence[str], k: int, opts: BuildOptions) -> List[str]:
+    """The k candidate types nearest any of the passage's own (by `opts.confusable`)."""
+    if k <= 0 or not positives or not opts.confusable:
+        return []
+    near = {c: max(opts.confusable.get(p, {}).get(c, 0.0) for p in positives) for c in candidates}
+    return [c for c in sorted(candidates, key=lambda c: (-near[c], c)) if near[c] > 0][:k]
+
+
+def _worded(label: str, opts: BuildOptions, rng: random.Random) -> str:
+    if opts.wording_share <= 0 or rng.random() >= opts.wording_share:
+        return label
+    from ..evaluation.labels import wordings
+
+    others = wordings(label)
+    return rng.choice(others) if others else label
 
 
 def _asked(label: str, opts: BuildOptions) -> str:

@@ -246,3 +246,46 @@ def make_label_mapper(
         return natural_label(raw, dataset)
 
     return mapper
+
+
+_SPELLINGS = (("isation", "ization"), ("ization", "isation"), ("yse", "yze"), ("yze", "yse"))
+_NO_NUMBER = frozenset({"else", "other", "misc", "none", "data"})  # words without a plural of their own
+WORDING_KINDS = ("separators", "spelling", "number", "capitals")
+
+
+def reworded(label: str, kind: str) -> str:
+    """`label` written another way of one `kind` (WORDING_KINDS), or unchanged where that kind does
+    not apply: `separators` (`_`, `-` → space), `spelling` (`organisation` / `organization`),
+    `number` (`band` / `bands`, on the last word), `capitals` (`Band` / `band`)."""
+    base = " ".join(re.sub(r"[_\-]+", " ", label).split())
+    if kind == "separators":
+        return base
+    if kind == "spelling":
+        return next((base.replace(a, b) for a, b in _SPELLINGS if a in base), base)
+    if kind == "capitals":
+        return base[:1].upper() + base[1:] if base[:1].islower() else base.lower()
+    if kind != "number":
+        raise ValueError(f"wording kind must be one of {WORDING_KINDS}, not {kind!r}")
+    head, _, last = base.rpartition(" ")
+    if not (len(last) >= 4 and last.isalpha() and last.islower() and last not in _NO_NUMBER):
+        return base
+    if last.endswith("ies"):
+        other = last[:-3] + "y"
+    elif last.endswith(("sses", "ches", "shes", "xes")):
+        other = last[:-2]
+    elif last.endswith("s") and not last.endswith("ss"):
+        other = last[:-1]
+    elif last.endswith("y") and last[-2] not in "aeiou":
+        other = last[:-1] + "ies"
+    elif last.endswith(("s", "ch", "sh", "x")):
+        other = last + "es"
+    else:
+        other = last + "s"
+    return f"{head} {other}" if head else other
+
+
+def wordings(label: str) -> List[str]:
+    """Other ways to write the same type name (every kind of `reworded`). Nothing that changes the
+    meaning, so a training turn may ask any of them and keep its answer, and an evaluation may ask
+    them all."""
+    return [w for w in dict.fromkeys(reworded(label, kind) for kind in WORDING_KINDS) if w != label]

@@ -23,15 +23,22 @@ NlpFactory = Union[Language, Callable[[List[str]], Language]]
 PROTOCOLS = ("string", "span", "both")
 
 
-def doc_predictions(doc: Doc, example: AnnotatedText, labels: Sequence[str]) -> List[Dict[str, Any]]:
-    """One query dict per label: the texts and char spans of `doc.ents` with that label."""
+def doc_predictions(doc: Doc, example: AnnotatedText, labels: Sequence[str],
+                    spans_key: str = "uniner") -> List[Dict[str, Any]]:
+    """One query dict per label: the texts and char spans of `doc.ents` with that label, and, where
+    the pipe keeps them, every candidate span of it (`doc.spans[spans_key]`, overlaps included:
+    what `benchmarks/claims.py` counts)."""
     rows = []
+    kept = doc.spans[spans_key] if spans_key in doc.spans else None
     for label in labels:
         ents = [e for e in doc.ents if e.label_ == label]
-        rows.append({"text": example.text, "type": label,
-                     "prediction": list(dict.fromkeys(e.text for e in ents)),
-                     "spans": [[e.start_char, e.end_char] for e in ents],
-                     "source": example.source})
+        row = {"text": example.text, "type": label,
+               "prediction": list(dict.fromkeys(e.text for e in ents)),
+               "spans": [[e.start_char, e.end_char] for e in ents],
+               "source": example.source}
+        if kept is not None:
+            row["candidates"] = [[s.start_char, s.end_char] for s in kept if s.label_ == label]
+        rows.append(row)
     return rows
 
 
@@ -169,20 +176,25 @@ def evaluate_files(
     predictions: Optional[Union[str, Path]] = None,
     format: Optional[str] = None,
     echo: Callable[[str], None] = print,
+    ask_as: Optional[Callable[[str], str]] = None,
 ) -> Dict[str, Any]:
     """`uniner-spacy evaluate`: one pipeline (and one loaded model) for all files.
 
     Each data set asks its own labels; the model is loaded once and the
-    component's labels are switched per data set.
+    component's labels are switched per data set. `ask_as` words each label's
+    question differently (the entities keep the label): how much F1 depends
+    on how a label is written.
     """
     from ..pipeline.build import build_nlp, uniner_pipe
 
     examples = load_files(paths, limit=limit, format=format)
     nlp = build_nlp(["entity"], config)
     component = uniner_pipe(nlp)
+    if ask_as is not None:
+        component.question_mode = "definition"  # the question names the label's description: its wording
 
     def factory(labels: List[str]) -> Language:
-        component.initialize(labels=labels)
+        component.initialize(labels={label: ask_as(label) for label in labels} if ask_as else labels)
         return nlp
 
     result = evaluate_pipeline(factory, examples, protocol=protocol, batch_size=batch_size,
