@@ -311,7 +311,9 @@ def test_export_keeps_the_cards_retrain_history(tmp_path):
     (src / "adapter_config.json").write_text("{}")
     (src / "README.md").write_text("# card\n\nnew figures\n\n## Retrain\n\none line\n")
     (dst / "README.md").write_text("# card\n\nold figures\n\n## Retrain\n\nphases 1-5 ...\n")
+    (dst / "calibration.json").write_text('{"xs": [], "ys": []}')  # the previous adapter's
     export(src, dst)
+    assert not (dst / "calibration.json").exists()
     card = (dst / "README.md").read_text()
     assert "new figures" in card and "old figures" not in card
     assert card.endswith("## Retrain\n\nphases 1-5 ...\n")

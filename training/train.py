@@ -398,6 +398,10 @@ def export(src: Path, dst: Path) -> None:
     import shutil
 
     dst.mkdir(parents=True, exist_ok=True)
+    stale = dst / "calibration.json"  # fitted to the adapter this export replaces: `make calibration` refits
+    if stale.exists():
+        stale.unlink()
+        print(f"removed {stale}: it calibrated the previous adapter; refit it with `make calibration`", flush=True)
     old_card = (dst / "README.md").read_text(encoding="utf-8") if (dst / "README.md").exists() else ""
     for name in ("adapter_config.json", "adapter_model.safetensors", "README.md"):
         if (src / name).exists():

@@ -2,9 +2,10 @@
 
 A token probability of 0.9 from a 135M model does not mean 90% of such
 mentions are correct. Fitted on a dev set (isotonic regression of
-"candidate is a gold span" on the raw score), the mapping makes `threshold`
-mean what it says. Stored as a small JSON of breakpoints, applied by linear
-interpolation.
+"candidate is a gold span" on its score after the stages), the mapping makes
+`threshold` mean what it says. The component applies it after the stages,
+which were tuned on the model's own scores. Stored as a small JSON of
+breakpoints, applied by linear interpolation.
 """
 from __future__ import annotations
 
@@ -93,13 +94,13 @@ def expected_calibration_error(table: Sequence[Mapping[str, float]]) -> float:
 
 
 def candidates_vs_gold(docs, examples, spans_key: str = "uniner") -> Tuple[List[float], List[bool]]:
-    """Each candidate's raw score and whether it is a gold (start, end, label)."""
+    """Each candidate's score (run without a calibration: the score after the stages, which the
+    calibration maps) and whether it is a gold (start, end, label)."""
     scores, correct = [], []
     for doc, eg in zip(docs, examples):
         gold = {(e.start, e.end, e.label) for e in eg.entities}
         for span in doc.spans.get(spans_key, []):
-            raw = span._.uniner_raw_score if span._.uniner_raw_score is not None else span._.uniner_score
-            scores.append(float(raw))
+            scores.append(float(span._.uniner_score))
             correct.append((span.start_char, span.end_char, span.label_) in gold)
     return scores, correct
 
