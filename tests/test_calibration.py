@@ -13,7 +13,7 @@ def test_fit_is_monotone_and_calibrated():
     cal = fit(scores, correct)
     ys = [cal(x / 10) for x in range(11)]
     assert ys == sorted(ys)
-    assert cal(0.1) == pytest.approx(0.0) and cal(0.9) == pytest.approx(1.0)
+    assert cal(0.1) == pytest.approx(0.0, abs=1e-8) and cal(0.9) == pytest.approx(1.0)
 
 
 def test_round_trip_and_bad_file(tmp_path):
@@ -52,3 +52,24 @@ def test_reliability_table_and_expected_calibration_error():
     gap = (10 * abs(0.05 - 0.1) + 11 * abs(table[1]["score"] - 10 / 11)) / 21
     assert expected_calibration_error(table) == pytest.approx(gap, abs=1e-4)
     assert expected_calibration_error([]) == 0.0
+
+
+def test_calibration_keeps_the_order_of_scores_it_maps():
+    """Flat isotonic steps must not turn a higher score into a tie: doc.ents picks overlaps by score."""
+    cal = Calibrator([0.0, 0.5, 1.0], [0.1, 0.3, 0.3])
+    assert cal(0.8) < cal(0.9) < cal(1.0) and cal(1.2) > cal(1.0)
+    assert cal(0.9) == pytest.approx(0.3, abs=1e-8)
+
+
+def test_a_label_with_enough_candidates_gets_its_own_mapping(tmp_path):
+    scores = [i / 400 for i in range(400)] * 2
+    labels = ["person"] * 400 + ["anatomy"] * 400
+    correct = [s > 0.2 for s in scores[:400]] + [s > 0.9 for s in scores[400:]]  # person is right far more often
+    cal = fit(scores, correct, labels=labels, min_per_label=300)
+    assert set(cal.labels) == {"person", "anatomy"}
+    assert cal(0.5, "person") == pytest.approx(1.0, abs=1e-6) and cal(0.5, "anatomy") == pytest.approx(0.0, abs=1e-6)
+    assert 0.2 < cal(0.5, "politician") < 0.8  # not fitted: the mapping of every label
+    cal.to_disk(tmp_path / "c.json")
+    again = Calibrator.from_disk(tmp_path / "c.json")
+    assert again(0.5, "person") == cal(0.5, "person") and again(0.5) == cal(0.5)
+    assert fit(scores, correct, labels=labels, min_per_label=1000).labels == {}

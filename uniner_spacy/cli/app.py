@@ -401,6 +401,7 @@ def calibrate(
     output: Path = typer.Option(..., help="Where to write calibration.json"),
     limit: Optional[int] = typer.Option(None, help="First N texts of each file"),
     holdout: int = typer.Option(0, help="Also score the N texts after --limit of each file, not fitted on"),
+    min_per_label: int = typer.Option(200, help="A label with this many candidates gets a mapping of its own"),
     config: Optional[Path] = typer.Option(None, help="spaCy config or saved pipeline; default: embedded model"),
     batch_size: int = typer.Option(32),
 ):
@@ -419,20 +420,21 @@ def calibrate(
     nlp = build_nlp(["entity"], config)
     component = uniner_pipe(nlp)
     component.calibration = None  # fit on raw scores
-    scores, correct = _raw_scores(nlp, component, data, 0, limit, batch_size)
-    calibrator = fit(scores, correct)
-    sets = {"fitted": (scores, correct)}
+    scores, correct, labels = _raw_scores(nlp, component, data, 0, limit, batch_size)
+    calibrator = fit(scores, correct, labels=labels, min_per_label=min_per_label)
+    sets = {"fitted": (scores, correct, labels)}
     if holdout and limit is not None:
         sets["holdout"] = _raw_scores(nlp, component, data, limit, limit + holdout, batch_size)
     report = {}
-    for name, (s, c) in sets.items():
-        table = reliability([calibrator(x) for x in s], c)
+    for name, (s, c, l) in sets.items():
+        table = reliability([calibrator(x, label) for x, label in zip(s, l)], c)
         report[name] = {"candidates": len(s), "ece": round(expected_calibration_error(table), 4),
                         "ece_uncalibrated": round(expected_calibration_error(reliability(s, c)), 4),
                         "reliability": table}
     calibrator.to_disk(output, fitted_on=[str(p) for p in data], limit=limit, candidates=len(scores),
                        precision=round(sum(correct) / max(1, len(correct)), 4), **report)
     typer.echo(json.dumps({"output": str(output), "candidates": len(scores), "correct": sum(correct),
+                           "labels_fitted": sorted(calibrator.labels),
                            **{k: {"ece": v["ece"], "ece_uncalibrated": v["ece_uncalibrated"],
                                   "candidates": v["candidates"]} for k, v in report.items()}}))
 
@@ -444,15 +446,16 @@ def _raw_scores(nlp, component, data: List[Path], start: int, stop: Optional[int
 
     scores: List[float] = []
     correct: List[bool] = []
+    labels: List[str] = []
     for path in data:
         examples = load(path, limit=stop)[start:]
-        labels = list(dict.fromkeys(l for eg in examples for l in eg.labels))
-        component.initialize(labels=labels)
+        component.initialize(labels=list(dict.fromkeys(l for eg in examples for l in eg.labels)))
         docs = nlp.pipe((eg.text for eg in examples), batch_size=batch_size)
-        s, c = candidates_vs_gold(docs, examples)
+        s, c, l = candidates_vs_gold(docs, examples)
         scores += s
         correct += c
-    return scores, correct
+        labels += l
+    return scores, correct, labels
 
 
 @app.command()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -19,37 +19,49 @@ from ..registry import registry
 from ..weights import ADAPTER_DIR
 
 CALIBRATION_FILE = "calibration.json"  # its name in the embedded adapter and in saved pipelines
+# added per unit of score: the isotonic fit has flat steps, and `doc.ents` chooses between overlapping
+# spans by score, so the mapping must keep every order of the scores it maps (a billionth changes no
+# probability)
+TIE_BREAK = 1e-9
 
 
 @dataclass
 class Calibrator:
+    """Breakpoints of the mapping for every label, and per label where the fit had enough of it
+    (`labels`: {label: (xs, ys)}): how often a score is right differs a lot between `person` and
+    `anatomical structure`, and a label not fitted gets the mapping of all of them."""
+
     xs: List[float]
     ys: List[float]
+    labels: Dict[str, Tuple[List[float], List[float]]] = field(default_factory=dict)
     # a configured file that was not there: an error at first use, unless a saved pipeline's
     # from_disk supplies the data first (the folder moved, the original file did not)
     missing: Optional[str] = None
 
-    def __call__(self, score: float) -> float:
+    def __call__(self, score: float, label: Optional[str] = None) -> float:
         if self.missing is not None:
             raise FileNotFoundError(f"Calibration file {self.missing} does not exist")
-        if not self.xs:
+        xs, ys = self.labels.get(label, (self.xs, self.ys)) if label is not None else (self.xs, self.ys)
+        if not xs:
             return score
-        i = bisect_right(self.xs, score)
-        if i == 0:
-            return self.ys[0]
-        if i == len(self.xs):
-            return self.ys[-1]
-        x0, x1, y0, y1 = self.xs[i - 1], self.xs[i], self.ys[i - 1], self.ys[i]
-        return y0 + (y1 - y0) * (score - x0) / (x1 - x0) if x1 > x0 else y1
+        return _mapped(xs, ys, score) + TIE_BREAK * score
 
-    def to_dict(self) -> Dict[str, List[float]]:
-        return {"xs": self.xs, "ys": self.ys}
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"xs": self.xs, "ys": self.ys}
+        if self.labels:
+            out["labels"] = {label: {"xs": xs, "ys": ys} for label, (xs, ys) in sorted(self.labels.items())}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "calibration") -> "Calibrator":
-        if len(data["xs"]) != len(data["ys"]) or list(data["xs"]) != sorted(data["xs"]):
-            raise ValueError(f"{where} is not a calibration (xs must be sorted, one y per x)")
-        return cls(list(map(float, data["xs"])), list(map(float, data["ys"])))
+        def points(d: Mapping[str, Any], what: str) -> Tuple[List[float], List[float]]:
+            if len(d["xs"]) != len(d["ys"]) or list(d["xs"]) != sorted(d["xs"]):
+                raise ValueError(f"{where} is not a calibration ({what}: xs must be sorted, one y per x)")
+            return list(map(float, d["xs"])), list(map(float, d["ys"]))
+
+        xs, ys = points(data, "all labels")
+        labels = {label: points(d, label) for label, d in (data.get("labels") or {}).items()}
+        return cls(xs, ys, labels)
 
     def to_disk(self, path: Union[str, Path], **meta) -> None:
         Path(path).write_text(json.dumps({**self.to_dict(), **meta}, indent=1))
@@ -59,18 +71,39 @@ class Calibrator:
         return cls.from_dict(json.loads(Path(path).read_text()), where=str(path))
 
 
-def fit(scores: Sequence[float], correct: Sequence[bool], bins: int = 20) -> Calibrator:
-    """Isotonic fit, reduced to at most `bins` breakpoints."""
+def _mapped(xs: Sequence[float], ys: Sequence[float], score: float) -> float:
+    i = bisect_right(xs, score)
+    if i == 0:
+        return ys[0]
+    if i == len(xs):
+        return ys[-1]
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return y0 + (y1 - y0) * (score - x0) / (x1 - x0) if x1 > x0 else y1
+
+
+def _isotonic(scores: Sequence[float], correct: Sequence[bool], bins: int) -> Tuple[List[float], List[float]]:
     from sklearn.isotonic import IsotonicRegression
 
-    if len(scores) < 10:
-        raise ValueError(f"Need at least 10 scored candidates to calibrate, got {len(scores)}")
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, [float(c) for c in correct])
     xs = sorted(set(float(x) for x in iso.X_thresholds_))
     if len(xs) > bins:
         step = (len(xs) - 1) / (bins - 1)
         xs = [xs[round(i * step)] for i in range(bins)]
-    return Calibrator(xs, [float(y) for y in iso.predict(xs)])
+    return xs, [float(y) for y in iso.predict(xs)]
+
+
+def fit(scores: Sequence[float], correct: Sequence[bool], bins: int = 20,
+        labels: Optional[Sequence[str]] = None, min_per_label: int = 200) -> Calibrator:
+    """Isotonic fit, reduced to at most `bins` breakpoints; with `labels` (one per candidate), also
+    one fit per label that has `min_per_label` candidates, right and wrong among them."""
+    if len(scores) < 10:
+        raise ValueError(f"Need at least 10 scored candidates to calibrate, got {len(scores)}")
+    per_label: Dict[str, Tuple[List[float], List[float]]] = {}
+    for label in sorted(set(labels or ())):
+        rows = [(s, c) for s, c, l in zip(scores, correct, labels or ()) if l == label]
+        if len(rows) >= min_per_label and 0 < sum(c for _, c in rows) < len(rows):
+            per_label[label] = _isotonic([s for s, _ in rows], [c for _, c in rows], bins)
+    return Calibrator(*_isotonic(scores, correct, bins), labels=per_label)
 
 
 def reliability(scores: Sequence[float], correct: Sequence[bool], bins: int = 10) -> List[Dict[str, float]]:
@@ -93,16 +126,17 @@ def expected_calibration_error(table: Sequence[Mapping[str, float]]) -> float:
     return sum(r["count"] * abs(r["score"] - r["precision"]) for r in table) / max(1, total)
 
 
-def candidates_vs_gold(docs, examples, spans_key: str = "uniner") -> Tuple[List[float], List[bool]]:
+def candidates_vs_gold(docs, examples, spans_key: str = "uniner") -> Tuple[List[float], List[bool], List[str]]:
     """Each candidate's score (run without a calibration: the score after the stages, which the
-    calibration maps) and whether it is a gold (start, end, label)."""
-    scores, correct = [], []
+    calibration maps), whether it is a gold (start, end, label), and its label."""
+    scores, correct, labels = [], [], []
     for doc, eg in zip(docs, examples):
         gold = {(e.start, e.end, e.label) for e in eg.entities}
         for span in doc.spans.get(spans_key, []):
             scores.append(float(span._.uniner_score))
             correct.append((span.start_char, span.end_char, span.label_) in gold)
-    return scores, correct
+            labels.append(span.label_)
+    return scores, correct, labels
 
 
 @registry.misc("uniner.Calibration.v1")

@@ -110,7 +110,7 @@ def make_uniner(
     drop_forced: bool,
     paraphrases: Optional[Paraphraser],
     stages: Optional[Dict[str, Any]],  # Stage callables; `Any`: confection validates before it builds
-    calibration: Optional[Callable[[float], float]],
+    calibration: Optional[Calibrator],
     scorer: Optional[Callable],
 ) -> "UniNER":
     if stages is None:
@@ -171,7 +171,7 @@ class UniNER(Pipe):
         drop_forced: bool = False,
         paraphrases: Optional[Paraphraser] = None,
         stages: Optional[Dict[str, Stage]] = None,
-        calibration: Optional[Callable[[float], float]] = None,
+        calibration: Optional[Calibrator] = None,
         scorer: Optional[Callable] = None,
     ):
         if overlap_policy not in POLICIES:
@@ -332,7 +332,7 @@ class UniNER(Pipe):
         span keeps, the one `threshold` reads, is then the chance it is right."""
         if self.calibration is None:
             return candidates
-        return [replace(c, score=self.calibration(c.score)) for c in candidates]
+        return [replace(c, score=self.calibration(c.score, c.label)) for c in candidates]
 
     def log_failures(self, stats: Sequence[Stats], gens: Sequence[Generation]) -> None:
         """One warning per batch that had failures, with counts and the first error; none otherwise."""
