@@ -145,12 +145,22 @@ def test_a_failed_query_is_recorded_on_its_doc():
     assert bad.backend_errors == 3 and len(bad.errors) == 1 and bad.errors[0].startswith("backend: ")
 
 
-def test_a_failing_answer_is_recorded_on_its_doc():
+def test_a_failing_answer_is_recorded_on_its_doc(monkeypatch):
+    import uniner_spacy.pipeline.component as component
+
     nlp = make_nlp()
-    nlp.get_pipe("uniner").calibration = lambda raw: 1 / 0
+    monkeypatch.setattr(component, "mention_scores", lambda *args: 1 / 0)
     doc = nlp(GOOD[0])
     assert ents(doc) == [] and not stats(doc).complete
     assert stats(doc).errors == [f"answer ({t}): ZeroDivisionError: division by zero" for t in LABELS]
+
+
+def test_a_failing_calibration_is_recorded_on_its_doc():
+    nlp = make_nlp()
+    nlp.get_pipe("uniner").calibration = lambda score, label: 1 / 0
+    doc = nlp(GOOD[0])
+    assert ents(doc) == [] and not stats(doc).complete
+    assert stats(doc).errors == ["calibration: ZeroDivisionError: division by zero"]
 
 
 def test_a_failing_stage_leaves_the_candidates_from_before_it():

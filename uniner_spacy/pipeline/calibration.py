@@ -19,9 +19,9 @@ from ..registry import registry
 from ..weights import ADAPTER_DIR
 
 CALIBRATION_FILE = "calibration.json"  # its name in the embedded adapter and in saved pipelines
-# added per unit of score: the isotonic fit has flat steps, and `doc.ents` chooses between overlapping
-# spans by score, so the mapping must keep every order of the scores it maps (a billionth changes no
-# probability)
+# the share of the mapped value that is the score itself: the isotonic fit has flat steps, and a
+# mapping must keep every order of the scores it maps (they are compared: which overlapping span is
+# the entity), while a billionth changes no probability and keeps it within [0, 1]
 TIE_BREAK = 1e-9
 
 
@@ -44,7 +44,7 @@ class Calibrator:
         xs, ys = self.labels.get(label, (self.xs, self.ys)) if label is not None else (self.xs, self.ys)
         if not xs:
             return score
-        return _mapped(xs, ys, score) + TIE_BREAK * score
+        return (1 - TIE_BREAK) * _mapped(xs, ys, score) + TIE_BREAK * min(1.0, max(0.0, score))
 
     def to_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"xs": self.xs, "ys": self.ys}

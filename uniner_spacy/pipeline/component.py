@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -305,8 +304,13 @@ class UniNER(Pipe):
         results = []
         for i in range(len(docs)):
             stats[i].seconds = elapsed * stats[i].queries / total
-            candidates = self.calibrated(self.run_stages(docs[i], found[i], stats[i]))
-            results.append(([c for c in candidates if c.score >= self.threshold], stats[i]))
+            candidates = self.run_stages(docs[i], found[i], stats[i])
+            try:
+                kept = [c for c in candidates if self.chance(c) >= self.threshold]
+            except Exception as err:
+                self.recorded("calibration", stats[i], err)
+                kept = []
+            results.append((kept, stats[i]))
         self.log_failures(stats, gens)
         return results
 
@@ -326,13 +330,13 @@ class UniNER(Pipe):
                 break
         return candidates
 
-    def calibrated(self, candidates: List[Candidate]) -> List[Candidate]:
-        """Final scores through the calibration: the stages were tuned on the model's own scores (mapping
-        them first moved conflict resolution, −0.39 F1 on the zero-shot dev sets), and the score a
-        span keeps, the one `threshold` reads, is then the chance it is right."""
-        if self.calibration is None:
-            return candidates
-        return [replace(c, score=self.calibration(c.score, c.label)) for c in candidates]
+    def chance(self, candidate: Candidate) -> float:
+        """The candidate's final score through the calibration: the chance it is right, which
+        `threshold` reads and a span keeps. The stages and the choice of `doc.ents` between overlaps
+        use the scores before it: the stages were tuned on them (mapping first moved conflict
+        resolution, −0.39 F1 on the zero-shot dev sets), and a mapping per label could reorder two
+        labels' overlapping spans."""
+        return candidate.score if self.calibration is None else self.calibration(candidate.score, candidate.label)
 
     def log_failures(self, stats: Sequence[Stats], gens: Sequence[Generation]) -> None:
         """One warning per batch that had failures, with counts and the first error; none otherwise."""
@@ -407,12 +411,12 @@ class UniNER(Pipe):
             if span is None:  # cannot happen for token-boundary matches; keep it visible
                 stats.unaligned.append((c.label, doc.text[c.start : c.end]))
                 continue
-            span._.uniner_score = c.score
+            span._.uniner_score = self.chance(c)
             span._.uniner_raw_score = c.raw_score
             span._.uniner_source = c.source
             span._.uniner_match = c.match
             spans.append(span)
-            scores.append(c.score)
+            scores.append(span._.uniner_score)
         # spaCy keys span extensions by offsets only, so two labels of one span share their
         # `_.uniner_score`; the group's `scores` (spancat's convention) keeps one per span
         doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, attrs={"scores": scores}, spans=spans)
@@ -427,7 +431,7 @@ class UniNER(Pipe):
                 if span is None:
                     continue
                 # the offsets' extensions hold the last label written: make them the entity's
-                span._.uniner_score, span._.uniner_raw_score = c.score, c.raw_score
+                span._.uniner_score, span._.uniner_raw_score = self.chance(c), c.raw_score
                 span._.uniner_source, span._.uniner_match = c.source, c.match
                 new.append(span)
             doc.ents = sorted(existing + new, key=lambda s: s.start)
