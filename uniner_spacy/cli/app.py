@@ -419,12 +419,12 @@ def calibrate(
         fail("--holdout needs --limit: the held-out texts are the ones after the first --limit")
     nlp = build_nlp(["entity"], config)
     component = uniner_pipe(nlp)
-    component.calibration = None  # fit on raw scores
-    scores, correct, labels = _raw_scores(nlp, component, data, 0, limit, batch_size)
+    component.calibration = None  # fit on the scores after the stages, which it will map
+    scores, correct, labels = _stage_scores(nlp, component, data, 0, limit, batch_size)
     calibrator = fit(scores, correct, labels=labels, min_per_label=min_per_label)
     sets = {"fitted": (scores, correct, labels)}
     if holdout and limit is not None:
-        sets["holdout"] = _raw_scores(nlp, component, data, limit, limit + holdout, batch_size)
+        sets["holdout"] = _stage_scores(nlp, component, data, limit, limit + holdout, batch_size)
     report = {}
     for name, (s, c, l) in sets.items():
         table = reliability([calibrator(x, label) for x, label in zip(s, l)], c)
@@ -439,8 +439,9 @@ def calibrate(
                                   "candidates": v["candidates"]} for k, v in report.items()}}))
 
 
-def _raw_scores(nlp, component, data: List[Path], start: int, stop: Optional[int], batch_size: int):
-    """Each file's texts [start, stop) through the pipeline: raw candidate scores, and which are gold."""
+def _stage_scores(nlp, component, data: List[Path], start: int, stop: Optional[int], batch_size: int):
+    """Each file's texts [start, stop) through the pipeline: candidate scores after the stages, whether
+    each is gold, and its label."""
     from ..evaluation.loaders import load
     from ..pipeline.calibration import candidates_vs_gold
 
