@@ -56,12 +56,12 @@ def teacher_rows(work: Path, parts: str) -> List[dict]:
 
 def teacher_row(ds: Dict[str, Any], rows: List[dict], test) -> Dict[str, Any]:
     """The teacher's own F1 on the test sentences it annotated, and its speed from its stats."""
-    from uniner_spacy.distill.spacy_student import counts_to_scores
+    from uniner_spacy.distill.spacy_student import counts_to_scores, gold_spans
 
     assert [r["text"] for r in rows] == [eg.text for eg in test], "teacher rows are not these test sentences"
     labels = ds["labels"]
     predicted = [[(e["start"], e["end"], labels[e["label"]]) for e in r["ents"] if e["label"] in labels] for r in rows]
-    gold = [[(e.start, e.end, e.label) for e in eg.entities if e.label in labels.values()] for eg in test]
+    gold = gold_spans(test, {g: g for g in labels.values()})
     out = counts_to_scores(predicted, gold, set(labels.values()))
     seconds = sum(r["stats"]["seconds"] for r in rows)
     words = sum(len(eg.text.split()) for eg in test)
@@ -113,13 +113,13 @@ def calibrated(ds: Dict[str, Any], work: Path, name: str, n: int) -> Dict[str, f
     """`distill --calibrate`'s thresholds: the teacher's answers on the first N dev sentences
     (`DATASET.devN.teacher.jsonl`) against their gold labels."""
     from uniner_spacy.distill.silver import calibrated_thresholds
+    from uniner_spacy.distill.spacy_student import gold_spans
     from uniner_spacy.evaluation.loaders import load
 
     rows = rows_of(work / f"{name}.dev{n}.teacher.jsonl")
     dev = load(DATA / ds["dev"])[:n]
     assert [r["text"] for r in rows] == [eg.text for eg in dev], "teacher rows are not these dev sentences"
-    ours = {g: label for label, g in ds["labels"].items()}
-    gold = [[(e.start, e.end, ours[e.label]) for e in eg.entities if e.label in ours] for eg in dev]
+    gold = gold_spans(dev, {g: label for label, g in ds["labels"].items()})
     return calibrated_thresholds(rows, gold, list(ds["labels"]))
 
 

@@ -175,3 +175,13 @@ def test_distill_calibrates_each_labels_threshold_on_a_few_gold_documents(tmp_pa
     result = CliRunner().invoke(app, args)  # the teacher's calibration answers are resumed, not asked again
     assert result.exit_code == 0 and "1 of 1 documents are complete" in result.output, result.output
     assert "no location in the calibration gold: its threshold stays 0" in result.output
+
+
+def test_gold_spans_keep_or_rename_the_labels_asked():
+    from uniner_spacy.distill.spacy_student import gold_spans
+    from uniner_spacy.types import AnnotatedText, Entity
+
+    ents = [Entity(0, 3, "person"), Entity(8, 12, "else"), Entity(16, 21, "location")]
+    eg = AnnotatedText("Bob met Acme in Paris.", ents, ["person", "else", "location"], "x")
+    assert gold_spans([eg], {"person": "person", "else": "else"}) == [[(0, 3, "person"), (8, 12, "else")]]
+    assert gold_spans([eg], {"else": "miscellaneous"}) == [[(8, 12, "miscellaneous")]]

@@ -336,6 +336,7 @@ def _calibrate(teacher, taught: List[str], gold_path: Path, limit: int, pairs: D
     """Each label's silver threshold from the teacher's answers on a few gold documents
     (`calibration.jsonl`, resumable like the silver)."""
     from ..distill.silver import calibrated_thresholds
+    from ..distill.spacy_student import gold_spans
     from ..evaluation.loaders import load
     from ..io import jsonl_rows
     from ..runs import RunRecord
@@ -351,8 +352,7 @@ def _calibrate(teacher, taught: List[str], gold_path: Path, limit: int, pairs: D
     if not summary.ok:
         _echo("The calibration answers are not complete: rerun the same command to finish them")
         raise typer.Exit(1)
-    ours = {pairs.get(label, label): label for label in taught}
-    gold = [[(e.start, e.end, ours[e.label]) for e in eg.entities if e.label in ours] for eg in examples]
+    gold = gold_spans(examples, {pairs.get(label, label): label for label in taught})
     thresholds = calibrated_thresholds([row for _, row in jsonl_rows(out)], gold, taught)
     for label in taught:
         if not any(g == label for spans in gold for _, _, g in spans):

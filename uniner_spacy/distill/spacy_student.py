@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ..errors import ConfigError
 from ..evaluation.protocols import PRF, span_counts
@@ -97,12 +97,18 @@ def score_spans(nlp, examples: Sequence[AnnotatedText], label_map: Mapping[str, 
     predicted = [[(e.start_char, e.end_char, label_map[e.label_]) for e in doc.ents if e.label_ in label_map]
                  for doc in docs]
     gold_labels = set(label_map.values())
-    gold = [[(e.start, e.end, e.label) for e in eg.entities if e.label in gold_labels] for eg in examples]
+    gold = gold_spans(examples, {label: label for label in gold_labels})
     out = counts_to_scores(predicted, gold, gold_labels)
     words = sum(len(t.split()) for t in texts)
     out.update({"texts": len(texts), "words": words, "seconds": round(seconds, 3),
                 "words_per_second": round(words / seconds, 1) if seconds else None})
     return out
+
+
+def gold_spans(examples: Sequence[AnnotatedText], rename: Mapping[str, str]) -> List[List[tuple]]:
+    """Per example, its (start, end, label) gold spans whose label `rename` names, under the name it
+    gives (`{label: label}` keeps a label set; `{"else": "miscellaneous"}` renames to the taught one)."""
+    return [[(e.start, e.end, rename[e.label]) for e in eg.entities if e.label in rename] for eg in examples]
 
 
 def counts_to_scores(predicted: Sequence[Sequence[tuple]], gold: Sequence[Sequence[tuple]],
