@@ -70,6 +70,7 @@ def test_a_label_with_enough_candidates_gets_its_own_mapping(tmp_path):
     assert set(cal.labels) == {"person", "anatomy"}
     assert cal(0.5, "person") == pytest.approx(1.0, abs=1e-6) and cal(0.5, "anatomy") == pytest.approx(0.0, abs=1e-6)
     assert 0.2 < cal(0.5, "politician") < 0.8  # not fitted: the mapping of every label
+    assert cal(0.5, "Person") == cal(0.5, "person")  # labels are matched by label_key, as everywhere
     cal.to_disk(tmp_path / "c.json")
     again = Calibrator.from_disk(tmp_path / "c.json")
     assert again(0.5, "person") == cal(0.5, "person") and again(0.5) == cal(0.5)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..registry import registry
+from ..types import label_key
 from ..weights import ADAPTER_DIR
 
 CALIBRATION_FILE = "calibration.json"  # its name in the embedded adapter and in saved pipelines
@@ -28,8 +29,9 @@ TIE_BREAK = 1e-9
 @dataclass
 class Calibrator:
     """Breakpoints of the mapping for every label, and per label where the fit had enough of it
-    (`labels`: {label: (xs, ys)}): how often a score is right differs a lot between `person` and
-    `anatomical structure`, and a label not fitted gets the mapping of all of them."""
+    (`labels`: {label_key(label): (xs, ys)}, so `Person` finds `person`'s): how often a score is
+    right differs a lot between `person` and `anatomical structure`, and a label not fitted gets the
+    mapping of all of them."""
 
     xs: List[float]
     ys: List[float]
@@ -41,7 +43,7 @@ class Calibrator:
     def __call__(self, score: float, label: Optional[str] = None) -> float:
         if self.missing is not None:
             raise FileNotFoundError(f"Calibration file {self.missing} does not exist")
-        xs, ys = self.labels.get(label, (self.xs, self.ys)) if label is not None else (self.xs, self.ys)
+        xs, ys = self.labels.get(label_key(label), (self.xs, self.ys)) if label is not None else (self.xs, self.ys)
         if not xs:
             return score
         return (1 - TIE_BREAK) * _mapped(xs, ys, score) + TIE_BREAK * min(1.0, max(0.0, score))
@@ -60,7 +62,7 @@ class Calibrator:
             return list(map(float, d["xs"])), list(map(float, d["ys"]))
 
         xs, ys = points(data, "all labels")
-        labels = {label: points(d, label) for label, d in (data.get("labels") or {}).items()}
+        labels = {label_key(label): points(d, label) for label, d in (data.get("labels") or {}).items()}
         return cls(xs, ys, labels)
 
     def to_disk(self, path: Union[str, Path], **meta) -> None:
@@ -98,11 +100,12 @@ def fit(scores: Sequence[float], correct: Sequence[bool], bins: int = 20,
     one fit per label that has `min_per_label` candidates, right and wrong among them."""
     if len(scores) < 10:
         raise ValueError(f"Need at least 10 scored candidates to calibrate, got {len(scores)}")
-    per_label: Dict[str, Tuple[List[float], List[float]]] = {}
-    for label in sorted(set(labels or ())):
-        rows = [(s, c) for s, c, l in zip(scores, correct, labels or ()) if l == label]
-        if len(rows) >= min_per_label and 0 < sum(c for _, c in rows) < len(rows):
-            per_label[label] = _isotonic([s for s, _ in rows], [c for _, c in rows], bins)
+    by_label: Dict[str, List[Tuple[float, bool]]] = {}
+    for s, c, l in zip(scores, correct, labels or ()):
+        by_label.setdefault(label_key(l), []).append((s, c))
+    per_label = {label: _isotonic([s for s, _ in rows], [c for _, c in rows], bins)
+                 for label, rows in sorted(by_label.items())
+                 if len(rows) >= min_per_label and 0 < sum(c for _, c in rows) < len(rows)}
     return Calibrator(*_isotonic(scores, correct, bins), labels=per_label)
 
 
