@@ -156,6 +156,22 @@ def test_prefix_sharing_equals_unshared_token_for_token(tiny_model_dir):
         [lp for g in plain for _, lp in g.token_logprobs], abs=1e-4)
 
 
+
+def test_fused_layers_answer_as_the_originals(tiny_model_dir):
+    """The CPU route fuses each layer's products by default (`fused`); the answers stay the same."""
+    from uniner_spacy.backends.hf.backend import HFBackend
+    from uniner_spacy.types import Query
+
+    queries = [Query(p, t, t) for (p, t) in TINY_FACTS]
+    fused = HFBackend(str(tiny_model_dir), max_new_tokens=24, dtype="float32")
+    plain = HFBackend(str(tiny_model_dir), max_new_tokens=24, dtype="float32", fused=False)
+    a, b = fused(queries), plain(queries)
+    assert hasattr(fused.model.model.layers[0].self_attn, "_qkv")
+    assert not hasattr(plain.model.model.layers[0].self_attn, "_qkv")
+    assert [g.text for g in a] == [g.text for g in b]
+    assert [lp for g in a for _, lp in g.token_logprobs] == pytest.approx(
+        [lp for g in b for _, lp in g.token_logprobs], abs=1e-5)
+
 def test_the_pipe_gathers_docs_until_a_call_fills_the_backend():
     """`nlp.pipe(batch_size=2)` over a backend that takes 12 queries at once: 3 labels → 4 docs a call."""
     from uniner_spacy.backends.canned import CannedBackend

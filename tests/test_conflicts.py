@@ -50,6 +50,24 @@ def test_overlap_policy_uses_the_rescored_candidates(doc):
     assert resolve(stage(doc, cands), "score")[0].label == "location"
 
 
+
+def test_a_batch_of_docs_scores_as_each_doc_alone(doc):
+    """`pipe` embeds every doc's competing mentions in one encoder call; the scores are the ones of
+    one call per doc."""
+    stage = ConflictResolver(weight=0.5, embedder=shared_embedder())
+    other = spacy.blank("en")("Jordan met Washington in Jordan.")
+    docs = [doc, spacy.blank("en")("Nothing competes here."), other]
+    lists = [[C(21, 26, "person", 0.8), C(21, 26, "location", 0.8), C(30, 36, "date", 0.7)],
+             [C(0, 7, "misc", 0.5)],
+             [C(0, 6, "person", 0.6), C(0, 6, "location", 0.7), C(11, 21, "person", 0.9),
+              C(11, 21, "location", 0.4), C(25, 31, "location", 0.9)]]
+    together = stage.pipe(docs, lists)
+    alone = [stage(d, cands) for d, cands in zip(docs, lists)]
+    assert [[c.label for c in cs] for cs in together] == [[c.label for c in cs] for cs in alone]
+    for a, b in zip(together, alone):
+        assert [c.score for c in a] == pytest.approx([c.score for c in b], abs=1e-5)
+    assert together[1] == lists[1]
+
 def test_consolidate_keeps_every_question():
     cands = [C(0, 5, "location", 0.6, "location"), C(0, 5, "location", 0.9, "place"),
              C(0, 5, "person", 0.4, "person")]

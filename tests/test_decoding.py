@@ -90,6 +90,59 @@ def test_grouped_attention_and_growing_cache_equal_sdpa():
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_fused_layers_equal_the_originals(bias):
+    """One q/k/v product, one gate/up product, one norm kernel: the same logits, the same weights
+    (the originals become views of the fused ones), the same state dict."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from uniner_spacy.backends.hf.cpu_kernels import fuse_layers, growing_cache, use_grouped_attention
+
+    torch.manual_seed(2)
+    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, attention_bias=bias)
+    model = LlamaForCausalLM(config).eval()
+    assert use_grouped_attention(model)
+    ids = torch.randint(1, 97, (3, 7))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+
+    def run():
+        with torch.inference_mode():
+            cache = growing_cache()
+            first = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                          use_cache=True).logits
+            step = model(input_ids=ids[:, -1:], attention_mask=torch.cat([mask, torch.ones_like(mask[:, :1])], 1),
+                         position_ids=pos[:, -1:] + 1, past_key_values=cache, use_cache=True).logits
+        return first, step
+
+    ref, state = run(), {k: v.clone() for k, v in model.state_dict().items()}
+    assert fuse_layers(model)
+    for a, b in zip(ref, run()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert {k: v for k, v in model.state_dict().items()}.keys() == state.keys()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    attn = model.model.layers[0].self_attn
+    assert attn.q_proj.weight.data_ptr() == attn._qkv[0].data_ptr()  # a view, not a second copy
+
+
+def test_fuse_layers_leaves_other_models_alone():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from uniner_spacy.backends.hf.cpu_kernels import fuse_layers, use_grouped_attention
+
+    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, attn_implementation="eager")
+    model = LlamaForCausalLM(config).eval()
+    assert not fuse_layers(model)  # eager attention: no registered function for the fused forward
+    assert use_grouped_attention(model)
+    model.model.layers[0].mlp.gate_proj = torch.nn.Identity()  # not a linear with a weight
+    assert not fuse_layers(model) and not hasattr(model.model.layers[0].self_attn, "_qkv")
+
 def test_shared_prefix_cache_equals_expanded_cache():
     """Passages stored once (one grid product per layer) give the logits of one copy per question."""
     import torch

@@ -186,6 +186,34 @@ def test_a_failing_stage_leaves_the_candidates_from_before_it():
     assert all(e._.uniner_source != "after" and e._.uniner_score < 0.6 for e in docs[1].ents)
 
 
+
+def test_a_batch_stage_that_fails_runs_each_doc_alone():
+    """`pipe` over the batch fails for one doc's sake: each doc is then run alone, and only that
+    doc records the failure."""
+    nlp = make_nlp()
+
+    class Tagging:
+        batches = 0
+
+        def __call__(self, doc, candidates):
+            if "BOOM" in doc.text:
+                raise KeyError("no such rule")
+            return [dataclasses.replace(c, source="tagged") for c in candidates]
+
+        def pipe(self, docs, candidate_lists):
+            self.batches += 1
+            return [self(doc, candidates) for doc, candidates in zip(docs, candidate_lists)]
+
+    stage = Tagging()
+    nlp.get_pipe("uniner").stages = {"tag": stage}
+    docs = list(nlp.pipe([GOOD[0], GOOD[1]]))
+    assert stage.batches == 1 and all(stats(d).complete for d in docs)
+    assert {e._.uniner_source for d in docs for e in d.ents} == {"tagged"}
+    docs = list(nlp.pipe([GOOD[0], BAD]))
+    assert stage.batches == 2
+    assert stats(docs[0]).complete and {e._.uniner_source for e in docs[0].ents} == {"tagged"}
+    assert stats(docs[1]).errors == ["stage tag: KeyError: 'no such rule'"]
+
 # -- logging -------------------------------------------------------------------------------------
 def test_one_warning_per_failing_batch_with_counts(caplog):
     caplog.set_level(logging.WARNING, logger=LOGGER)

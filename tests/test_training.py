@@ -332,6 +332,35 @@ def test_hard_negatives_ask_the_types_nearest_the_passages_own():
     assert len({t for c in easy for t, a in c.turns if a == "[]"}) > 1  # by frequency: any of them
 
 
+
+def test_confusable_types_rank_each_label_set_among_itself():
+    """Every pair of types sharing a label set, never across sets: a passage's hard negatives come from
+    its own set, which a global nearest-k list mostly missed."""
+    from uniner_spacy.distill.conversations import confusable_types
+
+    near = confusable_types([["scientist", "politician", "vehicle"], ["person", "location"],
+                             ["vehicle", "politician", "scientist"], ["lonely"]])
+    assert set(near) == {"scientist", "politician", "vehicle", "person", "location"}
+    assert set(near["scientist"]) == {"politician", "vehicle"} and set(near["person"]) == {"location"}
+    assert near["scientist"]["politician"] > near["scientist"]["vehicle"]
+    assert near["politician"]["scientist"] == near["scientist"]["politician"]
+
+
+def test_silver_passages_label_the_types_gold_sets_rarely_do():
+    """en_core_web_sm over train passages of the other sets (never Pile-NER's): dates, money and the
+    like, with every silver type as the label set; persons, organisations and places are left out."""
+    from training.mixture import SILVER, SILVER_TYPES, spacy_silver
+
+    text = "Apple paid $5 million to John Smith in London on Monday."
+    by_set = {"conll2003": [_ex(text, [("Apple", "organization")], ["organization"], "conll2003")],
+              "pile_ner_slimer": [_ex("Pile text on 3 May.", [], ["x"], "pile_ner_slimer")]}
+    [silver] = spacy_silver(by_set, 5, seed=0)
+    assert silver.source == SILVER and silver.text == text
+    assert silver.labels == sorted(SILVER_TYPES.values())
+    found = {(text[e.start : e.end], e.label) for e in silver.entities}
+    assert ("$5 million", "money") in found and ("Monday", "date") in found
+    assert not {label for _, label in found} & {"person", "organization", "location"}
+
 def test_turns_may_ask_another_wording_with_the_same_answer():
     from uniner_spacy.evaluation.labels import wordings
 

@@ -14,7 +14,20 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Union,
+    runtime_checkable,
+)
 
 import srsly
 from spacy.language import Language
@@ -40,6 +53,16 @@ logger = logging.getLogger(__name__)
 Paraphraser = Callable[[Dict[str, Optional[str]]], Dict[str, List[str]]]
 # A post-processing stage over one doc's candidates: rules, conflicts, precision check.
 Stage = Callable[[Doc, List[Candidate]], List[Candidate]]
+
+
+@runtime_checkable
+class BatchStage(Protocol):
+    """A stage that also takes a batch's docs in one call (`pipe`, as spaCy's pipes do), where one
+    call costs less than one per doc; it must equal calling the stage on each doc."""
+
+    def __call__(self, doc: Doc, candidates: List[Candidate]) -> List[Candidate]: ...
+
+    def pipe(self, docs: Sequence[Doc], candidate_lists: Sequence[List[Candidate]]) -> List[List[Candidate]]: ...
 
 # A setting or a model that cannot work (a missing rules file, an uninstalled model) fails every doc
 # alike: it goes to the error handler under either `on_error`, so a typo stops the run at its first
@@ -302,9 +325,9 @@ class UniNER(Pipe):
         elapsed = time.perf_counter() - start
         total = max(1, len(queries))
         results = []
-        for i in range(len(docs)):
+        staged = self.run_stages(docs, found, stats)
+        for i, candidates in enumerate(staged):
             stats[i].seconds = elapsed * stats[i].queries / total
-            candidates = self.run_stages(docs[i], found[i], stats[i])
             try:
                 kept = [c for c in candidates if self.chance(c) >= self.threshold]
             except Exception as err:
@@ -314,21 +337,39 @@ class UniNER(Pipe):
         self.log_failures(stats, gens)
         return results
 
-    def run_stages(self, doc: Doc, found: List[Candidate], stats: Stats) -> List[Candidate]:
-        """Merge the doc's candidates and run the stages; a stage that fails ends the run, and the
-        doc keeps the candidates from before it (the later stages were written for its output)."""
-        try:
-            candidates = consolidate(found)
-        except Exception as err:
-            self.recorded("merging", stats, err)
-            return []
-        for name, stage in self.stages.items():
+    def run_stages(self, docs: Sequence[Doc], found: Sequence[List[Candidate]],
+                   stats: Sequence[Stats]) -> List[List[Candidate]]:
+        """Merge each doc's candidates and run the stages; a stage that fails for a doc ends that doc's
+        run, and it keeps the candidates from before it (the later stages were written for its output).
+        A `BatchStage` takes the batch's docs in one call; if that fails, each doc is run alone, so a
+        failure is recorded for the docs it belongs to only."""
+        out: List[List[Candidate]] = []
+        running: List[int] = []  # docs whose stages go on
+        for i, candidates in enumerate(found):
             try:
-                candidates = stage(doc, candidates)
+                out.append(consolidate(candidates))
+                running.append(i)
             except Exception as err:
-                self.recorded(f"stage {name}", stats, err)
-                break
-        return candidates
+                self.recorded("merging", stats[i], err)
+                out.append([])
+        for name, stage in self.stages.items():
+            if isinstance(stage, BatchStage) and len(running) > 1:
+                try:
+                    for i, candidates in zip(running, stage.pipe([docs[i] for i in running],
+                                                                 [out[i] for i in running])):
+                        out[i] = candidates
+                    continue
+                except Exception as err:  # the docs alone say which failed
+                    logger.debug("stage %s failed on a batch (%s); running its docs one by one", name, err)
+            still = []
+            for i in running:
+                try:
+                    out[i] = stage(docs[i], out[i])
+                    still.append(i)
+                except Exception as err:
+                    self.recorded(f"stage {name}", stats[i], err)
+            running = still
+        return out
 
     def chance(self, candidate: Candidate) -> float:
         """The candidate's final score through the calibration: the chance it is right, which

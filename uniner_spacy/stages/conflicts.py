@@ -80,14 +80,6 @@ class ConflictResolver:
         self.window = window
         self.embedder = embedder or shared_embedder()
 
-    def _vectors(self, doc: Doc, candidates: Sequence[Candidate]) -> np.ndarray:
-        mentions = [doc.text[c.start : c.end] for c in candidates]
-        contexts = [_context(doc, c.start, c.end, self.window) for c in candidates]
-        # one encoder call for mentions and contexts together: a call costs more than a text
-        both = self.embedder.encode(mentions + contexts)
-        v = self.mention_weight * both[: len(mentions)] + (1 - self.mention_weight) * both[len(mentions) :]
-        return v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
-
     def _label_vectors(self, labels: Sequence[str]) -> np.ndarray:
         return self.embedder.encode([label_text(l, self.descriptions.get(l)) for l in labels])
 
@@ -99,24 +91,42 @@ class ConflictResolver:
         return p / p.sum(axis=1, keepdims=True)
 
     def __call__(self, doc: Doc, candidates: List[Candidate]) -> List[Candidate]:
-        candidates = list(candidates)
-        groups = conflict_groups(candidates)
-        if not groups:
-            return candidates
-        # every competing candidate of the document is embedded in one go
-        members = sorted({i for group in groups for i in group})
-        row_of = {i: r for r, i in enumerate(members)}
-        vectors = self._vectors(doc, [candidates[i] for i in members])
-        labels_all = sorted({candidates[i].label for i in members})
+        return self.pipe([doc], [candidates])[0]
+
+    def pipe(self, docs: Sequence[Doc], candidate_lists: Sequence[List[Candidate]]) -> List[List[Candidate]]:
+        """Each doc's candidates re-scored; the competing mentions of all the docs take one encoder
+        call (a call costs more than a text: 0.75 s for 300 texts in one, 1.03 s in 50)."""
+        lists = [list(c) for c in candidate_lists]
+        work = []  # (doc number, its conflict groups, the candidates in them)
+        mentions: List[str] = []
+        contexts: List[str] = []
+        for d, (doc, candidates) in enumerate(zip(docs, lists)):
+            groups = conflict_groups(candidates)
+            if groups:
+                members = sorted({i for group in groups for i in group})
+                work.append((d, groups, members))
+                mentions += [doc.text[candidates[i].start : candidates[i].end] for i in members]
+                contexts += [_context(doc, candidates[i].start, candidates[i].end, self.window) for i in members]
+        if not work:
+            return lists
+        both = self.embedder.encode(mentions + contexts)
+        v = self.mention_weight * both[: len(mentions)] + (1 - self.mention_weight) * both[len(mentions) :]
+        vectors = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
+        labels_all = sorted({lists[d][i].label for d, _, members in work for i in members})
         label_vecs = dict(zip(labels_all, self._label_vectors(labels_all)))
-        for group in groups:
-            labels = sorted({candidates[i].label for i in group})
-            probs = self._probs(vectors[[row_of[i] for i in group]], np.stack([label_vecs[l] for l in labels]))
-            for row, i in enumerate(group):
-                c = candidates[i]
-                p = float(probs[row, labels.index(c.label)])
-                candidates[i] = replace(c, score=(1 - self.weight) * c.score + self.weight * p)
-        return candidates
+        first = 0  # the doc's first row in `vectors`
+        for d, groups, members in work:
+            candidates = lists[d]
+            row_of = {i: first + r for r, i in enumerate(members)}
+            first += len(members)
+            for group in groups:
+                labels = sorted({candidates[i].label for i in group})
+                probs = self._probs(vectors[[row_of[i] for i in group]], np.stack([label_vecs[l] for l in labels]))
+                for row, i in enumerate(group):
+                    c = candidates[i]
+                    p = float(probs[row, labels.index(c.label)])
+                    candidates[i] = replace(c, score=(1 - self.weight) * c.score + self.weight * p)
+        return lists
 
 
 @registry.misc("uniner.Conflicts.v1")

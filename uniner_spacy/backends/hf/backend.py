@@ -28,6 +28,7 @@ from ...types import Generation, Query
 from ...weights import fix_tokenizer, resolve_model
 from ..base import PromptEncoder, Prompter, Spans, clip, common_head, describe
 from .cpu_kernels import (
+    fuse_layers,
     growing_cache,
     in_place_caches,
     repeat_rows,
@@ -75,6 +76,7 @@ class HFBackend:
         dataset: Optional[str] = None,
         attention: str = "auto",
         draft_tokens: int = 4,
+        fused: bool = True,
     ):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
@@ -99,6 +101,8 @@ class HFBackend:
         self.attention = attention
         # speculative decoding under the grammar: drafts from the passage, verified (drafting.py)
         self.draft_tokens = draft_tokens
+        # on the CPU route: q/k/v, gate/up and each norm as one kernel (cpu_kernels.fuse_layers)
+        self.fused = fused
         self._grouped = False  # set at load: grouped attention and the shared-prefix cache in use
         # None: on for the embedded student (trained for this format), off otherwise
         self.constrained = (model == "embedded") if constrained is None else constrained
@@ -168,6 +172,8 @@ class HFBackend:
         if self.attention == "grouped" or (self.attention == "auto" and device == "cpu"):
             # the shared-prefix cache goes with the grouped attention: one switch for the CPU route
             self._grouped = in_place_caches() and use_grouped_attention(model)
+            if self._grouped and self.fused and self.dtype_name != "int8":  # int8 layers hold no weights
+                fuse_layers(model)  # last: it makes the weights views of fused ones
         if self.batch_size is None:
             # a batch's cost is mostly its slowest answer's steps, so on the CPU more rows per batch
             # pay off; elsewhere each row carries its whole prompt's key/value cache
