@@ -68,6 +68,16 @@ EXCLUDE = {
     "wikineural_en",  # validation split only
     "genia",  # test only
 }
+# en_core_web_sm's OntoNotes types over the raw text of the other sets' train passages
+# (`--silver-passages`): types few gold sets label (dates, money, laws, works of art, products,
+# nationalities), named as the student is asked. Persons, organisations and places are left to the gold
+# sets, which label them with more care; bare numbers are no type anyone asks for.
+SILVER = "spacy_silver"
+SILVER_TYPES: Dict[str, str] = {
+    "DATE": "date", "TIME": "time", "MONEY": "money", "PERCENT": "percent", "QUANTITY": "quantity",
+    "EVENT": "event", "LAW": "law", "WORK_OF_ART": "work of art", "PRODUCT": "product",
+    "NORP": "nationality", "LANGUAGE": "language", "FAC": "facility",
+}
 # Data sets without a train split whose only file may still be trained on.
 EXTRA_SPLITS = {"fewnerd_inter_episodes": ("dev",)}
 
@@ -99,6 +109,7 @@ LICENCES: Dict[str, str] = {
     "re3d": "OGL / CC BY / public domain (mixed)",
     "sec_filings": "CC BY 3.0",
     "wikigold": "CC BY 4.0",
+    SILVER: "the source passages' licences; labels by en_core_web_sm (MIT)",
 }
 
 
@@ -127,6 +138,24 @@ def load_sources(root: Path) -> Dict[str, List[AnnotatedText]]:
     return by_set
 
 
+def spacy_silver(by_set: Dict[str, List[AnnotatedText]], n: int, seed: int,
+                 model: str = "default") -> List[AnnotatedText]:
+    """`n` train passages of the supervised and open-type sets (not Pile-NER, whose passages a
+    teacher labelled already), labelled by a spaCy pipeline for `SILVER_TYPES`: exhaustive for those
+    types as far as the pipeline is, so a missing type is a true `[]`."""
+    from uniner_spacy.stages.precision import load_ner
+    from uniner_spacy.types import Entity
+
+    pool = sorted({ex.text for d, exs in by_set.items() if not d.startswith("pile_ner") for ex in exs})
+    texts = random.Random(f"{seed}-{SILVER}").sample(pool, min(n, len(pool)))
+    labels = sorted(SILVER_TYPES.values())
+    out = []
+    for text, doc in zip(texts, load_ner(model).pipe(texts, batch_size=256)):
+        ents = [Entity(e.start_char, e.end_char, SILVER_TYPES[e.label_]) for e in doc.ents if e.label_ in SILVER_TYPES]
+        out.append(AnnotatedText(text, ents, labels, SILVER))
+    return out
+
+
 def build_mixture(
     root: Path,
     tokenizer,
@@ -136,13 +165,15 @@ def build_mixture(
     eos: str = "<|im_end|>",
     seed: int = 0,
     shares: Optional[Dict[str, float]] = None,
+    silver_passages: int = 0,
 ) -> Tuple[List[Conversation], dict]:
     shares = SHARES if shares is None else shares
     by_set = load_sources(root)
+    if silver_passages > 0:
+        by_set[SILVER] = spacy_silver(by_set, silver_passages, seed)
     freq = type_frequencies(ex for exs in by_set.values() for ex in exs)
     if options.hard_negatives > 0 and options.confusable is None:
-        options = replace(options, confusable=confusable_types({l for exs in by_set.values() for ex in exs
-                                                                for l in ex.labels}))
+        options = replace(options, confusable=confusable_types(ex.labels for exs in by_set.values() for ex in exs))
 
     def offsets(text: str):
         return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
@@ -276,6 +307,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                    help="share of a passage's negatives asking the types nearest its own (MiniLM cosine)")
     p.add_argument("--wording-share", type=float, default=0.0,
                    help="chance a turn asks its type in another wording (spelling, number, capitals)")
+    p.add_argument("--silver-passages", type=int, default=0,
+                   help=f"add a '{SILVER}' set: this many train passages labelled by en_core_web_sm for "
+                        "dates, money, events, laws, works of art, products, nationalities ... (0: none)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     tokenizer = AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
@@ -295,7 +329,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if sum(shares.values()) > 1:
         raise SystemExit(f"budget shares add up to {sum(shares.values()):.2f} > 1: lower some with --shares")
     mixture, stats = build_mixture(
-        Path(args.data), tokenizer, args.tokens, options, args.empty_share, EMBEDDED_EOS, args.seed, shares
+        Path(args.data), tokenizer, args.tokens, options, args.empty_share, EMBEDDED_EOS, args.seed, shares,
+        args.silver_passages,
     )
     out = Path(args.out)
     write_jsonl(mixture, out)

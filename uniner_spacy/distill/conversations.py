@@ -281,18 +281,30 @@ def _conversation(
     )
 
 
-def confusable_types(labels: Sequence[str], k: int = 10, embedder=None) -> Dict[str, Dict[str, float]]:
-    """Per type, the k other types nearest it (cosine of their MiniLM embeddings, the conflict
-    stage's): the negatives a student confuses with it (`BuildOptions.confusable`)."""
+def confusable_types(label_sets: Iterable[Iterable[str]], embedder=None) -> Dict[str, Dict[str, float]]:
+    """Per type, every other type of a label set it shares, with their similarity (cosine of their
+    MiniLM embeddings, the conflict stage's): the negatives a student confuses with it
+    (`BuildOptions.confusable`). Hard negatives are drawn from a passage's own label set, so each
+    set's types are ranked among themselves; a global nearest-k list missed most of them (release 6's
+    first mixture: 19% of the negatives were near types where 50% were asked)."""
     from ..stages.embeddings import label_text, shared_embedder
 
-    labels = sorted(set(labels))
-    vectors = (embedder or shared_embedder()).encode([label_text(label) for label in labels])
-    sims = vectors @ vectors.T
+    sets = {tuple(sorted(set(labels))) for labels in label_sets}
+    sets = {s for s in sets if len(s) > 1}
+    names = sorted({label for s in sets for label in s})
+    if not names:
+        return {}
+    row = {label: i for i, label in enumerate(names)}
+    vectors = (embedder or shared_embedder()).encode([label_text(label) for label in names])
     out: Dict[str, Dict[str, float]] = {}
-    for i, label in enumerate(labels):
-        order = [j for j in sims[i].argsort()[::-1] if j != i][:k]
-        out[label] = {labels[j]: round(float(sims[i, j]), 4) for j in order}
+    for labels in sets:
+        idx = [row[label] for label in labels]
+        sims = vectors[idx] @ vectors[idx].T
+        for a, label in enumerate(labels):
+            near = out.setdefault(label, {})
+            for b, other in enumerate(labels):
+                if a != b:
+                    near[other] = round(float(sims[a, b]), 4)
     return out
 
 
