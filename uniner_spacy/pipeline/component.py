@@ -64,6 +64,7 @@ class BatchStage(Protocol):
 
     def pipe(self, docs: Sequence[Doc], candidate_lists: Sequence[List[Candidate]]) -> List[List[Candidate]]: ...
 
+
 # A setting or a model that cannot work (a missing rules file, an uninstalled model) fails every doc
 # alike: it goes to the error handler under either `on_error`, so a typo stops the run at its first
 # batch instead of marking a whole corpus incomplete.
@@ -355,12 +356,15 @@ class UniNER(Pipe):
         for name, stage in self.stages.items():
             if isinstance(stage, BatchStage) and len(running) > 1:
                 try:
-                    for i, candidates in zip(running, stage.pipe([docs[i] for i in running],
-                                                                 [out[i] for i in running])):
-                        out[i] = candidates
-                    continue
+                    staged = stage.pipe([docs[i] for i in running], [out[i] for i in running])
+                    if len(staged) != len(running):
+                        raise ValueError(f"pipe returned {len(staged)} candidate lists for {len(running)} docs")
                 except Exception as err:  # the docs alone say which failed
                     logger.debug("stage %s failed on a batch (%s); running its docs one by one", name, err)
+                else:
+                    for i, candidates in zip(running, staged):
+                        out[i] = candidates
+                    continue
             still = []
             for i in running:
                 try:
