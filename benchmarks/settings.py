@@ -73,7 +73,8 @@ def main() -> None:
                    for a, b in zip(answers[0], answers[k]))
         line = json.dumps({
             "setting": args.settings[k], "labels": args.labels, "sentences": args.sentences, "dtype": backend.dtype,
-            "cpu_flags": speed_flags(), "threads": args.threads, "repeats": args.repeats,
+            "cpu_flags": speed_flags(), "aten_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": args.threads, "repeats": args.repeats,
             "seconds_median": round(statistics.median(seconds[k]), 3),
             "ratio_to_first": round(statistics.median(a / b for a, b in zip(seconds[0], seconds[k])), 3),
             "decode_steps": steps[k], "same_answers": same, "answers": len(queries),
