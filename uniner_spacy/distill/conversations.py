@@ -297,7 +297,7 @@ def confusable_types(label_sets: Iterable[Iterable[str]], embedder=None) -> Dict
     row = {label: i for i, label in enumerate(names)}
     vectors = (embedder or shared_embedder()).encode([label_text(label) for label in names])
     out: Dict[str, Dict[str, float]] = {}
-    for labels in sets:
+    for labels in sorted(sets):  # in order: a pair in two sets keeps the same value on every run
         idx = [row[label] for label in labels]
         sims = vectors[idx] @ vectors[idx].T
         for a, label in enumerate(labels):
