@@ -330,7 +330,7 @@ def _shared_cache_class():
                 rank.append(seen.get(o, 0))
                 seen[o] = rank[-1] + 1
             self.width = max(seen.values(), default=1)
-            self.slots = owners * self.width + torch.tensor(rank, dtype=owners.dtype, device=owners.device)
+            self.rank = torch.tensor(rank, dtype=owners.dtype, device=owners.device)
 
         def prefix(self, layer_idx: int):
             return self._prefix[layer_idx]
@@ -339,17 +339,19 @@ def _shared_cache_class():
             return self.prefix_length + super().get_seq_length(layer_idx)
 
         def _grid(self, rows):
-            """(rows, groups, per_group * q, x) → (passages, groups, width * per_group * q, x), empty slots zero."""
-            grid = rows.new_zeros((self.passages * self.width,) + tuple(rows.shape[1:]))
-            grid[self.slots] = rows
-            g, m, x = rows.shape[1:]
-            return (grid.view(self.passages, self.width, g, m, x).transpose(1, 2)
-                    .reshape(self.passages, g, self.width * m, x))
+            """(rows, groups, m, x) → (passages, groups, width * m, x), empty slots zero.
+
+            The grid is laid out (passage, group, slot), so writing the rows
+            into it is the only copy and the product reads it as a view."""
+            b, g, m, x = rows.shape
+            full = b == self.passages * self.width  # every slot taken: nothing to clear
+            grid = (rows.new_empty if full else rows.new_zeros)((self.passages, g, self.width, m, x))
+            grid[self.owners, :, self.rank] = rows
+            return grid.view(self.passages, g, self.width * m, x)
 
         def _rows(self, grid, g: int, m: int):
-            x = grid.shape[-1]
-            rows = grid.view(self.passages, g, self.width, m, x).transpose(1, 2).reshape(-1, g, m, x)
-            return rows[self.slots]
+            """The inverse of `_grid`: one gather, no transposed copy first."""
+            return grid.view(self.passages, g, self.width, m, grid.shape[-1])[self.owners, :, self.rank]
 
         def prefix_scores(self, query, prefix_keys):
             """(rows, groups, per_group, q, prefix length): each row's query against its passage's keys."""
