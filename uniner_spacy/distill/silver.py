@@ -34,12 +34,16 @@ class SilverFilters:
     # threshold dropped them) are marked missing where no entity covers them
     unsure_candidates: bool = False
 
+    def __post_init__(self) -> None:
+        # per-label thresholds by `label_key`, built once rather than once per entity
+        self._by_key = ({label_key(name): float(value) for name, value in self.min_score.items()}
+                        if isinstance(self.min_score, Mapping) else None)
+
     def threshold(self, label: str) -> float:
         """The threshold of `label`, its name matched as labels are everywhere (`label_key`)."""
-        if isinstance(self.min_score, Mapping):
-            by_key = {label_key(name): value for name, value in self.min_score.items()}
-            return float(by_key.get(label_key(label), 0.0))
-        return float(self.min_score)
+        if self._by_key is not None:
+            return self._by_key.get(label_key(label), 0.0)
+        return float(self.min_score)  # type: ignore[arg-type]
 
 
 @dataclass

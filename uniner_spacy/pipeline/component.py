@@ -469,14 +469,14 @@ class UniNER(Pipe):
             existing = list(doc.ents) if self.keep_existing_ents else []
             taken = [(e.start_char, e.end_char) for e in existing]
             chosen = resolve(candidates, self.overlap_policy, taken)
-            by_key = {(s.start_char, s.end_char, s.label_): s for s in spans}
+            by_key = {(s.start_char, s.end_char, s.label_): (s, x) for s, x in zip(spans, scores)}
             new = []
             for c in chosen:
-                span = by_key.get((c.start, c.end, c.label))
+                span, score = by_key.get((c.start, c.end, c.label), (None, None))
                 if span is None:
                     continue
                 # the offsets' extensions hold the last label written: make them the entity's
-                span._.uniner_score, span._.uniner_raw_score = self.chance(c), c.raw_score
+                span._.uniner_score, span._.uniner_raw_score = score, c.raw_score
                 span._.uniner_source, span._.uniner_match = c.source, c.match
                 new.append(span)
             doc.ents = sorted(existing + new, key=lambda s: s.start)
