@@ -361,6 +361,57 @@ def test_silver_passages_label_the_types_gold_sets_rarely_do():
     assert ("$5 million", "money") in found and ("Monday", "date") in found
     assert not {label for _, label in found} & {"person", "organization", "location"}
 
+def test_pipeline_silver_keeps_only_complete_and_sure_passages(tmp_path):
+    """`uniner-spacy annotate` output as a mixture source: a failed row is no "no entities", and a
+    passage with a dropped candidate no entity covers is not exhaustive, so both are left out."""
+    import spacy
+    from conftest import TINY_FACTS, canned
+    from typer.testing import CliRunner
+
+    from training.mixture import PIPELINE_SILVER, pipeline_silver
+    from uniner_spacy.cli.app import app
+
+    texts = sorted({p for p, _ in TINY_FACTS})
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"labels": ["person", "organization", "location"], "backend": canned()})
+    nlp.config.to_disk(tmp_path / "config.cfg")
+    src, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    src.write_text("\n".join(texts + [texts[0]]) + "\n")
+    result = CliRunner().invoke(app, ["annotate", str(src), str(out), "--config", str(tmp_path / "config.cfg")])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows[1].update({"_status": "failed", "ents": [], "spans": []})
+    rows[2]["spans"].append({"start": 12, "end": 17, "text": "works", "label": "person", "score": 0.3})
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    [silver] = pipeline_silver([out])
+    assert silver.source == PIPELINE_SILVER and silver.text == texts[0]
+    assert silver.labels == ["person", "organization", "location"]
+    assert {(silver.text[e.start : e.end], e.label) for e in silver.entities} == {
+        ("Alice Smith", "person"), ("Acme Corp", "organization"), ("Berlin", "location")}
+    (tmp_path / "out.jsonl.run.json").unlink()
+    with pytest.raises(SystemExit, match="no run record"):
+        pipeline_silver([out])
+
+
+def test_pipeline_silver_agrees_with_gold_where_a_set_labels_the_text():
+    """The gold says what kind of thing a span is, the pipeline the finer type; a passage that
+    disagrees anywhere is dropped whole, since a dropped entity would be taught as `[]`."""
+    from training.mixture import agree_with_gold, parse_mapping
+
+    text = "Obama met Smith in Paris."
+    labels = ["politician", "person", "city", "organization"]
+    gold = {text: _ex(text, [("Obama", "person"), ("Smith", "person"), ("Paris", "location")],
+                      ["person", "location", "organization"], "conll2003")}
+    coarse = parse_mapping("politician=person, city=location")
+    good = _ex(text, [("Obama", "politician"), ("Smith", "person"), ("Paris", "city")], labels, "s")
+    wrong_kind = _ex(text, [("Obama", "politician"), ("Smith", "organization"), ("Paris", "city")], labels, "s")
+    missed = _ex(text, [("Obama", "politician"), ("Paris", "city")], labels, "s")
+    no_gold = _ex("Elsewhere, Bob.", [("Bob", "person")], labels, "s")
+    assert agree_with_gold([good, wrong_kind, missed, no_gold], gold, coarse) == [good, no_gold]
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_mapping("politician")
+
+
 def test_turns_may_ask_another_wording_with_the_same_answer():
     from uniner_spacy.evaluation.labels import wordings
 

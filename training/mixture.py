@@ -15,6 +15,9 @@ types), GLiNER's Pile-NER sample is taken whole, and every open-type set gets an
 equal share of the rest (type variety is what zero-shot quality depends on). Conversations are
 picked at random up to the budget, preferring passages with mentions;
 passages without any mention make up at most `--empty-share` of a set.
+Silver sets may join them: `--silver-passages` (en_core_web_sm's types over
+train passages) and `--pipeline-silver` (this pipeline's resolved entities, a
+`uniner-spacy annotate` output, checked against gold with `--pipeline-coarse`).
 
 Writes `<out>` (one `Conversation` a line), `<out stem>.stats.json` (per-source
 counts, `[]` share, distinct types, licences) and, with `--uniner-json`, the
@@ -78,6 +81,10 @@ SILVER_TYPES: Dict[str, str] = {
     "EVENT": "event", "LAW": "law", "WORK_OF_ART": "work of art", "PRODUCT": "product",
     "NORP": "nationality", "LANGUAGE": "language", "FAC": "facility",
 }
+# The pipeline's own resolved entities (`--pipeline-silver`: `uniner-spacy annotate` output): which of
+# several competing labels a span takes is what the conflict stage decides and the student gets wrong,
+# so its decisions, over raw train text, are taught to the student.
+PIPELINE_SILVER = "uniner_silver"
 # Data sets without a train split whose only file may still be trained on.
 EXTRA_SPLITS = {"fewnerd_inter_episodes": ("dev",)}
 
@@ -110,6 +117,7 @@ LICENCES: Dict[str, str] = {
     "sec_filings": "CC BY 3.0",
     "wikigold": "CC BY 4.0",
     SILVER: "the source passages' licences; labels by en_core_web_sm (MIT)",
+    PIPELINE_SILVER: "the source passages' licences; labels by this pipeline",
 }
 
 
@@ -156,6 +164,64 @@ def spacy_silver(by_set: Dict[str, List[AnnotatedText]], n: int, seed: int,
     return out
 
 
+def pipeline_silver(paths: Sequence[Path]) -> List[AnnotatedText]:
+    """The passages of `uniner-spacy annotate` outputs, labelled for the labels of their run.
+
+    Each passage teaches every label of its run, so a label it does not mention
+    is taught as `[]`: a row that did not complete is left out (never read as
+    "no entities"), and so is a passage where the pipeline was unsure: an
+    answer cut at the token limit, or a candidate it dropped that no entity
+    covers (`SilverFilters`, as the spaCy student's silver).
+    """
+    import spacy
+
+    from uniner_spacy.distill.silver import SilverFilters, silver_docs
+    from uniner_spacy.io import jsonl_rows
+    from uniner_spacy.runs import RunRecord, record_path
+    from uniner_spacy.types import Entity
+
+    nlp = spacy.blank("en")  # tokens only: where the missing spans lie
+    out = []
+    for path in map(Path, paths):
+        record = record_path(path)
+        if not record.exists():
+            raise SystemExit(f"{path} has no run record ({record.name}): give the .jsonl output of "
+                             "`uniner-spacy annotate`, whose record says which labels it asked")
+        labels = list(RunRecord.read(record).labels)
+        docs, _ = silver_docs(nlp, [row for _, row in jsonl_rows(path)], SilverFilters(unsure_candidates=True))
+        for doc in docs:
+            if all(t.ent_iob_ for t in doc):  # "" where a span was marked missing
+                ents = [Entity(e.start_char, e.end_char, e.label_) for e in doc.ents]
+                out.append(AnnotatedText(doc.text, ents, labels, PIPELINE_SILVER))
+    return out
+
+
+def agree_with_gold(silver: Sequence[AnnotatedText], gold: Dict[str, AnnotatedText],
+                    coarse: Dict[str, str]) -> List[AnnotatedText]:
+    """Silver passages a gold set labels too, kept only where they agree with it.
+
+    The gold says which spans are what kind of thing, the pipeline adds the
+    finer type: `coarse` maps a silver label to the gold label it refines
+    (`politician` → `person`; a label the gold set has is its own). A passage
+    is kept if each of its entities of such labels lies on a gold span of that
+    gold label and each gold span of those labels is one of its entities; an
+    entity cannot be dropped alone, since its span would then be taught as `[]`.
+    Passages no gold set labels are kept as they are.
+    """
+    out = []
+    for ex in silver:
+        ref = gold.get(ex.text)
+        if ref is not None:
+            to_gold = {label: coarse.get(label, label) for label in ex.labels}
+            checked = {g for g in to_gold.values() if g in ref.labels}
+            truth = {(e.start, e.end, e.label) for e in ref.entities if e.label in checked}
+            claimed = {(e.start, e.end, to_gold[e.label]) for e in ex.entities if to_gold[e.label] in checked}
+            if truth != claimed or len(claimed) < sum(to_gold[e.label] in checked for e in ex.entities):
+                continue
+        out.append(ex)
+    return out
+
+
 def build_mixture(
     root: Path,
     tokenizer,
@@ -166,11 +232,20 @@ def build_mixture(
     seed: int = 0,
     shares: Optional[Dict[str, float]] = None,
     silver_passages: int = 0,
+    pipeline_annotations: Sequence[Path] = (),
+    pipeline_coarse: Optional[Dict[str, str]] = None,
 ) -> Tuple[List[Conversation], dict]:
     shares = SHARES if shares is None else shares
     by_set = load_sources(root)
     if silver_passages > 0:
         by_set[SILVER] = spacy_silver(by_set, silver_passages, seed)
+    if pipeline_annotations:
+        silver = pipeline_silver(pipeline_annotations)
+        if pipeline_coarse is not None:
+            gold = {ex.text: ex for d, exs in sorted(by_set.items()) if d not in (SILVER, PIPELINE_SILVER)
+                    for ex in exs}
+            silver = agree_with_gold(silver, gold, pipeline_coarse)
+        by_set[PIPELINE_SILVER] = silver
     freq = type_frequencies(ex for exs in by_set.values() for ex in exs)
     if options.hard_negatives > 0 and options.confusable is None:
         options = replace(options, confusable=confusable_types(ex.labels for exs in by_set.values() for ex in exs))
@@ -228,12 +303,17 @@ def build_mixture(
 
 def parse_shares(text: str) -> Dict[str, float]:
     """'a=0.3,b=0.1' → {'a': 0.3, 'b': 0.1}; a later phase re-weights sets without editing SHARES."""
-    out: Dict[str, float] = {}
+    return {name: float(value) for name, value in parse_mapping(text, "--shares").items()}
+
+
+def parse_mapping(text: str, option: str = "--pipeline-coarse") -> Dict[str, str]:
+    """'a=x,b=y' → {'a': 'x', 'b': 'y'}."""
+    out: Dict[str, str] = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
         name, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--shares item {item!r} is not NAME=SHARE")
-        out[name.strip()] = float(value)
+            raise ValueError(f"{option} item {item!r} is not NAME=VALUE")
+        out[name.strip()] = value.strip()
     return out
 
 
@@ -310,6 +390,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--silver-passages", type=int, default=0,
                    help=f"add a '{SILVER}' set: this many train passages labelled by en_core_web_sm for "
                         "dates, money, events, laws, works of art, products, nationalities ... (0: none)")
+    p.add_argument("--pipeline-silver", type=Path, action="append", default=[], metavar="JSONL",
+                   help=f"add a '{PIPELINE_SILVER}' set: the passages of a `uniner-spacy annotate` .jsonl "
+                        "output, labelled for its run's labels (repeatable)")
+    p.add_argument("--pipeline-coarse", default=None, metavar="MAP",
+                   help="check those passages against the gold of any set that labels them, e.g. "
+                        "'politician=person,city=location' (a silver label -> the gold label it refines; "
+                        "a label the gold has is its own): only passages that agree are kept")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     tokenizer = AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
@@ -330,7 +417,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise SystemExit(f"budget shares add up to {sum(shares.values()):.2f} > 1: lower some with --shares")
     mixture, stats = build_mixture(
         Path(args.data), tokenizer, args.tokens, options, args.empty_share, EMBEDDED_EOS, args.seed, shares,
-        args.silver_passages,
+        args.silver_passages, args.pipeline_silver,
+        None if args.pipeline_coarse is None else parse_mapping(args.pipeline_coarse),
     )
     out = Path(args.out)
     write_jsonl(mixture, out)
