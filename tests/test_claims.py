@@ -16,3 +16,18 @@ def test_a_span_claimed_by_two_labels_counts_once_per_text(tmp_path):
     out = claims(path)
     assert out["a"] == {"spans": 2, "multi_label": 1, "share": 0.5}
     assert out["b"]["multi_label"] == 0 and out["all"]["spans"] == 3 and out["all"]["mean_share"] == 0.25
+
+
+def test_claims_split_by_the_gold(tmp_path):
+    """A specific gold label with only a generic one beside it, siblings, and a span the gold does not have."""
+    text = "Orwell wrote Animal Farm with Acme."
+    rows = [{"text": text, "type": t, "candidates": spans, "spans": spans, "source": "a"} for t, spans in [
+        ("writer", [[0, 6]]), ("person", [[0, 6]]),
+        ("book", [[13, 24]]), ("song", [[13, 24]]), ("person", [[13, 24]]),
+        ("organization", [[30, 34]]), ("band", [[30, 34]])]]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = claims(path, gold={(text, 0, 6): "writer", (text, 13, 24): "book"})
+    assert {k: out["a"][k] for k in ("multi_label", "generic_others", "gold_among", "gold_elsewhere")} == {
+        "multi_label": 3, "generic_others": 1, "gold_among": 1, "gold_elsewhere": 1}
+    assert ["writer", "person", 1] in out["all"]["top_pairs"] and ["book", "song", 1] in out["all"]["top_pairs"]

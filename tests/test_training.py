@@ -395,7 +395,8 @@ def test_pipeline_silver_keeps_only_complete_and_sure_passages(tmp_path):
 
 def test_pipeline_silver_agrees_with_gold_where_a_set_labels_the_text():
     """The gold says what kind of thing a span is, the pipeline the finer type; a passage that
-    disagrees anywhere is dropped whole, since a dropped entity would be taught as `[]`."""
+    disagrees anywhere is dropped whole, since a dropped entity would be taught as `[]`; one that
+    agrees asks only the refined labels, since the gold set teaches its own."""
     from training.mixture import agree_with_gold, parse_mapping
 
     text = "Obama met Smith in Paris."
@@ -407,7 +408,10 @@ def test_pipeline_silver_agrees_with_gold_where_a_set_labels_the_text():
     wrong_kind = _ex(text, [("Obama", "politician"), ("Smith", "organization"), ("Paris", "city")], labels, "s")
     missed = _ex(text, [("Obama", "politician"), ("Paris", "city")], labels, "s")
     no_gold = _ex("Elsewhere, Bob.", [("Bob", "person")], labels, "s")
-    assert agree_with_gold([good, wrong_kind, missed, no_gold], gold, coarse) == [good, no_gold]
+    kept = agree_with_gold([good, wrong_kind, missed, no_gold], gold, coarse)
+    assert kept[1] == no_gold and kept[0].text == text and kept[0].labels == ["politician", "city"]
+    assert [(text[e.start : e.end], e.label) for e in kept[0].entities] == [("Obama", "politician"), ("Paris", "city")]
+    assert len(kept) == 2
     with pytest.raises(ValueError, match="NAME=VALUE"):
         parse_mapping("politician")
 
