@@ -81,9 +81,9 @@ SILVER_TYPES: Dict[str, str] = {
     "EVENT": "event", "LAW": "law", "WORK_OF_ART": "work of art", "PRODUCT": "product",
     "NORP": "nationality", "LANGUAGE": "language", "FAC": "facility",
 }
-# The pipeline's own resolved entities (`--pipeline-silver`: `uniner-spacy annotate` output): which of
-# several competing labels a span takes is what the conflict stage decides and the student gets wrong,
-# so its decisions, over raw train text, are taught to the student.
+# The pipeline's own resolved entities (`--pipeline-silver`: `uniner-spacy annotate` output): types the
+# gold sets do not label, over their raw train text, as the pipeline (its conflict stage choosing among
+# competing labels) decides them.
 PIPELINE_SILVER = "uniner_silver"
 # Data sets without a train split whose only file may still be trained on.
 EXTRA_SPLITS = {"fewnerd_inter_episodes": ("dev",)}
