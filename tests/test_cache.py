@@ -43,6 +43,9 @@ def test_key_depends_on_model_and_question():
     assert AnswerCache.key("m1", q) != AnswerCache.key("m2", q)
     assert AnswerCache.key("m1", q) != AnswerCache.key("m1", Query("Text.", "location"))
     assert AnswerCache.key("m1", q) == AnswerCache.key("m1", Query("Text.", "person", "other label"))
+    # a label set shown changes the prompt; none shown keeps the keys of earlier releases
+    assert AnswerCache.key("m1", q) != AnswerCache.key("m1", Query("Text.", "person", label_set=("person",)))
+    assert AnswerCache.key("m1", q) == "38eff272804babd3eba9959369a5a83a48af70a13e343417dd810555cb7a8bb1"
 
 
 def test_errors_are_not_cached(tmp_path):

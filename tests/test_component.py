@@ -157,6 +157,30 @@ def test_prefix_sharing_equals_unshared_token_for_token(tiny_model_dir):
 
 
 
+def test_label_set_prompt_shows_every_label_and_shares_prefixes_by_it(tiny_model_dir):
+    """The pipe shows its labels with every question when asked to; a passage shown with two label sets
+    is two prefixes, and prefix sharing answers as the unshared prompts do."""
+    from uniner_spacy.backends.hf.backend import HFBackend
+    from uniner_spacy.types import Query
+
+    pipe = make_nlp(label_set_prompt=True).get_pipe("uniner")
+    assert [q.label_set for q in pipe.queries(pipe.passages(spacy.blank("en")(TEXTS[0]))[0])] == [tuple(LABELS)] * 3
+    assert all(q.label_set == () for q in make_nlp().get_pipe("uniner").queries(
+        pipe.passages(spacy.blank("en")(TEXTS[0]))[0]))
+    queries = [Query(p, t, t, label_set=tuple(LABELS)) for (p, t) in TINY_FACTS]
+    queries += [Query(TEXTS[0], "person", "person", label_set=("person",)), Query(TEXTS[0], "person", "person")]
+    kw = dict(max_new_tokens=24, batch_size=8, dtype="float32")
+    plain = HFBackend(str(tiny_model_dir), prefix_sharing=False, **kw)
+    shared = HFBackend(str(tiny_model_dir), prefix_sharing=True, **kw)
+    assert plain.prompts(queries[:1])[0].startswith(
+        "A virtual assistant answers questions from a user based on the provided text. USER: Entity types: "
+        "person, organization, location. Text: ")
+    a, b = plain(queries), shared(queries)
+    assert [g.text for g in b] == [g.text for g in a]
+    assert [lp for g in b for _, lp in g.token_logprobs] == pytest.approx(
+        [lp for g in a for _, lp in g.token_logprobs], abs=1e-4)
+
+
 def test_fused_layers_answer_as_the_originals(tiny_model_dir):
     """The CPU route fuses each layer's products by default (`fused`); the answers stay the same."""
     from uniner_spacy.backends.hf.backend import HFBackend

@@ -28,6 +28,20 @@ def test_paragraph_and_dataset_variants():
     )
 
 
+def test_label_set_prompt_shows_the_types_before_the_passage():
+    t = Template(eos="<E>")
+    prompt = t.render("P", "writer", ("person", "writer"))
+    assert prompt == GOLDEN.format(passage="P", entity_type="writer").replace(
+        "USER: Text: P", "USER: Entity types: person, writer. Text: P").replace("</s>", "<E>")
+    start, end = t.passage_span("Obama.", ("person",))
+    assert t.prefix("Obama.", ("person",))[start:end] == "Obama."
+    assert t.render("P", "x", ()) == t.render("P", "x")  # none shown: UniNER's own prompt
+    assert Template(dataset="D").first_user_turn("P", ["a"]) == "Dataset: D Entity types: a. Text: P"
+    text, targets = t.render_conversation("P", [("a", "[]")], ["a", "b"])
+    assert text.startswith(t.prefix("P", ["a", "b"])) and text[targets[0][0]:] == " []<E>"
+    assert t.chat_turns("P", "a", ["a"])[1]["content"] == "Entity types: a. Text: P"
+
+
 def test_conversation_targets_cover_answers_and_eos():
     text, targets = Template(eos="<E>").render_conversation("P", [("a", '["x"]'), ("b", "[]")])
     assert [text[s:e] for s, e in targets] == [' ["x"]<E>', " []<E>"]

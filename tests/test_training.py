@@ -432,3 +432,47 @@ def test_turns_may_ask_another_wording_with_the_same_answer():
             assert answer == dict(build_conversations([ex], BuildOptions(negative_share=0.0, seed=2))[0].turns)[label]
     plain = build_conversations([ex] * 5, BuildOptions(seed=7))
     assert [c.turns for c in plain] == [c.turns for c in build_conversations([ex] * 5, BuildOptions(seed=7))]
+
+
+def test_label_set_prompt_only_where_the_answers_are_exclusive(tmp_path):
+    """A conversation shows the types it asks before the passage; one whose answers share a mention
+    (Pile-NER's `person` and `writer`) would teach the opposite of what the prompt means, so it shows none."""
+    exclusive = EXAMPLES[0]
+    shared = _ex("Tolkien wrote.", [("Tolkien", "person"), ("Tolkien", "writer")], ["person", "writer"], "pile")
+    opts = BuildOptions(seed=3, label_set_share=1.0)
+    shown, unshown = build_conversations([exclusive, shared], opts)
+    assert shown.label_set == [t for t, _ in shown.turns] and sorted(shown.label_set) == sorted(shown.types)
+    assert shown.render(EOS)[0].startswith(
+        "A virtual assistant answers questions from a user based on the provided text. USER: Entity types: "
+        + ", ".join(shown.label_set) + ". Text: Barack Obama")
+    assert unshown.label_set == [] and "Entity types" not in unshown.render(EOS)[0]
+    # off by default, and then the lossless file has no such field: earlier mixtures rebuild byte for byte
+    plain = build_conversations([exclusive], BuildOptions(seed=3))
+    write_jsonl(plain + [shown], tmp_path / "m.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert "label_set" not in rows[0] and rows[1]["label_set"] == shown.label_set
+    assert read_jsonl(tmp_path / "m.jsonl") == plain + [shown]
+    asked_all = build_conversations([exclusive], BuildOptions(seed=3, ask_all=True))[0]
+    assert sorted(asked_all.types) == sorted(exclusive.labels)
+
+
+def test_regrouped_passages_ask_a_generic_type_beside_its_fine_ones():
+    """A fine type not shown is answered under the generic it refines; one shown keeps its mentions."""
+    from training.mixture import MULTICONER_GROUPS, regrouped
+
+    text = "Obama met Messi and Bach in Rome."
+    ex = _ex(text, [("Obama", "politician"), ("Messi", "athlete"), ("Bach", "other person"),
+                    ("Rome", "human settlement")],
+             ["politician", "athlete", "other person", "human settlement", "disease"], "multiconer2_en")
+    out = regrouped([ex] * 40, 40, seed=1)
+    assert len(out) == 40
+    for grouped in out:
+        assert {"person", "location"} <= set(grouped.labels) and "disease" not in grouped.labels
+        assert not any(label.startswith("other ") for label in grouped.labels)
+        got = {text[e.start : e.end]: e.label for e in grouped.entities}
+        assert got["Bach"] == "person"
+        for name, fine in (("Obama", "politician"), ("Messi", "athlete"), ("Rome", "human settlement")):
+            assert got[name] == (fine if fine in grouped.labels else
+                                 next(g for g, fines in MULTICONER_GROUPS.items() if fine in fines))
+    assert any(e.label == "politician" for g in out for e in g.entities)
+    assert any(text[e.start : e.end] == "Obama" and e.label == "person" for g in out for e in g.entities)

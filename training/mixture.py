@@ -18,6 +18,9 @@ passages without any mention make up at most `--empty-share` of a set.
 Silver sets may join them: `--silver-passages` (en_core_web_sm's types over
 train passages) and `--pipeline-silver` (this pipeline's resolved entities, a
 `uniner-spacy annotate` output, checked against gold with `--pipeline-coarse`).
+`--label-set-share` shows a conversation's types before its passage (the
+label-set prompt), and `--regroup` adds MultiCoNER II passages asked a generic
+type beside its fine ones, which only that prompt can teach.
 
 Writes `<out>` (one `Conversation` a line), `<out stem>.stats.json` (per-source
 counts, `[]` share, distinct types, licences) and, with `--uniner-json`, the
@@ -85,6 +88,19 @@ SILVER_TYPES: Dict[str, str] = {
 # gold sets do not label, over their raw train text, as the pipeline (its conflict stage choosing among
 # competing labels) decides them.
 PIPELINE_SILVER = "uniner_silver"
+# MultiCoNER II's fine types under the generic type each refines (`--regroup`): a `multiconer2_grouped`
+# set asks a generic type beside a few of its fine ones, answering the other fine types' mentions under
+# the generic, always with the label-set prompt: each answer is the finest type shown, as CrossNER asks
+# `writer` beside `person`. The `other ...` types are never shown; their mentions are the generic's.
+GROUPED = "multiconer2_grouped"
+MULTICONER_GROUPS: Dict[str, Tuple[str, ...]] = {
+    "person": ("artist", "athlete", "cleric", "politician", "scientist", "sports manager", "other person"),
+    "location": ("facility", "human settlement", "station", "other location"),
+    "organization": ("aerospace manufacturer", "car manufacturer", "musical group", "private corporation",
+                     "public corporation", "sports group"),  # MultiCoNER's own `ORG` is `organization`
+    "product": ("clothing", "drink", "food", "vehicle", "other product"),
+    "creative work": ("artwork", "musical work", "software", "visual work", "written work"),
+}
 # Data sets without a train split whose only file may still be trained on.
 EXTRA_SPLITS = {"fewnerd_inter_episodes": ("dev",)}
 
@@ -118,6 +134,7 @@ LICENCES: Dict[str, str] = {
     "wikigold": "CC BY 4.0",
     SILVER: "the source passages' licences; labels by en_core_web_sm (MIT)",
     PIPELINE_SILVER: "the source passages' licences; labels by this pipeline",
+    GROUPED: "none stated (copy of MultiCoNER II)",
 }
 
 
@@ -196,6 +213,26 @@ def pipeline_silver(paths: Sequence[Path]) -> List[AnnotatedText]:
     return out
 
 
+def regrouped(examples: Sequence[AnnotatedText], n: int, seed: int,
+              groups: Dict[str, Tuple[str, ...]] = MULTICONER_GROUPS) -> List[AnnotatedText]:
+    """`n` passages relabelled for the generic type of each group they mention and one to three of its
+    fine types: a mention of a fine type not shown is the generic's; other groups are not asked."""
+    rng = random.Random(f"{seed}-{GROUPED}")
+    group_of = {fine: g for g, fines in groups.items() for fine in fines}
+    group_of.update({g: g for g in groups})
+    pool = [ex for ex in examples if any(e.label in group_of for e in ex.entities)]
+    out = []
+    for ex in rng.sample(pool, min(n, len(pool))):
+        shown: List[str] = []
+        for g in sorted({group_of[e.label] for e in ex.entities if e.label in group_of}):
+            fines = [f for f in groups[g] if not f.startswith("other ")]
+            shown += [g] + rng.sample(fines, rng.randint(1, min(3, len(fines))))
+        as_shown = {label: label if label in shown else group_of.get(label) for label in {e.label for e in ex.entities}}
+        ents = [replace(e, label=as_shown[e.label]) for e in ex.entities if as_shown[e.label] in shown]
+        out.append(AnnotatedText(ex.text, ents, shown, GROUPED))
+    return out
+
+
 def agree_with_gold(silver: Sequence[AnnotatedText], gold: Dict[str, AnnotatedText],
                     coarse: Dict[str, str]) -> List[AnnotatedText]:
     """Silver passages a gold set labels too, kept only where they agree with it.
@@ -239,11 +276,14 @@ def build_mixture(
     silver_passages: int = 0,
     pipeline_annotations: Sequence[Path] = (),
     pipeline_coarse: Optional[Dict[str, str]] = None,
+    regroup: int = 0,
 ) -> Tuple[List[Conversation], dict]:
     shares = SHARES if shares is None else shares
     by_set = load_sources(root)
     if silver_passages > 0:
         by_set[SILVER] = spacy_silver(by_set, silver_passages, seed)
+    if regroup > 0:
+        by_set[GROUPED] = regrouped(by_set.get("multiconer2_en", []), regroup, seed)
     if pipeline_annotations:
         silver = pipeline_silver(pipeline_annotations)
         if pipeline_coarse is not None:
@@ -325,6 +365,8 @@ def parse_mapping(text: str, option: str = "--pipeline-coarse") -> Dict[str, str
 def _opts(options: BuildOptions, seed: int, dataset: str) -> BuildOptions:
     from dataclasses import replace
 
+    if dataset == GROUPED:  # its answers hold only beside the types shown, all of them asked
+        options = replace(options, label_set_share=1.0, ask_all=True)
     return replace(options, seed=_stable_seed(seed, dataset))
 
 
@@ -355,6 +397,7 @@ def _stats(picked: Dict[str, List[Conversation]], tokenizer, eos: str, total: in
             "negatives": sum(c.n_negative for c in convs),
             "types": len(types),
             "tokens": sum(_length(c, tokenizer, eos) for c in convs),
+            "label_set_shown": sum(1 for c in convs if c.label_set),
             "licence": LICENCES.get(d, "see open_types/MANIFEST.md"),
         }
     every = [c for convs in picked.values() for c in convs]
@@ -402,6 +445,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                    help="check those passages against the gold of any set that labels them, e.g. "
                         "'politician=person,city=location' (a silver label -> the gold label it refines; "
                         "a label the gold has is its own): only passages that agree are kept")
+    p.add_argument("--label-set-share", type=float, default=0.0,
+                   help="chance a conversation shows the types it asks before the passage (the label-set "
+                        "prompt; only where no mention answers two of them)")
+    p.add_argument("--regroup", type=int, default=0, metavar="N",
+                   help=f"add a '{GROUPED}' set: N MultiCoNER II train passages asked a generic type beside "
+                        "a few of its fine ones, with the label-set prompt (0: none)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     tokenizer = AutoTokenizer.from_pretrained(str(convert_gguf(embedded_gguf())))
@@ -416,6 +465,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         seed=args.seed,
         hard_negatives=args.hard_negatives,
         wording_share=args.wording_share,
+        label_set_share=args.label_set_share,
     )
     shares = {**SHARES, **parse_shares(args.shares)}
     if sum(shares.values()) > 1:
@@ -423,7 +473,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     mixture, stats = build_mixture(
         Path(args.data), tokenizer, args.tokens, options, args.empty_share, EMBEDDED_EOS, args.seed, shares,
         args.silver_passages, args.pipeline_silver,
-        None if args.pipeline_coarse is None else parse_mapping(args.pipeline_coarse),
+        None if args.pipeline_coarse is None else parse_mapping(args.pipeline_coarse), args.regroup,
     )
     out = Path(args.out)
     write_jsonl(mixture, out)

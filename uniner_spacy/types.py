@@ -41,6 +41,8 @@ class Query:
     # end: a grammar that cuts words its own way lets the model answer `PLUS` out of the token `-PLUS`,
     # which alignment cannot place. Empty: the grammar splits words itself.
     words: Tuple[Tuple[int, int], ...] = ()
+    # the label set shown before the passage (the label-set prompt, `prompts.LABEL_SET`); empty: none
+    label_set: Tuple[str, ...] = ()
 
 
 @dataclass

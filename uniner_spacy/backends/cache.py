@@ -285,8 +285,10 @@ class AnswerCache:
     @staticmethod
     def key(model_id: str, query: Query) -> str:
         """Everything that changes the answer; `query.label` (which user label it answers for) does not."""
-        return _digest(json.dumps([TEMPLATE_VERSION, model_id, query.passage, query.entity_type,
-                                   [list(w) for w in query.words]]))
+        parts = [TEMPLATE_VERSION, model_id, query.passage, query.entity_type, [list(w) for w in query.words]]
+        if query.label_set:  # (only then: the keys of answers asked without it stay as they were)
+            parts.append(list(query.label_set))
+        return _digest(json.dumps(parts))
 
     def _warn_once(self, kind: str, msg: str, *args: object) -> None:
         if kind not in self._warned:

@@ -113,8 +113,8 @@ class OpenAIBackend:
 
     def prompt(self, query: Query) -> Union[str, List[int]]:
         """The completions prompt: its text, or its token ids where the passage holds a special-token string."""
-        text = self.template.render(query.passage, query.entity_type)
-        span = self.template.passage_span(query.passage)
+        text = self.template.render(query.passage, query.entity_type, query.label_set)
+        span = self.template.passage_span(query.passage, query.label_set)
         if self.tokenizer is not None and self._encoder is not None:
             return self._encoder(text, [span]) if self._encoder.unsafe(text, [span]) else text
         self._warn_control(query.passage)
@@ -127,7 +127,7 @@ class OpenAIBackend:
                            "and use the completions endpoint to send such prompts as token ids)", self.eos)
 
     def messages(self, query: Query) -> list:
-        return self.template.chat_turns(query.passage, query.entity_type)
+        return self.template.chat_turns(query.passage, query.entity_type, query.label_set)
 
     def __call__(self, queries: Sequence[Query], *, mark_forced: bool = False) -> List[Generation]:
         """One request per query; `mark_forced` is ignored (a server's answers are never forced)."""

@@ -40,7 +40,8 @@ class Conversation:
     name, or its definition in the definition variant), so that
     `Template.render_conversation(passage, turns)` renders it exactly.
     `dataset` names the data set; `dataset_prompt` is set when the conversation
-    uses the dataset-specific template (`Dataset: {name} Text: ...`).
+    uses the dataset-specific template (`Dataset: {name} Text: ...`); `label_set`, when
+    not empty, is shown before the passage (the label-set prompt, `prompts.LABEL_SET`).
     """
 
     passage: str
@@ -49,13 +50,14 @@ class Conversation:
     dataset: str = ""
     dataset_prompt: bool = False
     types: List[str] = field(default_factory=list)  # the label behind each turn
+    label_set: List[str] = field(default_factory=list)
 
     def template(self, eos: str) -> Template:
         return Template(eos=eos, dataset=self.dataset if self.dataset_prompt else None)
 
     def render(self, eos: str) -> Tuple[str, list]:
         """Full training text and the character ranges that carry loss."""
-        return self.template(eos).render_conversation(self.passage, self.turns)
+        return self.template(eos).render_conversation(self.passage, self.turns, self.label_set)
 
     def questions(self) -> List[str]:
         return [question(asked) for asked, _ in self.turns]
@@ -212,6 +214,12 @@ class BuildOptions:
     confusable: Optional[Dict[str, Dict[str, float]]] = None
     # wording robustness: a turn asks its type in another wording (`wordings`) with this chance
     wording_share: float = 0.0
+    # the label-set prompt: with this chance a conversation shows the types it asks before the passage,
+    # where its answers are exclusive (no mention under two of them); then each answer is the type's
+    # own among the others shown, which a question asked alone cannot teach
+    label_set_share: float = 0.0
+    # every label of the source asked (up to `max_turns`), as the pipe asks every label it shows
+    ask_all: bool = False
 
 
 def build_conversations(
@@ -254,7 +262,9 @@ def _conversation(
     rng.shuffle(positives)
     positives = positives[: opts.max_turns]
     candidates = sorted({label for label in example.labels if label not in positives})
-    if positives:
+    if opts.ask_all:
+        want = len(candidates)
+    elif positives:
         want = _stochastic_round(neg_per_pos * len(positives), rng)
     else:
         want = opts.empty_negatives
@@ -268,8 +278,11 @@ def _conversation(
     if not types:
         return None
     rng.shuffle(types)
-    turns = [(_asked(_worded(t, opts, rng), opts),
-              answer_json(example.text, example.entities, t) if t in positives else "[]") for t in types]
+    worded = [_worded(t, opts, rng) for t in types]
+    answers = [answer_json(example.text, example.entities, t) if t in positives else "[]" for t in types]
+    turns = [(_asked(w, opts), answer) for w, answer in zip(worded, answers)]
+    # (no draw when off, as above)
+    shown = opts.label_set_share > 0 and rng.random() < opts.label_set_share and _exclusive(answers)
     dataset = dataset_of(example) if dataset_of else example.source
     return Conversation(
         passage=example.text,
@@ -278,7 +291,19 @@ def _conversation(
         dataset=dataset,
         dataset_prompt=opts.dataset_prompt,
         types=types,
+        label_set=worded if shown else [],
     )
+
+
+def _exclusive(answers: Sequence[str]) -> bool:
+    """No mention answers two of the questions: the convention a label-set prompt teaches."""
+    seen: set = set()
+    for answer in answers:
+        mentions = set(json.loads(answer))
+        if seen & mentions:
+            return False
+        seen |= mentions
+    return True
 
 
 def confusable_types(label_sets: Iterable[Iterable[str]], embedder=None) -> Dict[str, Dict[str, float]]:
@@ -354,7 +379,7 @@ def to_uniner_json(conversations: Iterable[Conversation], id_prefix: str = "conv
     """The official UniNER conversation format (human/gpt turns)."""
     items = []
     for i, conv in enumerate(conversations):
-        first = conv.template("").first_user_turn(conv.passage)
+        first = conv.template("").first_user_turn(conv.passage, conv.label_set)
         turns = [{"from": "human", "value": first}, {"from": "gpt", "value": ACK}]
         for asked, answer in conv.turns:
             turns.append({"from": "human", "value": question(asked)})
@@ -376,7 +401,10 @@ def write_jsonl(conversations: Iterable[Conversation], path: Union[str, Path]) -
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         for conv in conversations:
-            fh.write(json.dumps(asdict(conv), ensure_ascii=False) + "\n")
+            row = asdict(conv)
+            if not row["label_set"]:  # (so mixtures without the label-set prompt rebuild byte for byte)
+                del row["label_set"]
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
     return n
 

@@ -104,6 +104,7 @@ def register_extensions() -> None:
         "write_ents": True,
         "keep_existing_ents": False,
         "question_mode": "type",
+        "label_set_prompt": False,
         "on_error": "record",
         "drop_forced": False,
         "paraphrases": None,
@@ -129,6 +130,7 @@ def make_uniner(
     write_ents: bool,
     keep_existing_ents: bool,
     question_mode: str,
+    label_set_prompt: bool,
     on_error: str,
     drop_forced: bool,
     paraphrases: Optional[Paraphraser],
@@ -143,7 +145,8 @@ def make_uniner(
         max_passage_tokens=max_passage_tokens, overlap_tokens=overlap_tokens,
         fuzzy_threshold=fuzzy_threshold, threshold=threshold, overlap_policy=overlap_policy,
         write_ents=write_ents, keep_existing_ents=keep_existing_ents,
-        question_mode=question_mode, on_error=on_error, drop_forced=drop_forced, paraphrases=paraphrases,
+        question_mode=question_mode, label_set_prompt=label_set_prompt, on_error=on_error,
+        drop_forced=drop_forced, paraphrases=paraphrases,
         stages=stages, calibration=calibration, scorer=scorer,
     )
 
@@ -190,6 +193,7 @@ class UniNER(Pipe):
         write_ents: bool = True,
         keep_existing_ents: bool = False,
         question_mode: str = "type",
+        label_set_prompt: bool = False,
         on_error: str = "record",
         drop_forced: bool = False,
         paraphrases: Optional[Paraphraser] = None,
@@ -219,6 +223,8 @@ class UniNER(Pipe):
         self.write_ents = write_ents
         self.keep_existing_ents = keep_existing_ents
         self.question_mode = question_mode
+        # every label shown before each passage: only for a student trained on that prompt (prompts.LABEL_SET)
+        self.label_set_prompt = label_set_prompt
         self.on_error = on_error
         # off: forced mentions are often the model's near-misses put right (`Baker Obama` → `Barack Obama`)
         self.drop_forced = drop_forced
@@ -253,10 +259,11 @@ class UniNER(Pipe):
     def queries(self, passage: Passage, words: Tuple[Tuple[int, int], ...] = ()) -> List[Query]:
         """One question per type; `words` (the passage's token offsets) tell a grammar where mentions may
         begin and end."""
+        shown = self.labels if self.label_set_prompt else ()
         out = []
         for label in self.label_map:
-            out.append(Query(passage.text, self.entity_type(label), label, words))
-            out.extend(Query(passage.text, t, label, words) for t in self.extra_types.get(label, []))
+            out.append(Query(passage.text, self.entity_type(label), label, words, shown))
+            out.extend(Query(passage.text, t, label, words, shown) for t in self.extra_types.get(label, []))
         return out
 
     def entity_type(self, label: str) -> str:

@@ -14,6 +14,9 @@ SYSTEM_PARAGRAPH = (
 )
 ACK = "I've read this text."
 QUESTION = "What describes {entity_type} in the text?"
+# The label-set prompt (ours, not UniNER's): every type the passage will be asked, before the passage, so
+# that a student trained on it can answer each question knowing the others (`writer` beside `person`).
+LABEL_SET = "Entity types: {types}. "
 LLAMA_EOS = "</s>"
 USER_CUE = "USER:"
 ASSISTANT_CUE = "ASSISTANT:"  # a prompt ends here; the model writes the answer
@@ -46,16 +49,18 @@ class Template:
     system: str = SYSTEM_TEXT
     dataset: Optional[str] = None  # dataset-specific template: `Dataset: {name} Text: ...`
 
-    def first_user_turn(self, passage: str) -> str:
+    def first_user_turn(self, passage: str, types: Sequence[str] = ()) -> str:
+        """`types`: the label set shown before the passage (`LABEL_SET`); empty, UniNER's own turn."""
+        shown = LABEL_SET.format(types=", ".join(types)) if types else ""
         if self.dataset:
-            return f"Dataset: {self.dataset} Text: {passage}"
-        return f"Text: {passage}"
+            return f"Dataset: {self.dataset} {shown}Text: {passage}"
+        return f"{shown}Text: {passage}"
 
-    def chat_turns(self, passage: str, entity_type: str) -> List[Dict[str, str]]:
+    def chat_turns(self, passage: str, entity_type: str, types: Sequence[str] = ()) -> List[Dict[str, str]]:
         """The four UniNER turns as chat messages (system, passage, ACK, question)."""
         return [
             {"role": "system", "content": self.system},
-            {"role": "user", "content": self.first_user_turn(passage)},
+            {"role": "user", "content": self.first_user_turn(passage, types)},
             {"role": "assistant", "content": ACK},
             {"role": "user", "content": question(entity_type)},
         ]
@@ -96,25 +101,25 @@ class Template:
             text += piece
         return text, spans
 
-    def prefix(self, passage: str) -> str:
+    def prefix(self, passage: str, types: Sequence[str] = ()) -> str:
         """Everything before the first question: shared by all types of a passage."""
-        return f"{self.system} " + self._user(self.first_user_turn(passage)) + self._assistant(ACK)
+        return f"{self.system} " + self._user(self.first_user_turn(passage, types)) + self._assistant(ACK)
 
-    def passage_span(self, passage: str) -> Tuple[int, int]:
+    def passage_span(self, passage: str, types: Sequence[str] = ()) -> Tuple[int, int]:
         """Where `passage` lies in `prefix(passage)` (and `render`): document text, so a special-token
         string in it must be tokenized as text, not as the template's control tokens."""
-        start = len(f"{self.system} {USER_CUE} ") + len(self.first_user_turn(""))
+        start = len(f"{self.system} {USER_CUE} ") + len(self.first_user_turn("", types))
         return start, start + len(passage)
 
     def question_turn(self, entity_type: str) -> str:
         return self._user(question(entity_type)) + ASSISTANT_CUE
 
-    def render(self, passage: str, entity_type: str) -> str:
+    def render(self, passage: str, entity_type: str, types: Sequence[str] = ()) -> str:
         """The inference prompt; the model continues with ` [..]` and EOS."""
-        return self.prefix(passage) + self.question_turn(entity_type)
+        return self.prefix(passage, types) + self.question_turn(entity_type)
 
     def render_conversation(
-        self, passage: str, turns: Sequence[Tuple[str, str]]
+        self, passage: str, turns: Sequence[Tuple[str, str]], types: Sequence[str] = ()
     ) -> Tuple[str, list]:
         """A multi-turn training conversation.
 
@@ -122,7 +127,7 @@ class Template:
         loss: each assistant answer plus its EOS (UNINER.md: loss on assistant
         turns only).
         """
-        text = self.prefix(passage)
+        text = self.prefix(passage, types)
         targets = []
         for entity_type, answer in turns:
             text += self._user(question(entity_type))

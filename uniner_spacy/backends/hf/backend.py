@@ -264,7 +264,7 @@ class HFBackend:
     # -- generation ------------------------------------------------------
     def prompts(self, queries: Sequence[Query]) -> List[str]:
         self._load()
-        return [self.template.render(q.passage, q.entity_type) for q in queries]
+        return [self.template.render(q.passage, q.entity_type, q.label_set) for q in queries]
 
     def __call__(self, queries: Sequence[Query], *, mark_forced: bool = False) -> List[Generation]:
         """One answer per query; `mark_forced` marks the mentions the grammar forced (it costs a full
@@ -273,7 +273,7 @@ class HFBackend:
             return self.call_shared(queries, mark_forced=mark_forced)
         prompts = self.prompts(queries)
         assert self.batch_size is not None  # set by the load in prompts()
-        texts = [[self.template.passage_span(q.passage)] for q in queries]
+        texts = [[self.template.passage_span(q.passage, q.label_set)] for q in queries]
         # character length orders prompts as well as token length, without tokenising twice
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         out: List[Optional[Generation]] = [None] * len(prompts)
@@ -296,27 +296,28 @@ class HFBackend:
         """
         self._load()
         assert self.batch_size is not None  # set at load
-        by_passage: dict = {}
+        by_passage: dict = {}  # (passage, label set shown) -> its queries: one prefix each
         for i, q in enumerate(queries):
-            by_passage.setdefault(q.passage, []).append(i)
+            by_passage.setdefault((q.passage, q.label_set), []).append(i)
         # passages in length order, packed whole into batches of about batch_size queries
-        groups = sorted(by_passage.items(), key=lambda kv: len(kv[0]), reverse=True)
+        groups = sorted(by_passage.items(), key=lambda kv: len(kv[0][0]), reverse=True)
         out: List[Optional[Generation]] = [None] * len(queries)
-        batch: List[Tuple[str, List[int]]] = []
+        batch: List[Tuple[Tuple[str, Tuple[str, ...]], List[int]]] = []
         size = 0
-        for passage, idx in groups + [("", [])]:
+        for key, idx in groups + [(("", ()), [])]:
             if batch and (not idx or size + len(idx) > self.batch_size):
-                passages = [p for p, _ in batch]
+                passages = [p for (p, _), _ in batch]
+                label_sets = [t for (_, t), _ in batch]
                 owners = [k for k, (_, ids) in enumerate(batch) for _ in ids]
                 flat = [i for _, ids in batch for i in ids]
                 questions = [self.template.question_turn(queries[i].entity_type) for i in flat]
                 words = [queries[ids[0]].words for _, ids in batch]  # the same text gives the same tokens
                 for i, gen in zip(flat, self.generate_shared(passages, owners, questions, words,
-                                                                    mark_forced=mark_forced)):
+                                                                    mark_forced=mark_forced, label_sets=label_sets)):
                     out[i] = gen
                 batch, size = [], 0
             if idx:
-                batch.append((passage, idx))
+                batch.append((key, idx))
                 size += len(idx)
         return out  # type: ignore[return-value]
 
@@ -345,12 +346,15 @@ class HFBackend:
         return None
 
     def generate_shared(self, passages: List[str], owners: List[int], questions: List[str],
-                        words: Optional[List[Words]] = None, *, mark_forced: bool = False) -> List[Generation]:
+                        words: Optional[List[Words]] = None, *, mark_forced: bool = False,
+                        label_sets: Optional[List[Tuple[str, ...]]] = None) -> List[Generation]:
+        """`questions[k]` asks about `passages[owners[k]]`, shown with `label_sets[owners[k]]` (default none)."""
         import torch
 
         tok, encode = self.tokenizer, self.encoder
-        prefixes = [self.template.prefix(p) for p in passages]
-        spans = [self.template.passage_span(p) for p in passages]
+        shown = label_sets if label_sets is not None else [()] * len(passages)
+        prefixes = [self.template.prefix(p, t) for p, t in zip(passages, shown)]
+        spans = [self.template.passage_span(p, t) for p, t in zip(passages, shown)]
         cut = self._split(prefixes, questions, spans[0])
         if cut is None:
             return self.generate([prefixes[o] + q for o, q in zip(owners, questions)], [passages[o] for o in owners],
