@@ -1,0 +1,89 @@
+"""Whether a student keeps a shown fine type's mentions out of its generic type's answer.
+
+The label-set prompt is meant to teach that `person` beside `politician` means the persons who
+are not politicians. This asks MultiCoNER II *dev* passages, regrouped as `training.mixture
+--regroup` regroups its train passages (a generic type beside one to three of its fine ones),
+every shown type, and prints one JSON line: of the gold mentions of a shown fine type, how many the
+fine question found and how many the generic question claimed as well (the confusion; 0 is right),
+and of the mentions answered under the generic, how many it found.
+
+    python benchmarks/regrouped.py --backend '{"adapter": ".train/run6d/final"}' [--no-label-set] [--n 150]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence, Set, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from training.mixture import DATA_ROOT, MULTICONER_GROUPS, regrouped  # noqa: E402
+from uniner_spacy.types import AnnotatedText  # noqa: E402
+
+Answers = Dict[Tuple[int, str], Set[str]]  # (passage, asked type) -> mentions
+
+
+def counts(passages: Sequence[AnnotatedText], answers: Answers) -> Dict[str, float]:
+    group_of = {fine: g for g, fines in MULTICONER_GROUPS.items() for fine in fines}
+    fine = fine_found = also_generic = generic = generic_found = 0
+    for k, ex in enumerate(passages):
+        for e in ex.entities:
+            mention = ex.text[e.start : e.end]
+            if e.label in MULTICONER_GROUPS:
+                generic += 1
+                generic_found += mention in answers.get((k, e.label), set())
+            else:
+                fine += 1
+                fine_found += mention in answers.get((k, e.label), set())
+                also_generic += mention in answers.get((k, group_of[e.label]), set())
+    return {"fine_mentions": fine, "fine_found": round(fine_found / max(1, fine), 3),
+            "fine_also_under_generic": round(also_generic / max(1, fine), 3),
+            "generic_mentions": generic, "generic_found": round(generic_found / max(1, generic), 3)}
+
+
+def main(argv: Sequence[str] = ()) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="{}", help="JSON settings over the default backend's")
+    ap.add_argument("--no-label-set", action="store_true", help="ask without the label-set prompt")
+    ap.add_argument("--n", type=int, default=150, help="dev passages")
+    ap.add_argument("--seed", type=int, default=99)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data", type=Path, default=DATA_ROOT)
+    args = ap.parse_args(list(argv) or None)
+    import torch
+
+    from uniner_spacy.evaluation.loaders import iter_data_files, load
+    from uniner_spacy.pipeline.component import DEFAULT_BACKEND
+    from uniner_spacy.pipeline.parsing import parse_answer
+    from uniner_spacy.registry import registry
+    from uniner_spacy.types import Query
+
+    torch.set_num_threads(args.threads)
+    dev = [f for f in iter_data_files(args.data, folders=("open_types",))
+           if f.dataset == "multiconer2_en" and f.split == "dev"]
+    if not dev:
+        raise SystemExit(f"no MultiCoNER II dev split under {args.data}/open_types")
+    examples = [ex for ex in load(dev[0].path, format=dev[0].format, source="multiconer2_en") if ex.text.strip()]
+    passages = regrouped(examples, args.n, args.seed)
+    backend = registry.resolve({"b": {**DEFAULT_BACKEND, **json.loads(args.backend)}})["b"]
+    queries: List[Query] = []
+    owners: List[int] = []
+    for k, ex in enumerate(passages):
+        shown = () if args.no_label_set else tuple(ex.labels)
+        for label in ex.labels:
+            queries.append(Query(ex.text, label, label, label_set=shown))
+            owners.append(k)
+    answers: Answers = {}
+    for q, k, gen in zip(queries, owners, backend(queries)):
+        if gen.error:
+            raise SystemExit(f"a query failed: {gen.error}")
+        answers[(k, q.entity_type)] = set(parse_answer(gen.text).mentions)
+    print(json.dumps({"backend": json.loads(args.backend), "label_set": not args.no_label_set,
+                      "passages": len(passages), "seed": args.seed, **counts(passages, answers)}))
+
+if __name__ == "__main__":
+    main()
