@@ -16,7 +16,11 @@ about one type at a time can know that the data set calls a writer `writer`
 only); `gold_among`, the gold label and others, not all generic (a choice
 between siblings, which the conflict stage can get right); `gold_elsewhere`,
 no gold span there, or another label's. The `all` line lists the commonest
-(gold, other claimed label) pairs.
+(gold, other claimed label) pairs, and, for a run with the stages on, which label
+`doc.ents` kept where a specific and a generic label competed on a gold span:
+`specific_gold_kept` (the gold label is the specific one: `gold`, `generic` or
+`other`) and `generic_gold_kept` (the gold label is the generic one: `gold`,
+`specific` or `other`), which says whether preferring the finer label would pay.
 """
 from __future__ import annotations
 
@@ -33,11 +37,13 @@ Gold = Dict[Tuple[str, int, int], str]  # (text, start, end) -> gold label
 
 def claims(path: Path, gold: Optional[Gold] = None) -> Dict[str, Dict[str, Any]]:
     labels: Dict[str, Dict[Tuple[str, int, int], Set[str]]] = defaultdict(lambda: defaultdict(set))
+    kept: Dict[Tuple[str, int, int], str] = {}  # what doc.ents wrote
     with path.open() as f:
         for line in f:
             row = json.loads(line)
             for start, end in row.get("candidates", row.get("spans")) or []:  # candidates: overlaps kept
                 labels[row["source"]][(row["text"], start, end)].add(row["type"])
+            kept.update({(row["text"], start, end): row["type"] for start, end in row.get("spans") or []})
     out: Dict[str, Dict[str, Any]] = {}
     kinds: Counter = Counter()
     pairs: Counter = Counter()
@@ -56,7 +62,24 @@ def claims(path: Path, gold: Optional[Gold] = None) -> Dict[str, Dict[str, Any]]
     if gold is not None:
         out["all"].update({k: kinds[k] for k in KINDS})
         out["all"]["top_pairs"] = [[g, other, n] for (g, other), n in pairs.most_common(12)]
+        out["all"].update(_kept(labels, kept, gold))
     return out
+
+
+def _kept(labels: Dict[str, Dict[Tuple[str, int, int], Set[str]]], kept: Dict[Tuple[str, int, int], str],
+          gold: Gold) -> Dict[str, Dict[str, int]]:
+    specific: Counter = Counter()
+    generic: Counter = Counter()
+    for spans in labels.values():
+        for k, claimed in spans.items():
+            truth, final = gold.get(k), kept.get(k)
+            if truth not in claimed or not claimed - GENERIC or not claimed & GENERIC:
+                continue
+            if truth in GENERIC:
+                generic["gold" if final == truth else "specific" if final and final not in GENERIC else "other"] += 1
+            else:
+                specific["gold" if final == truth else "generic" if final in GENERIC else "other"] += 1
+    return {"specific_gold_kept": dict(specific), "generic_gold_kept": dict(generic)}
 
 
 KINDS = ("gold_among", "generic_others", "gold_elsewhere")

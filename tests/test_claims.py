@@ -31,3 +31,18 @@ def test_claims_split_by_the_gold(tmp_path):
     assert {k: out["a"][k] for k in ("multi_label", "generic_others", "gold_among", "gold_elsewhere")} == {
         "multi_label": 3, "generic_others": 1, "gold_among": 1, "gold_elsewhere": 1}
     assert ["writer", "person", 1] in out["all"]["top_pairs"] and ["book", "song", 1] in out["all"]["top_pairs"]
+
+
+def test_which_label_doc_ents_kept_where_a_generic_and_a_specific_one_competed(tmp_path):
+    """`spans` is what doc.ents wrote (one label a span), `candidates` what every label claimed."""
+    text = "Orwell met Blair and Acme."
+    rows = [{"text": text, "type": t, "candidates": c, "spans": s, "source": "a"} for t, c, s in [
+        ("writer", [[0, 6], [11, 16]], [[0, 6], [11, 16]]),
+        ("person", [[0, 6], [11, 16]], []),
+        ("organization", [[21, 25]], [[21, 25]]), ("company", [[21, 25]], [])]]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    gold = {(text, 0, 6): "writer", (text, 11, 16): "person", (text, 21, 25): "company"}
+    out = claims(path, gold=gold)["all"]
+    assert out["specific_gold_kept"] == {"gold": 1, "generic": 1}  # Orwell right; Acme kept as organization
+    assert out["generic_gold_kept"] == {"specific": 1}  # Blair, a person, kept as writer
