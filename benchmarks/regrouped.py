@@ -21,14 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from training.mixture import DATA_ROOT, MULTICONER_GROUPS, regrouped  # noqa: E402
+from training.mixture import DATA_ROOT, MULTICONER_GROUPS, group_of, regrouped  # noqa: E402
 from uniner_spacy.types import AnnotatedText  # noqa: E402
 
 Answers = Dict[Tuple[int, str], Set[str]]  # (passage, asked type) -> mentions
 
 
 def counts(passages: Sequence[AnnotatedText], answers: Answers) -> Dict[str, float]:
-    group_of = {fine: g for g, fines in MULTICONER_GROUPS.items() for fine in fines}
+    generic_of = group_of()
     fine = fine_found = also_generic = generic = generic_found = 0
     for k, ex in enumerate(passages):
         for e in ex.entities:
@@ -39,7 +39,7 @@ def counts(passages: Sequence[AnnotatedText], answers: Answers) -> Dict[str, flo
             else:
                 fine += 1
                 fine_found += mention in answers.get((k, e.label), set())
-                also_generic += mention in answers.get((k, group_of[e.label]), set())
+                also_generic += mention in answers.get((k, generic_of[e.label]), set())
     return {"fine_mentions": fine, "fine_found": round(fine_found / max(1, fine), 3),
             "fine_also_under_generic": round(also_generic / max(1, fine), 3),
             "generic_mentions": generic, "generic_found": round(generic_found / max(1, generic), 3)}
@@ -84,6 +84,7 @@ def main(argv: Sequence[str] = ()) -> None:
         answers[(k, q.entity_type)] = set(parse_answer(gen.text).mentions)
     print(json.dumps({"backend": json.loads(args.backend), "label_set": not args.no_label_set,
                       "passages": len(passages), "seed": args.seed, **counts(passages, answers)}))
+
 
 if __name__ == "__main__":
     main()

@@ -213,21 +213,26 @@ def pipeline_silver(paths: Sequence[Path]) -> List[AnnotatedText]:
     return out
 
 
+def group_of(groups: Dict[str, Tuple[str, ...]] = MULTICONER_GROUPS) -> Dict[str, str]:
+    """Each fine type, and each generic type itself, -> its generic type."""
+    return {**{fine: g for g, fines in groups.items() for fine in fines}, **{g: g for g in groups}}
+
+
 def regrouped(examples: Sequence[AnnotatedText], n: int, seed: int,
               groups: Dict[str, Tuple[str, ...]] = MULTICONER_GROUPS) -> List[AnnotatedText]:
     """`n` passages relabelled for the generic type of each group they mention and one to three of its
     fine types: a mention of a fine type not shown is the generic's; other groups are not asked."""
     rng = random.Random(f"{seed}-{GROUPED}")
-    group_of = {fine: g for g, fines in groups.items() for fine in fines}
-    group_of.update({g: g for g in groups})
-    pool = [ex for ex in examples if any(e.label in group_of for e in ex.entities)]
+    generic_of = group_of(groups)
+    pool = [ex for ex in examples if any(e.label in generic_of for e in ex.entities)]
     out = []
     for ex in rng.sample(pool, min(n, len(pool))):
         shown: List[str] = []
-        for g in sorted({group_of[e.label] for e in ex.entities if e.label in group_of}):
+        for g in sorted({generic_of[e.label] for e in ex.entities if e.label in generic_of}):
             fines = [f for f in groups[g] if not f.startswith("other ")]
             shown += [g] + rng.sample(fines, rng.randint(1, min(3, len(fines))))
-        as_shown = {label: label if label in shown else group_of.get(label) for label in {e.label for e in ex.entities}}
+        as_shown = {label: label if label in shown else generic_of.get(label)
+                    for label in {e.label for e in ex.entities}}
         ents = [replace(e, label=as_shown[e.label]) for e in ex.entities if as_shown[e.label] in shown]
         out.append(AnnotatedText(ex.text, ents, shown, GROUPED))
     return out
@@ -363,8 +368,6 @@ def parse_mapping(text: str, option: str = "--pipeline-coarse") -> Dict[str, str
 
 
 def _opts(options: BuildOptions, seed: int, dataset: str) -> BuildOptions:
-    from dataclasses import replace
-
     if dataset == GROUPED:  # its answers hold only beside the types shown, all of them asked
         options = replace(options, label_set_share=1.0, ask_all=True)
     return replace(options, seed=_stable_seed(seed, dataset))
