@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -53,7 +54,7 @@ def sentences(n: int, skip: int = 0):
 
 
 def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int, profile: bool = False,
-        overrides: Optional[dict] = None) -> dict:
+        overrides: Optional[dict] = None, warmup: int = 8) -> dict:
     import spacy
 
     from uniner_spacy.backends.hf.grammar import GRAMMAR_VERSION
@@ -67,13 +68,16 @@ def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int, p
         backend = {"@misc": "uniner.HF.v1", "model": model, "dtype": dtype, **MODES[mode], **(overrides or {})}
     nlp.add_pipe("uniner", config={"labels": LABELS[:n_labels], "backend": backend})
     # loads the model, and the stages' encoder, outside the timing: sentences after the measured ones
-    list(nlp.pipe(sentences(8, skip=len(texts))))
+    # (`--warmup` as many as are measured: the process's heap has grown, as in a long run)
+    list(nlp.pipe(sentences(warmup, skip=len(texts)), batch_size=64))
     pipe = nlp.get_pipe("uniner")
     timer = Profile() if profile else None
     with timer.installed(pipe.backend) if timer else contextlib.nullcontext():
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         docs = list(nlp.pipe(texts, batch_size=64))
         elapsed = time.perf_counter() - start
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     del server
     stats = [d._.uniner_stats for d in docs]
     # the dtype `auto` chose on this machine, and the flags it chose by
@@ -87,6 +91,9 @@ def run(mode: str, n_labels: int, texts, model: str, dtype: str, threads: int, p
         "queries": sum(s["queries"] for s in stats),
         "parse_failures": sum(s["parse_failures"] for s in stats),
         "entities": sum(len(d.ents) for d in docs),
+        # pages the process touched for the first time: see hardware.keep_freed_memory
+        "page_faults": faults, "memory_kept": getattr(pipe.backend, "memory_kept", None),
+        "warmup_sentences": warmup, "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         **extra,
     }
 
@@ -128,6 +135,7 @@ def main() -> None:
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=8, help="sentences run before the timing (other ones)")
     ap.add_argument("--naive-every", type=int, default=1, help="time `naive` on every K-th sentence only")
     ap.add_argument("--backend", type=json.loads, default={},
                     help='JSON settings of uniner.HF.v1 on top of the mode\'s, e.g. \'{"draft_tokens": 0}\'')
@@ -147,7 +155,7 @@ def main() -> None:
         for mode in args.modes.split(","):
             subset = texts[:: args.naive_every] if mode == "naive" else texts
             row = {**run(mode, n, subset, args.model, args.dtype, args.threads, overrides=args.backend,
-                         profile=args.profile and mode != "llamacpp"), "threads": args.threads}
+                         profile=args.profile and mode != "llamacpp", warmup=args.warmup), "threads": args.threads}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.out:

@@ -91,6 +91,25 @@ def test_grouped_attention_and_growing_cache_equal_sdpa():
 
 
 
+def test_grouped_attention_builds_the_mask_sdpa_gets():
+    """The mask builder registered with the grouped attention (the one that broadcasts over the
+    batch) gives transformers' own SDPA mask, padding and all."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    from uniner_spacy.backends.hf.cpu_kernels import ATTENTION, use_grouped_attention
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=4, num_key_value_heads=2, attn_implementation="sdpa"))
+    assert use_grouped_attention(model)
+    padding = torch.ones(3, 9, dtype=torch.bool)
+    padding[1, :3] = padding[2, :6] = False
+    for positions in (torch.arange(5, 9), torch.arange(8, 9), torch.arange(9)):
+        ours = AttentionMaskInterface()[ATTENTION](3, positions, 9, attention_mask=padding)
+        assert torch.equal(ours, sdpa_mask(3, positions, 9, attention_mask=padding))
+
+
 @pytest.mark.parametrize("bias", [False, True])
 def test_fused_layers_equal_the_originals(bias):
     """One q/k/v product, one gate/up product, one norm kernel: the same logits, the same weights

