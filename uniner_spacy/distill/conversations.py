@@ -88,8 +88,8 @@ def load_definitions(path: Union[str, Path]) -> Dict[str, str]:
     return out
 
 
-def answer_json(text: str, entities: Iterable[Entity], label: str) -> str:
-    """Mentions of `label` in order of appearance, de-duplicated, as a JSON list."""
+def mentions_of(text: str, entities: Iterable[Entity], label: str) -> List[str]:
+    """Mentions of `label` in order of appearance, de-duplicated."""
     seen: List[str] = []
     for ent in sorted(entities, key=lambda e: (e.start, e.end)):
         if ent.label != label:
@@ -97,7 +97,12 @@ def answer_json(text: str, entities: Iterable[Entity], label: str) -> str:
         mention = text[ent.start : ent.end]
         if mention and mention not in seen:
             seen.append(mention)
-    return json.dumps(seen, ensure_ascii=False)
+    return seen
+
+
+def answer_json(text: str, entities: Iterable[Entity], label: str) -> str:
+    """Mentions of `label` in order of appearance, de-duplicated, as a JSON list."""
+    return json.dumps(mentions_of(text, entities, label), ensure_ascii=False)
 
 
 def type_frequencies(examples: Iterable[AnnotatedText]) -> Counter:
@@ -279,10 +284,10 @@ def _conversation(
         return None
     rng.shuffle(types)
     worded = [_worded(t, opts, rng) for t in types]
-    answers = [answer_json(example.text, example.entities, t) if t in positives else "[]" for t in types]
-    turns = [(_asked(w, opts), answer) for w, answer in zip(worded, answers)]
+    mentions = [mentions_of(example.text, example.entities, t) if t in positives else [] for t in types]
+    turns = [(_asked(w, opts), json.dumps(m, ensure_ascii=False)) for w, m in zip(worded, mentions)]
     # (no draw when off, as above)
-    shown = opts.label_set_share > 0 and rng.random() < opts.label_set_share and _exclusive(answers)
+    shown = opts.label_set_share > 0 and rng.random() < opts.label_set_share and _exclusive(mentions)
     dataset = dataset_of(example) if dataset_of else example.source
     return Conversation(
         passage=example.text,
@@ -295,14 +300,13 @@ def _conversation(
     )
 
 
-def _exclusive(answers: Sequence[str]) -> bool:
+def _exclusive(answers: Sequence[Sequence[str]]) -> bool:
     """No mention answers two of the questions: the convention a label-set prompt teaches."""
     seen: set = set()
-    for answer in answers:
-        mentions = set(json.loads(answer))
-        if seen & mentions:
+    for mentions in answers:
+        if seen & set(mentions):
             return False
-        seen |= mentions
+        seen |= set(mentions)
     return True
 
 
