@@ -109,7 +109,8 @@ def llama_cpp(threads: int, slots: int = 4):
     """
     import xllamacpp
 
-    from uniner_spacy.weights import adapter_gguf, embedded_gguf
+    from uniner_spacy.pipeline.prompts import adapter_layout
+    from uniner_spacy.weights import ADAPTER_DIR, adapter_gguf, embedded_gguf
 
     params = xllamacpp.CommonParams()
     params.model.path = str(embedded_gguf())
@@ -123,7 +124,7 @@ def llama_cpp(threads: int, slots: int = 4):
     server = xllamacpp.Server(params)
     url = server.listening_address.rstrip("/") + "/v1"
     backend = {"@misc": "uniner.OpenAI.v1", "model": "smollm2", "base_url": url, "eos": "<|im_end|>",
-               "concurrency": slots, "timeout": 600}
+               "concurrency": slots, "timeout": 600, "layout": adapter_layout(ADAPTER_DIR)}
     return server, backend
 
 

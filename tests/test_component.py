@@ -181,6 +181,35 @@ def test_label_set_prompt_shows_every_label_and_shares_prefixes_by_it(tiny_model
         [lp for g in a for _, lp in g.token_logprobs], abs=1e-4)
 
 
+def test_type_last_layout_comes_from_the_model_folder_and_shares_up_to_the_type(tiny_model_dir, tmp_path):
+    """A folder that records the type-last layout is asked in it (`layout = "auto"`); prefix sharing then
+    runs only each type's own tokens per question, and answers as the unshared prompts do."""
+    import shutil
+
+    from uniner_spacy.backends.hf.backend import HFBackend
+    from uniner_spacy.pipeline.prompts import write_layout
+    from uniner_spacy.types import Query
+
+    folder = tmp_path / "type-last"
+    shutil.copytree(tiny_model_dir, folder)
+    write_layout(folder, "type-last")
+    kw = dict(max_new_tokens=24, batch_size=8, dtype="float32")
+    plain, shared = HFBackend(str(folder), prefix_sharing=False, **kw), HFBackend(str(folder), **kw)
+    assert HFBackend(str(tiny_model_dir)).prompter.layout == "uniner"
+    assert HFBackend(str(folder), layout="uniner").prompter.layout == "uniner"
+    assert shared.prompter.layout == "type-last" and shared.model_id != HFBackend(str(tiny_model_dir)).model_id
+    queries = [Query(p, t, t) for (p, t) in TINY_FACTS]
+    assert plain.prompts(queries[:1])[0].endswith("USER: What describes this type in the text? ASSISTANT: person:")
+    a, b = plain(queries), shared(queries)
+    questions = [shared.template.question_turn(t) for t in ("person", "organization")]
+    prefixes = [shared.template.prefix(queries[0].passage)]
+    head, qhead = shared._split(prefixes, questions, shared.template.passage_span(queries[0].passage))
+    assert [q[len(qhead):] for q in questions] == [" person:", " organization:"]
+    assert [g.text for g in b] == [g.text for g in a]
+    assert [lp for g in b for _, lp in g.token_logprobs] == pytest.approx(
+        [lp for g in a for _, lp in g.token_logprobs], abs=1e-4)
+
+
 def test_fused_layers_answer_as_the_originals(tiny_model_dir):
     """The CPU route fuses each layer's products by default (`fused`); the answers stay the same."""
     from uniner_spacy.backends.hf.backend import HFBackend

@@ -1,4 +1,15 @@
-from uniner_spacy.pipeline.prompts import SYSTEM_PARAGRAPH, Template, question, teacher_messages
+import pytest
+
+from uniner_spacy.pipeline.prompts import (
+    LAYOUT_FILE,
+    SYSTEM_PARAGRAPH,
+    TEMPLATE_VERSION,
+    Template,
+    adapter_layout,
+    question,
+    teacher_messages,
+    write_layout,
+)
 
 GOLDEN = (
     "A virtual assistant answers questions from a user based on the provided text. "
@@ -46,6 +57,32 @@ def test_conversation_targets_cover_answers_and_eos():
     text, targets = Template(eos="<E>").render_conversation("P", [("a", '["x"]'), ("b", "[]")])
     assert [text[s:e] for s, e in targets] == [' ["x"]<E>', " []<E>"]
     assert text.endswith('USER: What describes b in the text? ASSISTANT: []<E>')
+
+
+def test_type_last_layout_ends_the_prompt_at_the_type():
+    """The question's fixed words join the shared prefix; the type opens the assistant's turn."""
+    t, u = Template(eos="<E>", layout="type-last"), Template(eos="<E>")
+    assert t.prefix("P") == u.prefix("P") and t.version != u.version == TEMPLATE_VERSION
+    assert t.render("P", "musical instrument") == (
+        u.prefix("P") + "USER: What describes this type in the text? ASSISTANT: musical instrument:")
+    text, targets = t.render_conversation("P", [("a", '["x"]'), ("b", "[]")])
+    assert [text[s:e] for s, e in targets] == [' ["x"]<E>', " []<E>"]
+    assert text == t.render("P", "a") + ' ["x"]<E>' + t.question_turn("b") + " []<E>"
+    with pytest.raises(ValueError, match="completions endpoint"):
+        t.chat_turns("P", "a")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        Template(layout="type-first")
+
+
+def test_an_adapter_folder_records_its_layout(tmp_path):
+    assert adapter_layout(tmp_path) == adapter_layout(None) == "uniner"
+    write_layout(tmp_path, "type-last")
+    assert adapter_layout(tmp_path) == "type-last"
+    write_layout(tmp_path, "uniner")  # UniNER's own is what no file means
+    assert not (tmp_path / LAYOUT_FILE).exists()
+    (tmp_path / LAYOUT_FILE).write_text('{"layout": "sideways"}')
+    with pytest.raises(ValueError, match="sideways"):
+        adapter_layout(tmp_path)
 
 
 def test_definition_questions():

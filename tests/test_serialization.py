@@ -122,3 +122,17 @@ def test_the_answer_cache_saves_the_backend_it_wraps(tmp_path):
     assert (tmp_path / "saved" / "adapter" / "adapter_config.json").exists()
     again = CachedBackend(HFBackend("some/model", adapter="/gone"), tmp_path / "c.sqlite").from_disk(tmp_path / "saved")
     assert again.backend.adapter == str(tmp_path / "saved" / "adapter")
+
+
+def test_a_saved_adapter_keeps_its_layout(tmp_path):
+    """The adapter's `template.json` travels with it, and the loaded backend asks in that layout."""
+    from uniner_spacy.backends.hf.backend import HFBackend
+    from uniner_spacy.pipeline.prompts import write_layout
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    write_layout(adapter, "type-last")
+    HFBackend("embedded-base", adapter=str(adapter)).to_disk(tmp_path / "saved")
+    shutil.rmtree(adapter)
+    loaded = HFBackend("embedded-base", adapter=str(adapter)).from_disk(tmp_path / "saved")
+    assert loaded.adapter == str(tmp_path / "saved" / "adapter") and loaded.prompter.layout == "type-last"

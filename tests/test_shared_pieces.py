@@ -55,6 +55,15 @@ def test_openai_chat_messages_are_the_template_turns():
     assert backend.messages(q)[0]["content"] == SYSTEM_PARAGRAPH
 
 
+def test_openai_type_last_prompts_go_over_completions_only():
+    backend = OpenAIBackend("m", eos="<E>", layout="type-last")
+    text = backend.template.render("Some text.", "person")
+    assert text.endswith("ASSISTANT: person:") and "template=type-last-1" in backend.model_id
+    assert "template" not in OpenAIBackend("m", eos="<E>").model_id
+    with pytest.raises(ValueError, match="completions endpoint"):
+        OpenAIBackend("m", endpoint="chat", layout="type-last")
+
+
 def test_conversation_answers_are_assistant_turns():
     t = Template()
     text, [(s, e)] = t.render_conversation("P", [("a", '["x"]')])

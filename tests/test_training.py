@@ -210,6 +210,17 @@ def test_loss_mask_token_by_token(tokenizer):
     assert stats.straddling == 0 and stats.loss_tokens == sum(len(s) for s in stretches)
 
 
+def test_type_last_layout_trains_the_answer_after_the_type(tokenizer):
+    """`--layout type-last`: the type stands in the assistant's turn, and only the answer after it carries loss."""
+    from training.features import IGNORE, tokenize_conversations
+
+    conv = Conversation("Barack Obama visited Paris.", [("person", '["Barack Obama"]'), ("date", "[]")])
+    (f,), stats = tokenize_conversations([conv], tokenizer, EOS, layout="type-last")
+    assert tokenizer.decode(f.input_ids).endswith(f"this type in the text? ASSISTANT: date: []{EOS}")
+    loss = [t for t, lab in zip(f.input_ids, f.labels) if lab != IGNORE]
+    assert tokenizer.decode(loss) == ' ["Barack Obama"]' + EOS + " []" + EOS and stats.straddling == 0
+
+
 def test_overlong_conversations_are_split_or_dropped_and_counted(tokenizer):
     from training.features import tokenize_conversations
 
@@ -266,6 +277,7 @@ def test_tiny_training_run_writes_adapter_and_resumes(tmp_path, tokenizer):
     assert (final / "adapter_model.safetensors").exists()
     card = (final / "README.md").read_text()
     assert "CC BY-NC 4.0" in card and "| conll |" in card and "lora_r | 4" in card
+    assert "USER: What describes {type} in the text? ASSISTANT:`" in card and not (final / "template.json").exists()
 
     from safetensors import safe_open
 
@@ -318,6 +330,13 @@ def test_export_keeps_the_cards_retrain_history(tmp_path):
     assert "new figures" in card and "old figures" not in card
     assert card.endswith("## Retrain\n\nphases 1-5 ...\n")
     assert (dst / "adapter_config.json").exists()
+    # the layout file goes with the adapter it describes, and an adapter without one removes the old
+    (src / "template.json").write_text('{"layout": "type-last"}')
+    export(src, dst)
+    assert (dst / "template.json").exists()
+    (src / "template.json").unlink()
+    export(src, dst)
+    assert not (dst / "template.json").exists()
 
 
 def test_hard_negatives_ask_the_types_nearest_the_passages_own():

@@ -50,9 +50,10 @@ class Feature:
         return len(self.input_ids)
 
 
-def encode(conv: Conversation, tokenizer, eos: str, stats: TokenizeStats | None = None) -> Feature:
-    """One conversation → ids and labels (no length check)."""
-    text, targets = conv.render(eos)
+def encode(conv: Conversation, tokenizer, eos: str, stats: TokenizeStats | None = None,
+           layout: str = "uniner") -> Feature:
+    """One conversation → ids and labels (no length check); `layout`: the template's (prompts.LAYOUTS)."""
+    text, targets = conv.render(eos, layout)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: List[int] = enc["input_ids"]
     offsets: List[Tuple[int, int]] = enc["offset_mapping"]
@@ -79,17 +80,18 @@ def tokenize_conversations(
     tokenizer,
     eos: str,
     max_length: int = DEFAULT_MAX_LENGTH,
+    layout: str = "uniner",
 ) -> Tuple[List[Feature], TokenizeStats]:
     """Encode all conversations, splitting or dropping those over `max_length`."""
     stats = TokenizeStats()
     features: List[Feature] = []
     for conv in conversations:
         stats.conversations += 1
-        feat = encode(conv, tokenizer, eos, stats)
+        feat = encode(conv, tokenizer, eos, stats, layout)
         if len(feat) <= max_length:
             parts = [feat]
         else:
-            parts = _split(conv, tokenizer, eos, max_length, stats)
+            parts = _split(conv, tokenizer, eos, max_length, stats, layout)
             if parts:
                 stats.split += 1
             else:
@@ -103,26 +105,27 @@ def tokenize_conversations(
     return features, stats
 
 
-def _split(conv: Conversation, tokenizer, eos: str, max_length: int, stats: TokenizeStats) -> List[Feature]:
+def _split(conv: Conversation, tokenizer, eos: str, max_length: int, stats: TokenizeStats,
+           layout: str = "uniner") -> List[Feature]:
     """Greedily pack the turns into conversations that each fit."""
     parts: List[Feature] = []
     current: List[int] = []
     for i in range(len(conv.turns)):
         trial = _subset(conv, current + [i])
-        feat = encode(trial, tokenizer, eos)
+        feat = encode(trial, tokenizer, eos, layout=layout)
         if len(feat) <= max_length:
             current.append(i)
             continue
         if current:
-            parts.append(encode(_subset(conv, current), tokenizer, eos, stats))
-        alone = encode(_subset(conv, [i]), tokenizer, eos)
+            parts.append(encode(_subset(conv, current), tokenizer, eos, stats, layout))
+        alone = encode(_subset(conv, [i]), tokenizer, eos, layout=layout)
         if len(alone) <= max_length:
             current = [i]
         else:
             current = []
             stats.dropped_turns += 1
     if current:
-        parts.append(encode(_subset(conv, current), tokenizer, eos, stats))
+        parts.append(encode(_subset(conv, current), tokenizer, eos, stats, layout))
     return parts
 
 

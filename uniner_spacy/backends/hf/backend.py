@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 from ...pipeline.parsing import forced_mentions, scan_list
+from ...pipeline.prompts import LAYOUTS, adapter_layout
 from ...registry import registry
 from ...types import Generation, Query
 from ...weights import fix_tokenizer, resolve_model
@@ -78,6 +79,7 @@ class HFBackend:
         draft_tokens: int = 4,
         fused: bool = True,
         keep_memory: bool = False,
+        layout: str = "auto",
     ):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
@@ -87,10 +89,13 @@ class HFBackend:
             raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be ≥ 1, got {max_new_tokens}")
+        if layout not in ("auto",) + LAYOUTS:
+            raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, not {layout!r}")
         if draft_tokens < 0:
             raise ValueError(f"draft_tokens must be ≥ 0 (0: no drafts), got {draft_tokens}")
         self.name = model
         self.adapter = adapter
+        self.layout_name = layout
         self.device_name = device
         self.dtype_name = dtype
         # None: set at load, 512 queries where passages are stored once (CPU), else 32
@@ -112,10 +117,22 @@ class HFBackend:
         self.constrained = (model == "embedded") if constrained is None else constrained
         self._vocab: Optional[Vocabulary] = None  # the grammar's view of the tokenizer, built once
         self._encoder: Optional[PromptEncoder] = None  # built at first use, from the tokenizer
-        self.prompter = Prompter(system=system, dataset=dataset)
+        # auto: the layout the adapter (or model folder) records (prompts.LAYOUT_FILE), else UniNER's
+        self.prompter = Prompter(system=system, dataset=dataset, layout=self._layout())
         self._model = None
         self._tokenizer = None
         self._model_id: Optional[str] = None  # fixed at first use: the files may change later
+
+    def _layout(self) -> str:
+        if self.layout_name != "auto":
+            return self.layout_name
+        from ...weights import ADAPTER_DIR
+
+        if self.adapter:
+            return adapter_layout(self.adapter)
+        if self.name == "embedded":
+            return adapter_layout(ADAPTER_DIR)
+        return adapter_layout(self.name) if Path(self.name).is_dir() else "uniner"
 
     @classmethod
     def from_objects(cls, model, tokenizer, **kwargs) -> "HFBackend":
@@ -241,9 +258,8 @@ class HFBackend:
             ident += f"+{file_digest(self.adapter)}"
         return ident + "|" + describe(
             {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype,
-             "stop": self.stop_at_list_end, "system": self.prompter.system,
-             "constrained": GRAMMAR_VERSION if self.constrained else False, "answer_text": ANSWER_TEXT_VERSION,
-             "dataset": self.prompter.dataset}
+             "stop": self.stop_at_list_end, **self.prompter.describe(),
+             "constrained": GRAMMAR_VERSION if self.constrained else False, "answer_text": ANSWER_TEXT_VERSION}
         )
 
     # -- serialisation (a saved pipeline carries a user adapter; the shipped one is named) --------
@@ -261,6 +277,7 @@ class HFBackend:
         if info.get("adapter"):
             self.adapter = str(Path(path) / info["adapter"])
             self._model = self._tokenizer = self._model_id = None  # (re)load with the saved adapter
+            self.prompter.layout = self._layout()
         return self
 
     def token_offsets(self, text: str) -> List[Tuple[int, int]]:
