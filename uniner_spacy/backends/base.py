@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
-from ..pipeline.prompts import SYSTEM_PARAGRAPH, SYSTEM_TEXT, TYPE_LAST_VERSION, Template
+from ..pipeline.prompts import SYSTEM_PARAGRAPH, SYSTEM_TEXT, Template
 from ..types import Generation, Query
 
 
@@ -63,7 +63,7 @@ class Prompter:
         """The template's part of a model id; "uniner" adds nothing, so earlier cache keys stay valid."""
         out: Dict[str, object] = {"system": self.system, "dataset": self.dataset}
         if self.layout != "uniner":
-            out["template"] = TYPE_LAST_VERSION
+            out["template"] = Template(layout=self.layout).version
         return out
 
 
