@@ -26,7 +26,7 @@ from ...pipeline.parsing import forced_mentions, scan_list
 from ...pipeline.prompts import LAYOUTS, adapter_layout
 from ...registry import registry
 from ...types import Generation, Query
-from ...weights import fix_tokenizer, resolve_model
+from ...weights import ADAPTER_DIR, file_digest, fix_tokenizer, resolve_model
 from ..base import PromptEncoder, Prompter, Spans, clip, common_head, describe
 from .cpu_kernels import (
     fuse_layers,
@@ -126,8 +126,6 @@ class HFBackend:
     def _layout(self) -> str:
         if self.layout_name != "auto":
             return self.layout_name
-        from ...weights import ADAPTER_DIR
-
         if self.adapter:
             return adapter_layout(self.adapter)
         if self.name == "embedded":
@@ -248,8 +246,6 @@ class HFBackend:
         return self._model_id
 
     def _identify(self) -> str:
-        from ...weights import ADAPTER_DIR, file_digest
-
         p = Path(self.name)
         if self.name == "embedded":  # the shipped student changes with each release
             p = ADAPTER_DIR / "adapter_model.safetensors"
