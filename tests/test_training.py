@@ -278,6 +278,7 @@ def test_tiny_training_run_writes_adapter_and_resumes(tmp_path, tokenizer):
     card = (final / "README.md").read_text()
     assert "CC BY-NC 4.0" in card and "| conll |" in card and "lora_r | 4" in card
     assert "USER: What describes {type} in the text? ASSISTANT:`" in card and not (final / "template.json").exists()
+    assert "non-padding tokens/s: ? " not in card  # the rate each log line printed reaches the card
 
     from safetensors import safe_open
 

@@ -314,6 +314,8 @@ def build_trainer(args, model, dataset, sampler, collate):
             rate = tokens / elapsed if elapsed > 0 else 0.0
             logs["tokens_per_s"] = round(rate, 1)
             logs["tokens"] = StudentTrainer.tokens_seen
+            if state.log_history:  # the Trainer appended a copy of `logs` before calling back: the card reads that
+                state.log_history[-1].update(tokens_per_s=logs["tokens_per_s"], tokens=logs["tokens"])
             left = state.max_steps - state.global_step
             per_step = elapsed / max(1, state.global_step - self._first_step(state))
             eta = time.strftime("%H:%M", time.gmtime(time.time() + left * per_step))
