@@ -145,7 +145,8 @@ def test_llama_cpp_server_with_real_gguf():
 def test_llama_cpp_applies_the_student_adapter():
     """The shipped adapter, written as a llama.cpp LoRA GGUF, turns the base's prose into UniNER lists."""
     xllamacpp = pytest.importorskip("xllamacpp")
-    from uniner_spacy.weights import adapter_gguf, embedded_gguf
+    from uniner_spacy.pipeline.prompts import adapter_layout
+    from uniner_spacy.weights import ADAPTER_DIR, adapter_gguf, embedded_gguf
 
     path = adapter_gguf()
     assert adapter_gguf() == path  # written once
@@ -161,7 +162,8 @@ def test_llama_cpp_applies_the_student_adapter():
             params.lora_adapters = [lora]
         server = xllamacpp.Server(params)
         url = server.listening_address.rstrip("/") + "/v1"
-        backend = OpenAIBackend("smollm2", base_url=url, eos="<|im_end|>", max_new_tokens=24, timeout=120)
+        backend = OpenAIBackend("smollm2", base_url=url, eos="<|im_end|>", max_new_tokens=24, timeout=120,
+                                layout=adapter_layout(ADAPTER_DIR))  # asked as the student was trained
         passage = "Barack Obama met Angela Merkel in Berlin on Tuesday."
         answer = backend([Query(passage, "person", "person")])[0]
         assert answer.error is None
