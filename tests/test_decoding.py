@@ -162,6 +162,38 @@ def test_fuse_layers_leaves_other_models_alone():
     model.model.layers[0].mlp.gate_proj = torch.nn.Identity()  # not a linear with a weight
     assert not fuse_layers(model) and not hasattr(model.model.layers[0].self_attn, "_qkv")
 
+def test_passage_slab_fills_runs_in_place_behind_zeros():
+    """Runs of passages write into one buffer per layer, each ending at its last position with zeros before
+    it (not whatever the memory held: masked values still meet zero probabilities), and the whole slab
+    is one cache over that buffer: nothing is stacked or copied afterwards."""
+    import torch
+
+    from uniner_spacy.backends.hf.cpu_kernels import PassageSlab, growing_cache
+
+    def full(rows, length, value):
+        return torch.full((rows, 2, length, 4), value)
+
+    opening = growing_cache()
+    opening.update(full(1, 2, 1.0), full(1, 2, -1.0), 0)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)  # new memory comes filled with NaN
+    try:
+        slab = PassageSlab(rows=3, width=6)
+        first = slab.run(slice(0, 2), 0, opening)  # rows 0-1: the opening, then 4 positions
+        first.update(full(2, 4, 2.0), full(2, 4, -2.0), 0)
+        second = slab.run(slice(2, 3), 2, opening)  # row 2: 2 positions, padded in front
+        second.update(full(1, 2, 3.0), full(1, 2, -3.0), 0)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    whole = slab.cache()
+    keys, values = whole.key_cache[0], whole.value_cache[0]
+    assert keys.shape == (3, 2, 6, 4) and whole.get_seq_length() == 6
+    assert keys[:2, :, :2].eq(1).all() and keys[:2, :, 2:].eq(2).all() and values[:2, :, 2:].eq(-2).all()
+    assert keys[2, :, :2].eq(0).all() and values[2, :, :2].eq(0).all()
+    assert keys[2, :, 2:4].eq(1).all() and keys[2, :, 4:].eq(3).all()
+    assert second.key_cache[0].data_ptr() == keys[2, :, 2:].data_ptr()  # a view of the slab
+
+
 def test_shared_prefix_cache_equals_expanded_cache():
     """Passages stored once (one grid product per layer) give the logits of one copy per question."""
     import torch

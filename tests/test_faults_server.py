@@ -13,7 +13,7 @@ import pytest
 import spacy
 from conftest import TINY_FACTS, embedded_tokenizer
 
-from uniner_spacy.backends.base import PromptEncoder
+from uniner_spacy.backends.base import PromptEncoder, Prompter
 from uniner_spacy.backends.hf.backend import HFBackend
 from uniner_spacy.backends.hf.decoding import Step
 from uniner_spacy.backends.openai import OpenAIBackend
@@ -38,11 +38,13 @@ class StubTokenizer:
 
 
 class StubBackend:
-    """What ModelServer uses of HFBackend: `generate(prompts, texts=...)`, `max_new_tokens`, `tokenizer`."""
+    """What ModelServer uses of HFBackend: `generate(prompts, texts=...)`, `max_new_tokens`, `tokenizer`,
+    `prompter` (the layout chat is rendered in)."""
 
-    def __init__(self):
+    def __init__(self, layout: str = "uniner"):
         self.max_new_tokens = 16
         self.tokenizer = StubTokenizer()
+        self.prompter = Prompter(layout=layout)
         self.calls = []
         self.error = None
 
@@ -260,6 +262,27 @@ def test_chat_contents_are_passed_as_text_ranges(server, stub):
     prompt, spans = stub.calls[0]["prompts"][0], stub.calls[0]["texts"][0]
     assert prompt == Template(eos="</s>").render_chat(messages)
     assert [prompt[s:e] for s, e in spans] == ["S", "Text: a </s> b"]
+
+
+def test_chat_reaches_a_type_last_student_in_its_layout(server, stub):
+    """UniNER's chat questions are asked as the type-last student was trained: the prompt ends at the type."""
+    stub.prompter = Prompter(layout="type-last")
+    turns = Template(eos="</s>").chat_turns("Obama visited Paris.", "person")
+    answer = {"role": "assistant", "content": '["Obama"]'}
+    later = {"role": "user", "content": "What describes location in the text?"}
+    for messages in (turns, turns + [answer, later]):
+        assert call(server, "POST", "/v1/chat/completions", {"model": "u", "messages": messages})[0] == 200
+    type_last = Template(eos="</s>", layout="type-last")
+    first, second = (c["prompts"][0] for c in stub.calls)
+    assert first == type_last.render("Obama visited Paris.", "person")
+    text, targets = type_last.render_conversation("Obama visited Paris.", [("person", '["Obama"]'), ("location", "")])
+    assert second == text[: targets[1][0]] and second.endswith("ASSISTANT: location:")
+    spans = stub.calls[1]["texts"][0]
+    assert [second[s:e] for s, e in spans][-3:] == ["person", '["Obama"]', "location"]
+    # a turn that is not UniNER's question is rendered as written
+    other = [{"role": "user", "content": "Hello"}]
+    assert call(server, "POST", "/v1/chat/completions", {"model": "u", "messages": other})[0] == 200
+    assert stub.calls[-1]["prompts"][0] == "USER: Hello ASSISTANT:"
 
 
 def test_token_id_prompts_are_accepted(server, stub):

@@ -173,8 +173,10 @@ class Handler(BaseHTTPRequestHandler):
         chat = route == "/v1/chat/completions"
         texts = None
         if chat:
-            # Vicuna style, the format UniNER models were trained on (not the tokenizer's chat template)
-            template = Template(eos=self.server.backend.tokenizer.eos_token)
+            # Vicuna style, the format UniNER models were trained on (not the tokenizer's chat template), in
+            # the model's layout: UniNER's questions reach a type-last student as it was trained on them
+            backend = self.server.backend
+            template = Template(eos=backend.tokenizer.eos_token, layout=backend.prompter.layout)
             text, spans = template.render_chat_texts(_messages(req.get("messages")))
             prompts: List[Prompt] = [text]
             texts = [spans]  # message contents are text: `<|im_end|>` in one is no control token

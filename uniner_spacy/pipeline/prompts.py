@@ -6,6 +6,7 @@ them only through the options here, never by editing a copy elsewhere.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -16,6 +17,7 @@ SYSTEM_PARAGRAPH = (
 )
 ACK = "I've read this text."
 QUESTION = "What describes {entity_type} in the text?"
+_QUESTION = re.compile(re.escape(QUESTION).replace(re.escape("{entity_type}"), "(.+)"), re.DOTALL)
 # The type-last layout (ours, not UniNER's): the question's fixed words come first and the assistant's
 # turn opens with the type, so a prompt ends at the type. With prefix sharing each (passage, type) then
 # runs only ` person:` (2 tokens) instead of ` person in the text? ASSISTANT:` (9). For students trained
@@ -105,19 +107,33 @@ class Template:
         return self.render_chat_texts(messages)[0]
 
     def render_chat_texts(self, messages: Sequence[Mapping[str, str]]) -> Tuple[str, List[Tuple[int, int]]]:
-        """`render_chat`, and where the messages' contents lie in it: that is text, never control tokens."""
+        """`render_chat`, and where the messages' contents lie in it: that is text, never control tokens.
+
+        Chat is UniNER's conversation whatever the layout: in the type-last
+        layout a user turn that asks UniNER's question ("What describes X in
+        the text?") is rendered as this layout asks it (`question_turn`), so a
+        chat client gets the answer its student was trained to give.
+        """
         pieces: List[Tuple[str, bool]] = []  # (piece, a message's content)
         systems = [m["content"] for m in messages if m["role"] == "system"]
         if " ".join(systems):
             for k, system in enumerate(systems):
                 pieces += [(" " if k else "", False), (system, True)]
             pieces.append((" ", False))
+        cued = False  # the assistant's turn is open already (a type-last question)
         for m in messages:
-            if m["role"] == "user":
+            asked = _QUESTION.fullmatch(m["content"]) if self.layout == "type-last" else None
+            if m["role"] == "user" and asked:
+                pieces += [(self._type_cue(), False), (asked.group(1), True), (":", False)]
+                cued = True
+            elif m["role"] == "user":
                 pieces += [(f"{USER_CUE} ", False), (m["content"], True), (" ", False)]
+                cued = False
             elif m["role"] == "assistant":
-                pieces += [(f"{ASSISTANT_CUE} ", False), (m["content"], True), (self.eos, False)]
-        pieces.append((ASSISTANT_CUE, False))
+                pieces += [(" " if cued else f"{ASSISTANT_CUE} ", False), (m["content"], True), (self.eos, False)]
+                cued = False
+        if not cued:
+            pieces.append((ASSISTANT_CUE, False))
         text, spans = "", []
         for piece, is_content in pieces:
             if is_content:
@@ -138,8 +154,12 @@ class Template:
     def question_turn(self, entity_type: str) -> str:
         """The prompt after `prefix`; it ends where the answer begins."""
         if self.layout == "type-last":
-            return self._user(QUESTION_TYPE_LAST) + f"{ASSISTANT_CUE} {entity_type}:"
+            return self._type_cue() + f"{entity_type}:"
         return self._user(question(entity_type)) + ASSISTANT_CUE
+
+    def _type_cue(self) -> str:
+        """A type-last question up to its type, which opens the assistant's turn."""
+        return self._user(QUESTION_TYPE_LAST) + f"{ASSISTANT_CUE} "
 
     def render(self, passage: str, entity_type: str, types: Sequence[str] = ()) -> str:
         """The inference prompt; the model continues with ` [..]` and EOS."""

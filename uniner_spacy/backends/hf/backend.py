@@ -29,12 +29,11 @@ from ...types import Generation, Query
 from ...weights import ADAPTER_DIR, file_digest, fix_tokenizer, resolve_model
 from ..base import PromptEncoder, Prompter, Spans, clip, common_head, describe
 from .cpu_kernels import (
+    PassageSlab,
     fuse_layers,
     growing_cache,
     in_place_caches,
-    repeat_rows,
     shared_prefix_cache,
-    stack_left_padded,
     use_grouped_attention,
 )
 from .decoding import Step, greedy_decode
@@ -403,8 +402,8 @@ class HFBackend:
         """The cache of each passage's prefix: the common opening once, then the passages.
 
         Passages arrive longest first, so runs of `chunk` of them have similar
-        lengths: each run is padded only to its own longest, then the runs are
-        stacked (padded at the front, which the mask hides).
+        lengths: each run is padded only to its own longest and written into
+        one `PassageSlab`, padded at the front (which the mask hides).
         """
         import torch
         import torch.nn.functional as F
@@ -413,30 +412,26 @@ class HFBackend:
         ids = mask = None
         if opening:
             ids, mask = self._extend(start, None, None, [opening])
-        plain = not in_place_caches()  # a plain DynamicCache (another transformers): one run
-        if plain:
-            chunk = len(rests)
+        if not in_place_caches():  # a plain DynamicCache (another transformers): one run
+            if opening:
+                start.batch_repeat_interleave(len(rests))
+            ids, mask = self._extend(start, None if ids is None else ids.repeat(len(rests), 1),
+                                     None if mask is None else mask.repeat(len(rests), 1), rests)
+            return start, ids, mask
+        runs = [range(b, min(b + chunk, len(rests))) for b in range(0, len(rests), chunk)]
+        width = len(opening) + max(len(r) for r in rests)
+        slab = PassageSlab(len(rests), width)
         parts = []
-        for b in range(0, len(rests), chunk):
-            rows = rests[b : b + chunk]
-            if not opening:
-                cache = growing_cache()
-            elif plain:
-                cache = start
-                cache.batch_repeat_interleave(len(rows))
-            else:
-                cache = repeat_rows(start, len(rows))
-            part_ids, part_mask = self._extend(
-                cache, None if ids is None else ids.repeat(len(rows), 1),
-                None if mask is None else mask.repeat(len(rows), 1), rows)
-            parts.append((cache, part_ids, part_mask))
-        if len(parts) == 1:
-            return parts[0]
-        width = max(p[1].shape[1] for p in parts)
+        for run in runs:
+            rows = [rests[i] for i in run]
+            cache = slab.run(slice(run.start, run.stop), width - len(opening) - max(len(r) for r in rows),
+                             start if opening else None)
+            parts.append(self._extend(cache, None if ids is None else ids.repeat(len(rows), 1),
+                                      None if mask is None else mask.repeat(len(rows), 1), rows))
         pad = self.tokenizer.pad_token_id
-        ids = torch.cat([F.pad(p[1], (width - p[1].shape[1], 0), value=pad) for p in parts])
-        mask = torch.cat([F.pad(p[2], (width - p[2].shape[1], 0), value=0) for p in parts])
-        return stack_left_padded([p[0] for p in parts]), ids, mask
+        ids = torch.cat([F.pad(p[0], (width - p[0].shape[1], 0), value=pad) for p in parts])
+        mask = torch.cat([F.pad(p[1], (width - p[1].shape[1], 0), value=0) for p in parts])
+        return slab.cache(), ids, mask
 
     def _append(self, ids, mask, rows: List[List[int]]):
         """[what is there][mid pad][row]: positions count real tokens only, so pads in the middle are harmless."""
