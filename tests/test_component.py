@@ -144,7 +144,7 @@ def test_prefix_sharing_equals_unshared_token_for_token(tiny_model_dir):
     assert [g.text for g in shared] == [g.text for g in plain]
     assert [t for g in shared for t, _ in g.token_logprobs] == [t for g in plain for t, _ in g.token_logprobs]
     # passages of three lengths prefilled one run each (padded to its own longest) into one slab; in
-    # float32, as bf16 (dtype "auto" on a CPU with native bf16) rounds padded and stacked rows apart
+    # float32, as bf16 (dtype "auto" on a CPU with native bf16) rounds rows of other padding apart
     queries += [Query("Carol, who met Alice Smith in Berlin last year, now works for Acme Corp too.", "person", "y")]
     plain = HFBackend(str(tiny_model_dir), max_new_tokens=24, batch_size=64, prefix_sharing=False,
                       dtype="float32")(queries)

@@ -162,6 +162,7 @@ def test_fuse_layers_leaves_other_models_alone():
     model.model.layers[0].mlp.gate_proj = torch.nn.Identity()  # not a linear with a weight
     assert not fuse_layers(model) and not hasattr(model.model.layers[0].self_attn, "_qkv")
 
+
 def test_passage_slab_fills_runs_in_place_behind_zeros():
     """Runs of passages write into one buffer per layer, each ending at its last position with zeros before
     it (not whatever the memory held: masked values still meet zero probabilities), and the whole slab

@@ -41,10 +41,10 @@ class StubBackend:
     """What ModelServer uses of HFBackend: `generate(prompts, texts=...)`, `max_new_tokens`, `tokenizer`,
     `prompter` (the layout chat is rendered in)."""
 
-    def __init__(self, layout: str = "uniner"):
+    def __init__(self):
         self.max_new_tokens = 16
         self.tokenizer = StubTokenizer()
-        self.prompter = Prompter(layout=layout)
+        self.prompter = Prompter()
         self.calls = []
         self.error = None
 

@@ -122,8 +122,8 @@ class Template:
             pieces.append((" ", False))
         cued = False  # the assistant's turn is open already (a type-last question)
         for m in messages:
-            asked = _QUESTION.fullmatch(m["content"]) if self.layout == "type-last" else None
-            if m["role"] == "user" and asked:
+            asked = m["role"] == "user" and self.layout == "type-last" and _QUESTION.fullmatch(m["content"])
+            if asked:
                 pieces += [(self._type_cue(), False), (asked.group(1), True), (":", False)]
                 cued = True
             elif m["role"] == "user":

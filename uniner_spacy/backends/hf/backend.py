@@ -409,15 +409,15 @@ class HFBackend:
         import torch.nn.functional as F
 
         start = growing_cache()
-        ids = mask = None
-        if opening:
-            ids, mask = self._extend(start, None, None, [opening])
+        head = self._extend(start, None, None, [opening]) if opening else None  # the opening's ids and mask
+
+        def opened(n: int) -> Tuple[object, object]:  # the opening's ids and mask, once per row
+            return (None, None) if head is None else (head[0].repeat(n, 1), head[1].repeat(n, 1))
+
         if not in_place_caches():  # a plain DynamicCache (another transformers): one run
             if opening:
                 start.batch_repeat_interleave(len(rests))
-            ids, mask = self._extend(start, None if ids is None else ids.repeat(len(rests), 1),
-                                     None if mask is None else mask.repeat(len(rests), 1), rests)
-            return start, ids, mask
+            return (start, *self._extend(start, *opened(len(rests)), rests))
         runs = [range(b, min(b + chunk, len(rests))) for b in range(0, len(rests), chunk)]
         width = len(opening) + max(len(r) for r in rests)
         slab = PassageSlab(len(rests), width)
@@ -426,8 +426,7 @@ class HFBackend:
             rows = [rests[i] for i in run]
             cache = slab.run(slice(run.start, run.stop), width - len(opening) - max(len(r) for r in rows),
                              start if opening else None)
-            parts.append(self._extend(cache, None if ids is None else ids.repeat(len(rows), 1),
-                                      None if mask is None else mask.repeat(len(rows), 1), rows))
+            parts.append(self._extend(cache, *opened(len(rows)), rows))
         pad = self.tokenizer.pad_token_id
         ids = torch.cat([F.pad(p[0], (width - p[0].shape[1], 0), value=pad) for p in parts])
         mask = torch.cat([F.pad(p[1], (width - p[1].shape[1], 0), value=0) for p in parts])
