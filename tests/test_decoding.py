@@ -129,19 +129,27 @@ def test_fused_layers_equal_the_originals(bias):
     mask[0, :3] = 0
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
 
+    step_mask = torch.ones_like(mask[:, :1])
+    step_mask[2] = 0  # a finished row kept in the batch
+
     def run():
         with torch.inference_mode():
             cache = growing_cache()
             first = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                           use_cache=True).logits
-            step = model(input_ids=ids[:, -1:], attention_mask=torch.cat([mask, torch.ones_like(mask[:, :1])], 1),
+            step = model(input_ids=ids[:, -1:], attention_mask=torch.cat([mask, step_mask], 1),
                          position_ids=pos[:, -1:] + 1, past_key_values=cache, use_cache=True).logits
-        return first, step
+        # what is read: real positions (the fused MLP skips padding, whose logits nothing uses)
+        return first[mask.bool()], step[:2]
 
     ref, state = run(), {k: v.clone() for k, v in model.state_dict().items()}
     assert fuse_layers(model)
+    skipped = []
+    mlp = model.model.layers[0].mlp
+    mlp.register_forward_hook(lambda module, args, out: skipped.append(args[0].shape))
     for a, b in zip(ref, run()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert skipped[0][-2:] == (int(mask.sum()), 64) and skipped[1][-2:] == (2, 64)  # real tokens only
     assert {k: v for k, v in model.state_dict().items()}.keys() == state.keys()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     attn = model.model.layers[0].self_attn

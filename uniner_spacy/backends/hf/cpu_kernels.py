@@ -15,6 +15,9 @@ through a (passage, question) grid, one batched product per layer.
 In bf16 a third of a forward then went to small element-wise kernels;
 `fuse_layers` runs each layer's q/k/v and gate/up projections as one product
 and each norm as one kernel, with the original's rounding (the same answers).
+It also runs each MLP on the real tokens only: a quarter of the positions in a
+13-label batch were padding (passages padded to the longest of their run,
+questions to the longest tail, finished rows kept until compaction).
 
 The logits equal SDPA's with a plain cache (tests check both).
 """
@@ -93,8 +96,12 @@ def fuse_layers(model) -> bool:
     projections become one product with SiLU and the product done in place;
     each RMSNorm becomes one `rms_norm` kernel, computed in float32 as the
     original is. The fused weights are the originals' storage (no second copy).
-    False, and nothing changed, where the architecture or this transformers'
-    attention signature is not the one these forwards were written for.
+    Where the decoder layers' forward is the one `_layer_forward` copies, the
+    decoder finds the real (unmasked) new tokens once per call and each MLP
+    runs on those only; padding positions keep their attention output, which
+    nothing reads. False, and nothing changed, where the architecture or this
+    transformers' attention signature is not the one these forwards were
+    written for.
     """
     import inspect
 
@@ -126,10 +133,56 @@ def fuse_layers(model) -> bool:
     for layer in layers:
         _fuse_attention(layer.self_attn)
         _fuse_mlp(layer.mlp)
+    decoder = model.get_decoder()
+    if all(list(inspect.signature(type(layer).forward).parameters)[1:9] == LAYER_ARGUMENTS and
+           hasattr(layer, "input_layernorm") and hasattr(layer, "post_attention_layernorm") for layer in layers) \
+            and list(inspect.signature(type(decoder).forward).parameters)[1:3] == ["input_ids", "attention_mask"]:
+        for layer in layers:
+            layer.forward = functools.partial(_layer_forward, layer)
+        decoder.forward = functools.partial(_decoder_forward, decoder.forward)
     for module in model.modules():
         if type(module).__name__.endswith("RMSNorm") and hasattr(module, "variance_epsilon"):
             module.forward = functools.partial(_rms_norm, module)
     return True
+
+
+# transformers' (llama, mistral, qwen2) decoder layer forward, whose body `_layer_forward` copies
+LAYER_ARGUMENTS = ["hidden_states", "attention_mask", "position_ids", "past_key_value", "output_attentions",
+                   "use_cache", "cache_position", "position_embeddings"]
+
+
+def _real_tokens(input_ids, attention_mask, inputs_embeds=None):
+    """Flat indices of the unmasked positions among a call's new tokens; None when all are."""
+    new = input_ids if input_ids is not None else inputs_embeds
+    if new is None or attention_mask is None or attention_mask.dim() != 2:
+        return None
+    flags = attention_mask[:, -new.shape[1]:].reshape(-1)
+    return None if bool(flags.all()) else flags.nonzero().squeeze(1)
+
+
+def _decoder_forward(forward, input_ids=None, attention_mask=None, *args, **kwargs):
+    """The decoder's forward, telling each layer which new tokens are real (it passes extra keywords on)."""
+    kwargs["real_tokens"] = _real_tokens(input_ids, attention_mask, kwargs.get("inputs_embeds"))
+    return forward(input_ids, attention_mask, *args, **kwargs)
+
+
+def _layer_forward(layer, hidden_states, attention_mask=None, position_ids=None, past_key_value=None,
+                   output_attentions=False, use_cache=False, cache_position=None, position_embeddings=None,
+                   real_tokens=None, **kwargs):
+    """transformers' LlamaDecoderLayer.forward, with the MLP run on the `real_tokens` rows only."""
+    residual = hidden_states
+    hidden, weights = layer.self_attn(
+        hidden_states=layer.input_layernorm(hidden_states), attention_mask=attention_mask,
+        position_ids=position_ids, past_key_value=past_key_value, output_attentions=output_attentions,
+        use_cache=use_cache, cache_position=cache_position, position_embeddings=position_embeddings, **kwargs)
+    hidden = residual + hidden
+    if real_tokens is None:
+        hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+    else:  # padding rows keep the attention's output: nothing downstream reads them
+        flat = hidden.view(-1, hidden.shape[-1])
+        picked = flat.index_select(0, real_tokens)
+        flat.index_copy_(0, real_tokens, picked + layer.mlp(layer.post_attention_layernorm(picked)))
+    return (hidden, weights) if output_attentions else (hidden,)
 
 
 def _concatenated(linears) -> Tuple:

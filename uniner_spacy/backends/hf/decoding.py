@@ -200,7 +200,7 @@ def greedy_decode(
                 ids = torch.full((len(present), width), eos_id, dtype=last.dtype, device=last.device)
                 new_mask = mask.new_zeros((len(present), width))
                 ids[:, -1] = last
-                new_mask[:, -1] = 1
+                new_mask[live, -1] = 1  # finished rows kept until compaction: masked, so the MLP skips them
                 for k, d in zip(live, drafts):
                     if d:
                         ids[k, width - 1 - len(d) :] = torch.tensor([int(last[k])] + d, dtype=last.dtype)
