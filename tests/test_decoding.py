@@ -144,12 +144,12 @@ def test_fused_layers_equal_the_originals(bias):
 
     ref, state = run(), {k: v.clone() for k, v in model.state_dict().items()}
     assert fuse_layers(model)
-    skipped = []
+    mlp_inputs = []
     mlp = model.model.layers[0].mlp
-    mlp.register_forward_hook(lambda module, args, out: skipped.append(args[0].shape))
+    mlp.register_forward_hook(lambda module, args, out: mlp_inputs.append(args[0].shape))
     for a, b in zip(ref, run()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-    assert skipped[0][-2:] == (int(mask.sum()), 64) and skipped[1][-2:] == (2, 64)  # real tokens only
+    assert mlp_inputs[0][-2:] == (int(mask.sum()), 64) and mlp_inputs[1][-2:] == (2, 64)  # real tokens only
     assert {k: v for k, v in model.state_dict().items()}.keys() == state.keys()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     attn = model.model.layers[0].self_attn

@@ -134,9 +134,7 @@ def fuse_layers(model) -> bool:
         _fuse_attention(layer.self_attn)
         _fuse_mlp(layer.mlp)
     decoder = model.get_decoder()
-    if all(list(inspect.signature(type(layer).forward).parameters)[1:9] == LAYER_ARGUMENTS and
-           hasattr(layer, "input_layernorm") and hasattr(layer, "post_attention_layernorm") for layer in layers) \
-            and list(inspect.signature(type(decoder).forward).parameters)[1:3] == ["input_ids", "attention_mask"]:
+    if _layer_forward_applies(decoder, layers):
         for layer in layers:
             layer.forward = functools.partial(_layer_forward, layer)
         decoder.forward = functools.partial(_decoder_forward, decoder.forward)
@@ -149,6 +147,18 @@ def fuse_layers(model) -> bool:
 # transformers' (llama, mistral, qwen2) decoder layer forward, whose body `_layer_forward` copies
 LAYER_ARGUMENTS = ["hidden_states", "attention_mask", "position_ids", "past_key_value", "output_attentions",
                    "use_cache", "cache_position", "position_embeddings"]
+
+
+def _layer_forward_applies(decoder, layers) -> bool:
+    """Whether the decoder takes (input_ids, attention_mask) first and each layer's forward is the one copied."""
+    import inspect
+
+    def arguments(module, n: int) -> List[str]:
+        return list(inspect.signature(type(module).forward).parameters)[1 : 1 + n]
+
+    return arguments(decoder, 2) == ["input_ids", "attention_mask"] and all(
+        arguments(layer, len(LAYER_ARGUMENTS)) == LAYER_ARGUMENTS and hasattr(layer, "input_layernorm")
+        and hasattr(layer, "post_attention_layernorm") for layer in layers)
 
 
 def _real_tokens(input_ids, attention_mask, inputs_embeds=None):
