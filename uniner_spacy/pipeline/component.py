@@ -385,8 +385,8 @@ class UniNER(Pipe):
     def chance(self, candidate: Candidate) -> float:
         """The candidate's final score through the calibration: the chance it is right, which
         `threshold` reads and a span keeps. The stages and the choice of `doc.ents` between overlaps
-        use the scores before it: the stages were tuned on them (mapping first moved conflict
-        resolution, −0.39 F1 on the zero-shot dev sets), and a mapping per label could reorder two
+        use the scores before it: the stages were tuned on them (mapping first changed which label
+        conflict resolution kept, for the worse), and a mapping per label could reorder two
         labels' overlapping spans."""
         return candidate.score if self.calibration is None else self.calibration(candidate.score, candidate.label)
 

@@ -38,8 +38,8 @@ Processor = Union[Callable[[Sequence[Sequence[int]], Sequence[int], "object"], "
 # (generated tokens of one row) -> finished?
 Stop = Callable[[Sequence[int]], bool]
 # a step runs drafts only while rows × (1 + draft length) stays within this many tokens: a step that
-# small costs little more than one token a row. On a 2-core CPU (drafts.py, now benchmarks/settings.py),
-# 128 was 1.21× faster at 4 labels and 1.10× at 13; 64 was 1.20× and 1.04×, 256 1.13× and 1.15×
+# small is bound by reading the weights, so it costs little more than one token a row; wider steps
+# pay for every drafted token. Chosen by a sweep of budgets with benchmarks/settings.py (docs/speed.md)
 DRAFT_BUDGET = 128
 
 

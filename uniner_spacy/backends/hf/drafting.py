@@ -9,13 +9,13 @@ in one forward and keeps the longest prefix greedy decoding would have chosen,
 so the answers are the same; what a draft saves is decode steps, which on the
 CPU cost about the same for a few rows whether one token or five are run.
 
-Simulated over the 1,873 answer tokens of the first 100 CoNLL-2003 dev
-sentences × 4 labels, passage drafts of four tokens took 37% fewer row steps
-and the longest answer 14 steps instead of 36; prompt-lookup drafts (n-grams
-of prompt and answer) saved 17%, since a mention's first token is spelt
-differently in the answer (`C`) than in the passage (` C`). Tokens the
-grammar allows only one way (jump-forward) were 50 of the 1,873: too few to
-pay for a path of their own. Measured figures: docs/speed.md.
+Drafts come from the passage rather than from n-grams of prompt and answer
+(prompt lookup), because a mention's first token is spelt differently in the
+answer (`C`) than in the passage (` C`), so prompt lookup misses where
+passage drafts hit. Tokens the grammar allows only one way (jump-forward) are
+rare, since the vocabulary offers every prefix of a passage word, so they get
+no path of their own. Figures: docs/speed.md; the simulations behind these
+choices: benchmarks/NOTES.md.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What this machine computes fast, read from the CPU's own flags (never guessed from its vendor).
 
-A bf16 matmul is about 2× faster than float32 on a CPU with AVX512-BF16 or AMX, and about 50×
-slower on one without (it is emulated there), so the weights' dtype is chosen per machine.
+A bf16 matmul is faster than float32 on a CPU with AVX512-BF16 or AMX, and far slower on one
+without (it is emulated there), so the weights' dtype is chosen per machine (docs/speed.md).
 
 How the process gets its memory matters on a CPU too: see `keep_freed_memory`.
 """
@@ -52,10 +52,9 @@ def keep_freed_memory() -> bool:
     Each forward allocates its activations afresh. glibc serves blocks over a
     threshold (128 KB, rising as such blocks are freed) from new mappings and
     trims the heap when much of it is free, so forwards fault in new, zeroed
-    pages: 0.5–1.2 million page faults, about a second of kernel time, in a
-    100-sentence pipeline run at 4 labels. With blocks up to 32 MB from the heap
-    and no trimming, later forwards reuse the same pages (a few thousand
-    faults). Process-wide and lasting, like `torch.set_num_threads`: memory
+    pages, each a fault the kernel must serve. With blocks up to 32 MB from the
+    heap and no trimming, later forwards reuse the same pages (figures in
+    docs/speed.md and benchmarks/NOTES.md). Process-wide and lasting, like `torch.set_num_threads`: memory
     freed after a run stays with the process. False, and nothing changed,
     without glibc.
     """
