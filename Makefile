@@ -33,7 +33,8 @@ test-slow: setup
 test-project: setup
 	$(PY) -m pytest -q -m slow tests/test_project.py
 
-# the README's speed table: 200 CoNLL-2003 dev sentences for every cell (naive on every 10th of them)
+# docs/speed.md's table of the default route against one query per call: 200 CoNLL-2003 dev sentences
+# for every cell (naive on every 10th of them)
 bench-throughput: setup
 	rm -f benchmarks/results/throughput.jsonl
 	$(PY) benchmarks/throughput.py --sentences 200 --labels 1,4,13,32 --modes naive,prefix --naive-every 10 --out benchmarks/results/throughput.jsonl

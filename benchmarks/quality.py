@@ -85,7 +85,7 @@ def main() -> None:
         (args.out / f"{suite}.json").write_text(json.dumps(result, indent=1))
         for proto in ("string", "span"):
             (args.out / f"{suite}.{proto}.md").write_text(render_table(result, protocol=proto))
-        # the README's bar chart (needs the `bench` extra: matplotlib)
+        # docs/evaluation.md's bar charts (needs the `bench` extra: matplotlib)
         plot_results(result, args.out / f"{suite}.png")
         summary[suite] = {k: round(100 * v, 2) for k, v in result["benchmark"].items()}
         summary[suite]["seconds"] = result["seconds"]

@@ -40,7 +40,7 @@ MODES = {
     # the same batches as the default path, without prefix sharing
     "batched": {"batch_size": 512, "prefix_sharing": False},
     "prefix": {},  # the component's default: prefix sharing, 512 queries a batch on the CPU
-    # dynamic int8 linear layers: faster, but measured to cost F1 (README), so not the default
+    # dynamic int8 linear layers: faster, but measured to cost F1 (docs/speed.md), so not the default
     "prefix-int8": {"dtype": "int8"},
 }
 

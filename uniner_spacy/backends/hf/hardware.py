@@ -54,9 +54,9 @@ def keep_freed_memory() -> bool:
     trims the heap when much of it is free, so forwards fault in new, zeroed
     pages, each a fault the kernel must serve. With blocks up to 32 MB from the
     heap and no trimming, later forwards reuse the same pages (figures in
-    docs/speed.md and benchmarks/NOTES.md). Process-wide and lasting, like `torch.set_num_threads`: memory
-    freed after a run stays with the process. False, and nothing changed,
-    without glibc.
+    docs/speed.md and benchmarks/NOTES.md). Process-wide and lasting, like
+    `torch.set_num_threads`: memory freed after a run stays with the process.
+    False, and nothing changed, without glibc.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
