@@ -228,7 +228,8 @@ def _guard_token(spec: Mapping, where: str, guards: List[TokenRegex]) -> Dict[st
     if marks:
         out["_"] = marks
     if _holds_regex(out):  # nested (inside FUZZY, say): spaCy would run it unguarded
-        raise _err(where, f"a REGEX may stand only as {{ATTR: {{'REGEX': pattern}}}} in a token pattern, got {dict(spec)!r}")
+        raise _err(where, "a REGEX may stand only as {ATTR: {'REGEX': pattern}} in a token pattern, "
+                   f"got {dict(spec)!r}")
     return out
 
 
