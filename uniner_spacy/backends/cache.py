@@ -146,6 +146,7 @@ class AnswerCache:
             # file open: closing any descriptor of a file drops this process's locks on it
             raise CacheError(self._not_sqlite())
         try:
+            self._probe()
             return self._connect()
         except sqlite3.Error as err:
             name = _error_name(err)
@@ -156,6 +157,23 @@ class AnswerCache:
             else:
                 raise CacheError(self._explain(err)) from err
         return self._connect_explained()  # afresh, after the damaged file was set aside
+
+    def _probe(self) -> None:
+        """SQLite's error for a damaged file, found by a read-only connection, where a crashed writer
+        left a -wal or -shm: a read-write connection to a file SQLite calls no database deletes them
+        when it closes, and they belong with the file that is set aside. Other errors are left for
+        the read-write open to meet (a read-only connection may fail where that one would not)."""
+        if not any(f.exists() for f in self._files()[1:]) or _lock_holders(self._files()) != set():
+            return
+        try:
+            probe = self._sqlite(self.path.resolve().as_uri() + "?mode=ro")
+            try:
+                probe.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            finally:
+                probe.close()
+        except sqlite3.Error as err:
+            if _error_name(err).startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+                raise
 
     def _connect_explained(self) -> sqlite3.Connection:
         try:
