@@ -68,7 +68,7 @@ def test_a_damaged_file_with_sqlites_header_is_set_aside_with_its_wal(tmp_path, 
     [aside] = tmp_path.glob("c.sqlite.corrupt-*[0-9]")
     assert aside.read_bytes() == DAMAGED
     assert Path(str(aside) + "-wal").read_bytes() == b"old wal"  # moved, not deleted
-    assert Path(str(aside) + "-shm").exists()  # the WAL's index: SQLite rebuilds it on reading, so moved, not kept as was
+    assert Path(str(aside) + "-shm").exists()  # the WAL's index, which SQLite rewrites on reading: moved
     assert any("damaged" in w and str(aside) in w for w in _warnings(caplog))
 
 

@@ -48,7 +48,8 @@ class Listener:
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if len(listener.seen) < listener.limit:
-                    listener.seen.append(({k.lower(): v for k, v in self.headers.items()}, body.decode("utf8", "replace")))
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    listener.seen.append((headers, body.decode("utf8", "replace")))
                 reply = json.dumps({"id": "x", "object": "text_completion", "created": 0, "model": "m",
                                     "choices": [{"text": "[]", "index": 0, "finish_reason": "stop",
                                                  "logprobs": None}]}).encode()
@@ -291,8 +292,9 @@ def test_a_matcher_regex_runs_under_the_time_limit(tmp_path):
 
 def test_matcher_regexes_still_match_as_spacys_do():
     """Taken out of the pattern, a REGEX keeps its meaning, beside the token's other predicates."""
-    rules = Rules({"filters": {"labels": {"code": {"patterns": [[{"TEXT": {"REGEX": r"^[A-Z]{2}\d+$"}}]],
-                                                   "exclude_patterns": [[{"LOWER": {"REGEX": "^x", "NOT_IN": ["xy9"]}}]]}}}})
+    rules = Rules({"filters": {"labels": {"code": {
+        "patterns": [[{"TEXT": {"REGEX": r"^[A-Z]{2}\d+$"}}]],
+        "exclude_patterns": [[{"LOWER": {"REGEX": "^x", "NOT_IN": ["xy9"]}}]]}}}})
     doc = spacy.blank("en")("AB12 ab12 XY9 XZ9")
     kept = [doc.text[c.start:c.end] for c in rules(doc, [_candidate(doc, t.text, "code") for t in doc])]
     assert kept == ["AB12", "XY9"]

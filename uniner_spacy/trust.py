@@ -186,7 +186,12 @@ def copy_tree(src: PathLike, dst: PathLike, what: str, cap: int = MAX_ADAPTER_FI
     root = check_tree(src, what, cap)
 
     def copy(s: str, d: str) -> object:
-        fd = _regular_fd(Path(s), cap, what)  # checked again at copy time: the tree may change meanwhile
+        # checked again at copy time (the tree may change meanwhile); a link already at the target is
+        # replaced, not written through
+        source = contained(root, os.path.relpath(s, root), what)
+        fd = _regular_fd(source, cap, what)
+        if os.path.islink(d):
+            os.unlink(d)
         with os.fdopen(fd, "rb") as fin, open(d, "wb") as fout:
             shutil.copyfileobj(fin, fout)
         shutil.copystat(s, d)
