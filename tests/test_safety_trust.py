@@ -161,27 +161,42 @@ def test_a_saved_pipelines_rules_cannot_read_outside_its_folder(tmp_path):
         spacy.load(tmp_path / "saved")
 
 
-def test_a_fifo_as_gazetteer_file_is_refused_without_hanging(tmp_path):
-    rules = _rules_folder(tmp_path, "places.txt")
-    fifo = rules.parent / "places.txt"
-    os.mkfifo(fifo)
+def _raised_within(seconds: float, fn, fifo: Path):
+    """What `fn` raised, failing the test if it still runs after `seconds` (then a writer is opened on
+    `fifo`, so that a read waiting on it ends and the test does not hang)."""
     result: dict = {}
 
-    def load():
+    def run():
         try:
-            Rules.from_path(rules)
+            fn()
             result["error"] = None
         except Exception as err:  # noqa: BLE001 - the test inspects it
             result["error"] = err
 
-    thread = threading.Thread(target=load, daemon=True)
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    thread.join(5)
+    thread.join(seconds)
     if thread.is_alive():  # today's code waits for a writer: give it one, so the test ends
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        thread.join(5)
-        pytest.fail("loading a rules file whose gazetteer is a FIFO hung")
-    assert isinstance(result["error"], TrustError) and "not a regular file" in str(result["error"])
+        thread.join(seconds)
+        pytest.fail(f"reading the FIFO {fifo.name} hung")
+    return result["error"]
+
+
+def test_a_fifo_as_gazetteer_file_is_refused_without_hanging(tmp_path):
+    rules = _rules_folder(tmp_path, "places.txt")
+    os.mkfifo(rules.parent / "places.txt")
+    error = _raised_within(5, lambda: Rules.from_path(rules), rules.parent / "places.txt")
+    assert isinstance(error, TrustError) and "not a regular file" in str(error)
+
+
+def test_a_fifo_a_config_names_as_calibration_is_refused_without_hanging(tmp_path):
+    from uniner_spacy.pipeline.calibration import Calibrator
+
+    fifo = tmp_path / "calibration.json"
+    os.mkfifo(fifo)
+    error = _raised_within(5, lambda: Calibrator.from_disk(fifo), fifo)
+    assert isinstance(error, TrustError) and "not a regular file" in str(error)
 
 
 def test_a_gazetteer_file_over_the_size_cap_is_refused(tmp_path):
