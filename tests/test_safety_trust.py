@@ -300,7 +300,7 @@ def test_a_matcher_regex_runs_under_the_time_limit(tmp_path):
     elapsed = time.perf_counter() - start
     errors = doc._.uniner_stats["errors"]
     assert any("took over" in e and "(a|aa)" in e for e in errors), errors
-    assert elapsed < 3.0
+    assert elapsed < 5.0  # the limit is 0.25 s per search; today's code took 7.6 s
     with pytest.raises(RuleTimeout):
         nlp.get_pipe("uniner").stages["rules"].keep(doc, _candidate(doc, token, "thing"))
 

@@ -191,42 +191,43 @@ def _holds_regex(obj: Any) -> bool:
     return False
 
 
+def _regex_key(value: Any) -> Optional[str]:
+    """The key of a REGEX predicate in one attribute's dict (in any case, as spaCy reads it), or None."""
+    if not isinstance(value, Mapping):
+        return None
+    return next((k for k in value if isinstance(k, str) and k.upper() == "REGEX"), None)
+
+
+_DROPPED = object()  # an attribute whose only predicate was its REGEX
+
+
 def _guard_token(spec: Mapping, where: str, guards: List[TokenRegex]) -> Dict[str, Any]:
-    """One token dict with each `{ATTR: {"REGEX": p}}` (and `{"_": {ext: {"REGEX": p}}}`) replaced."""
-    out: Dict[str, Any] = {}
+    """One token dict with each `{ATTR: {"REGEX": p}}` (and `{"_": {ext: {"REGEX": p}}}`) replaced by
+    a check of the extension its `TokenRegex` sets."""
     marks: Dict[str, Any] = {}
-    for attr, value in spec.items():
-        if attr == "_" and isinstance(value, Mapping):
-            kept = {}
-            for name, v in value.items():
-                key = next((k for k in v if isinstance(k, str) and k.upper() == "REGEX"), None) \
-                    if isinstance(v, Mapping) else None
-                if key is None:
-                    kept[name] = v
-                    continue
-                guard = _token_regex(f"_.{name}", v[key], f"{where}._.{name}")
-                guards.append(guard)
-                marks[guard.extension] = True
-                rest = {k: x for k, x in v.items() if k != key}
-                if rest:
-                    kept[name] = rest
-            marks = {**kept, **marks}
-            continue
-        key = next((k for k in value if isinstance(k, str) and k.upper() == "REGEX"), None) \
-            if isinstance(value, Mapping) and isinstance(attr, str) else None
+
+    def take(attr: str, value: Any, at: str) -> Any:
+        key = _regex_key(value)
         if key is None:
-            out[attr] = value
-            continue
-        if attr.upper() not in _STRING_ATTRS:
-            raise _err(f"{where}.{attr}", f"REGEX applies to a string attribute ({', '.join(sorted(_STRING_ATTRS))})")
-        guard = _token_regex(attr.upper(), value[key], f"{where}.{attr}")
+            return value
+        if not attr.startswith("_.") and attr not in _STRING_ATTRS:
+            raise _err(at, f"REGEX applies to a string attribute ({', '.join(sorted(_STRING_ATTRS))})")
+        guard = _token_regex(attr, value[key], at)
         guards.append(guard)
         marks[guard.extension] = True
-        rest = {k: x for k, x in value.items() if k != key}
-        if rest:
-            out[attr] = rest
-    if marks:
-        out["_"] = marks
+        return {k: x for k, x in value.items() if k != key} or _DROPPED
+
+    out: Dict[str, Any] = {}
+    extensions: Dict[str, Any] = {}
+    for attr, value in spec.items():
+        if attr == "_" and isinstance(value, Mapping):
+            extensions.update({n: take(f"_.{n}", v, f"{where}._.{n}") for n, v in value.items()})
+        else:
+            out[attr] = take(str(attr).upper(), value, f"{where}.{attr}")
+    out = {k: v for k, v in out.items() if v is not _DROPPED}
+    extensions = {**{k: v for k, v in extensions.items() if v is not _DROPPED}, **marks}
+    if extensions or "_" in spec:
+        out["_"] = extensions
     if _holds_regex(out):  # nested (inside FUZZY, say): spaCy would run it unguarded
         raise _err(where, "a REGEX may stand only as {ATTR: {'REGEX': pattern}} in a token pattern, "
                    f"got {dict(spec)!r}")
