@@ -65,7 +65,7 @@ def test_errors_are_not_cached(tmp_path):
 
 def test_corrupt_file_is_set_aside(tmp_path):
     path = tmp_path / "c.sqlite"
-    path.write_bytes(b"this is not a database" * 100)
+    path.write_bytes(b"SQLite format 3\x00" + b"this is not a database" * 100)  # SQLite's header: a damaged cache
     cache = AnswerCache(path)
     cache.put_many({"k": Generation("[]")})
     assert cache.get_many(["k"])["k"].text == "[]"

@@ -222,6 +222,7 @@ def test_bearer_token(locked, stub, monkeypatch):
     ok = call(locked, "POST", "/v1/completions", completion(), headers={"Authorization": "Bearer s3cret"})
     assert ok[0] == 200
     monkeypatch.setenv("MY_KEY", "s3cret")
+    monkeypatch.setenv("UNINER_ALLOWED_HOSTS", locked.url)  # a key goes only to a host the user allowed
     gens = OpenAIBackend("uniner", base_url=locked.url, api_key_env="MY_KEY", max_retries=0)([Query("x", "y")])
     assert gens[0].error is None
     monkeypatch.setenv("MY_KEY", "nope")

@@ -14,7 +14,7 @@ PACKAGE = REPO / "uniner_spacy"
 # lowest first; a module may import its own layer or lower ones, never a higher one
 LAYERS = [
     ["errors", "types", "registry"],
-    ["io", "weights"],
+    ["io", "weights", "trust"],
     ["pipeline.prompts", "pipeline.chunking", "pipeline.parsing", "pipeline.align", "pipeline.resolve",
      "pipeline.calibration"],
     ["backends.*"],

@@ -131,6 +131,7 @@ def test_a_saved_adapter_keeps_its_layout(tmp_path):
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")  # what makes a folder an adapter (PEFT's file)
     write_layout(adapter, "type-last")
     HFBackend("embedded-base", adapter=str(adapter)).to_disk(tmp_path / "saved")
     shutil.rmtree(adapter)

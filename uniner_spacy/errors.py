@@ -34,3 +34,8 @@ class CacheError(UninerError, RuntimeError):
 class StageError(UninerError, RuntimeError):
     """A stage that failed on one document (a rule's regex past its time limit, say): recorded on that
     doc by `on_error = "record"`, unlike a setup error, which stops the run."""
+
+
+class TrustError(ConfigError):
+    """A file or host that a config, rules file, saved pipeline or adapter folder names beyond what it may
+    reach (outside its folder, not a regular file, over the size cap): see docs/security.md."""

@@ -8,10 +8,11 @@ a checksum.
 
 The cache never costs the run an answer: a write that fails (disk full, locked, I/O) is rolled
 back and warned about once, with the answers still returned; a read that fails is a miss. It never
-destroys what is not its own: only a regular file that SQLite reports as damaged is set aside
-(renamed, with its `-wal`/`-shm`, never deleted, and only while no process holds locks on them);
-a folder, a locked or unreadable file, or a newer layout stops the run at open with a `CacheError`
-that says what to do. A read-only file is used read-only, with a warning.
+destroys what is not its own: only a regular file that begins with SQLite's header and that SQLite
+reports as damaged is set aside (renamed, with its `-wal`/`-shm`, never deleted, and only while no
+process holds locks on them); a file that is no SQLite database (a user's file that `path` names by
+mistake, or by a config's design), a folder, a locked or unreadable file, or a newer layout stops
+the run at open with a `CacheError` that says what to do. A read-only file is used read-only, with a warning.
 """
 from __future__ import annotations
 
@@ -143,9 +144,9 @@ class AnswerCache:
             # SQLite's own first test, made before it opens the file: closing a connection to such a
             # file, SQLite would delete the -wal and -shm beside it. Only while no connection has the
             # file open: closing any descriptor of a file drops this process's locks on it
-            self._set_aside(sqlite3.DatabaseError("file is not a database"))
-            return self._connect_explained()
+            raise CacheError(self._not_sqlite())
         try:
+            self._probe()
             return self._connect()
         except sqlite3.Error as err:
             name = _error_name(err)
@@ -157,11 +158,33 @@ class AnswerCache:
                 raise CacheError(self._explain(err)) from err
         return self._connect_explained()  # afresh, after the damaged file was set aside
 
+    def _probe(self) -> None:
+        """SQLite's error for a damaged file, found by a read-only connection, where a crashed writer
+        left a -wal or -shm: a read-write connection to a file SQLite calls no database deletes them
+        when it closes, and they belong with the file that is set aside. Other errors are left for
+        the read-write open to meet (a read-only connection may fail where that one would not)."""
+        if not any(f.exists() for f in self._files()[1:]) or _lock_holders(self._files()) != set():
+            return
+        try:
+            probe = self._sqlite(self.path.resolve().as_uri() + "?mode=ro")
+            try:
+                probe.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            finally:
+                probe.close()
+        except sqlite3.Error as err:
+            if _error_name(err).startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+                raise
+
     def _connect_explained(self) -> sqlite3.Connection:
         try:
             return self._connect()
         except sqlite3.Error as err:
             raise CacheError(self._explain(err)) from err
+
+    def _not_sqlite(self) -> str:
+        return (f"answer cache {self.path} is a file that is not a SQLite database (it does not begin with "
+                "SQLite's header), so not one this cache wrote: give `path` a new file name (or remove that "
+                "file yourself); nothing was moved or deleted")
 
     def _explain(self, err: BaseException) -> str:
         name = _error_name(err)
@@ -260,6 +283,8 @@ class AnswerCache:
             who = f"process {', '.join(map(str, sorted(holders)))}" if holders else "another process, maybe"
             raise CacheError(f"answer cache {self.path} is damaged ({err}) but in use by {who}: stop it, then "
                              "move the file (with its -wal and -shm) aside or give another path; nothing was moved")
+        if not _has_header(self.path):  # (no lock of this process on it to drop by reading it)
+            raise CacheError(self._not_sqlite())
         stamp = int(time.time())
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         n = 1

@@ -13,6 +13,10 @@ set (the server model's own), such a prompt goes to the completions endpoint
 as token ids, the passage's special strings split as text; other prompts go as
 text, as before. Without it, or over the chat endpoint (the server renders
 the messages), that cannot be prevented from here: it is logged once.
+
+The key in `api_key_env` is sent only to a host the user chose (`trust.secret_may_go_to`: OpenAI's
+own, OPENAI_BASE_URL's, or one in UNINER_ALLOWED_HOSTS); to a `base_url` that only a config names,
+a placeholder goes instead, with a warning (docs/security.md).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from ..registry import registry
+from ..trust import ALLOWED_HOSTS_ENV, host_label, secret_may_go_to
 from ..types import Generation, Query
 from .base import PromptEncoder, Prompter, approx_token_offsets, describe
 
@@ -73,18 +78,32 @@ class OpenAIBackend:
         self._tokenizer = None
         self._encoder: Optional[PromptEncoder] = None
         self._warned = False
+        self.withheld: Optional[str] = None  # why the key in `api_key_env` was not sent, if it was not
 
     @property
     def client(self):
         if self._client is None:
             import openai
 
-            key = os.environ.get(self.api_key_env) or "EMPTY"  # local servers take any key
             self._client = openai.OpenAI(
-                base_url=self.base_url, api_key=key, timeout=self.timeout,
+                base_url=self.base_url, api_key=self.api_key(), timeout=self.timeout,
                 max_retries=self.max_retries,
             )
         return self._client
+
+    def api_key(self) -> str:
+        """The secret in `api_key_env`, where it may go to `base_url` (trust.secret_may_go_to); else a
+        placeholder, which local servers take: a pipeline or config from someone else may set both
+        settings, and must not make this process send the user's secrets to a host of their choosing."""
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            return "EMPTY"  # local servers take any key
+        if secret_may_go_to(self.base_url):
+            return key
+        self.withheld = (f"the key in ${self.api_key_env} was not sent to {host_label(str(self.base_url))} (the "
+                         f"config's base_url): list that host in {ALLOWED_HOSTS_ENV} to send it; see docs/security.md")
+        logger.warning("uniner.OpenAI.v1: %s", self.withheld)
+        return "EMPTY"
 
     @property
     def model_id(self) -> str:
@@ -170,7 +189,9 @@ class OpenAIBackend:
             finish = "length" if getattr(choice, "finish_reason", None) == "length" else "stop"
             return Generation(text=text, token_logprobs=pieces, finish_reason=finish)
         except Exception as err:  # noqa: BLE001 - recorded per query, never lost silently
-            return Generation(text="", error=f"{type(err).__name__}: {err}")
+            refused = self.withheld and getattr(err, "status_code", None) in (401, 403)
+            hint = f" ({self.withheld})" if refused else ""
+            return Generation(text="", error=f"{type(err).__name__}: {err}{hint}")
 
 
 def logprob_pieces(lp) -> Optional[List[Tuple[str, float]]]:

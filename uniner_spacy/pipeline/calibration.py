@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..registry import registry
+from ..trust import read_text
 from ..types import label_key
 from ..weights import ADAPTER_DIR
 
@@ -70,7 +71,8 @@ class Calibrator:
 
     @classmethod
     def from_disk(cls, path: Union[str, Path]) -> "Calibrator":
-        return cls.from_dict(json.loads(Path(path).read_text()), where=str(path))
+        # a regular file, capped: a config may name any path (trust.py)
+        return cls.from_dict(json.loads(read_text(path, "calibration")), where=str(path))
 
 
 def _mapped(xs: Sequence[float], ys: Sequence[float], score: float) -> float:

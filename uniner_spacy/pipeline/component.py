@@ -11,6 +11,7 @@ writes each failure into its doc's stats and yields the doc marked incomplete,
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ from spacy.util import minibatch
 from ..backends.base import Backend
 from ..errors import ConfigError, ModelNotFound
 from ..registry import registry
+from ..trust import contained, read_inside
 from ..types import Candidate, Generation, Labels, Passage, Query, Serializable, Stats, label_key
 from .align import align_mention, token_bounds_in
 from .calibration import CALIBRATION_FILE, Calibrator
@@ -78,6 +80,16 @@ MAX_DOCS_PER_BATCH = 1024
 DEFAULT_BACKEND = {"@misc": "uniner.HF.v1", "model": "embedded"}
 # what `stages` unset (null) means; measured in benchmarks/ablation.py: the largest single gain
 DEFAULT_STAGES = {"conflicts": {"@misc": "uniner.Conflicts.v1"}}
+
+
+def _json(text: str, where: Path) -> Any:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{where}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object")
+    return data
 
 
 def register_extensions() -> None:
@@ -560,20 +572,25 @@ class UniNER(Pipe):
             self.calibration.to_disk(path / CALIBRATION_FILE)
         for name, stage in self.stages.items():
             if isinstance(stage, Serializable):
-                stage.to_disk(path / "stages" / name)
+                stage.to_disk(contained(path, Path("stages") / name, f"stage {name!r}"))
         if isinstance(self.backend, Serializable):
             self.backend.to_disk(path / "backend")
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> "UniNER":
+        # every file read inside the folder, regular and capped: a saved pipeline may come from
+        # anyone (trust.py, docs/security.md)
         path = Path(path)
-        cfg = srsly.read_json(path / "cfg.json")
+        where = f"saved pipe {path}"
+        cfg = _json(read_inside(path, "cfg.json", where), path / "cfg.json")
         self.label_map = validate_labels(cfg["labels"])
         self._extra_types = None
         if (path / CALIBRATION_FILE).exists():
-            self.calibration = Calibrator.from_disk(path / CALIBRATION_FILE)
+            file = path / CALIBRATION_FILE
+            self.calibration = Calibrator.from_dict(_json(read_inside(path, CALIBRATION_FILE, where), file), str(file))
         for name, stage in self.stages.items():
-            if isinstance(stage, Serializable) and (path / "stages" / name).exists():
-                stage.from_disk(path / "stages" / name)
+            folder = contained(path, Path("stages") / name, where)
+            if isinstance(stage, Serializable) and folder.exists():
+                stage.from_disk(folder)
         if isinstance(self.backend, Serializable) and (path / "backend").exists():
-            self.backend.from_disk(path / "backend")
+            self.backend.from_disk(contained(path, "backend", where))
         return self

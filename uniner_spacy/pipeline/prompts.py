@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ..trust import read_text
+
 SYSTEM_TEXT = "A virtual assistant answers questions from a user based on the provided text."
 SYSTEM_PARAGRAPH = (
     "A virtual assistant answers questions from a user based on the provided paragraph."
@@ -189,7 +191,7 @@ def adapter_layout(folder: Union[str, Path, None]) -> str:
     path = Path(folder) / LAYOUT_FILE if folder else None
     if path is None or not path.exists():
         return "uniner"
-    layout = json.loads(path.read_text(encoding="utf-8")).get("layout", "uniner")
+    layout = json.loads(read_text(path, "adapter layout")).get("layout", "uniner")  # regular, capped
     if layout not in LAYOUTS:
         raise ValueError(f"{path} names layout {layout!r}; this version knows {LAYOUTS}")
     return layout

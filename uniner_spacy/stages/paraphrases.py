@@ -15,6 +15,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..registry import registry
+from ..trust import read_text
 from ..types import Labels, label_key
 from .embeddings import Embedder, label_text, shared_embedder
 
@@ -24,7 +25,7 @@ TYPES_PATH = Path(__file__).parent.parent / "assets" / "pile_ner_types.json"
 def load_type_list(path: Optional[Union[str, Path]] = None) -> List[str]:
     """The shipped Pile-NER type list (most frequent first), or a JSON list of names at `path`."""
     path = Path(path) if path else TYPES_PATH
-    data = json.loads(path.read_text(encoding="utf8"))
+    data = json.loads(read_text(path, "paraphrase type list"))  # a regular file, capped: a config names it
     if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
         raise ValueError(f"{path} must hold a JSON list of type names")
     return list(dict.fromkeys(t.strip() for t in data if t.strip()))

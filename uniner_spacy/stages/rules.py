@@ -13,10 +13,17 @@ Rule regexes run on the `regex` package with a time limit per match
 (`REGEX_TIMEOUT`): a pattern that backtracks catastrophically on some span raises
 `RuleTimeout` naming the rule, which the component records for that doc (it is
 no `RulesError`: those are bad settings, which stop the run), instead of
-hanging the run.
+hanging the run. That holds for a `REGEX` inside Matcher token patterns too:
+spaCy would run it with `re`, which has no limit, so it is taken out of the
+pattern and run here (`TokenRegex`).
+
+A gazetteer `file:` is read only inside the rules file's folder (or a saved
+pipeline's), as a regular file under a size cap (`trust.contained`,
+docs/security.md).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import json
 import re
@@ -26,10 +33,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import regex
 from spacy.matcher import Matcher
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc, Span, Token
 
 from ..errors import RulesError, StageError
 from ..registry import registry
+from ..trust import MAX_DATA_BYTES, contained, read_text
 from ..types import Candidate
 
 # the top-level rules/ folder, installed as the package uniner_spacy.rulesets
@@ -134,6 +142,105 @@ def _regex(obj: Mapping, key: str, where: str) -> Optional[RuleRegex]:
         raise _err(f"{where}.{key}", f"invalid regular expression {value!r}: {e}") from None
 
 
+# token attributes whose value is a string, as spaCy's REGEX predicate reads it (MORPH: its string form)
+_STRING_ATTRS = {"ORTH": "orth_", "TEXT": "orth_", "LOWER": "lower_", "NORM": "norm_", "SHAPE": "shape_",
+                 "PREFIX": "prefix_", "SUFFIX": "suffix_", "LEMMA": "lemma_", "POS": "pos_", "TAG": "tag_",
+                 "DEP": "dep_", "ENT_TYPE": "ent_type_", "ENT_ID": "ent_id_", "ENT_KB_ID": "ent_kb_id_",
+                 "MORPH": "morph"}
+
+
+@dataclass
+class TokenRegex:
+    """A `REGEX` taken out of a Matcher token pattern: run on each token by the guarded engine, its
+    result set as the token extension `extension`, which the rewritten pattern asks to be True."""
+
+    extension: str
+    attr: str  # a spaCy attribute name (`_STRING_ATTRS`), or a custom extension's name after "_."
+    regex: RuleRegex
+
+    def value(self, token: Token) -> Any:
+        if self.attr.startswith("_."):
+            return token._.get(self.attr[2:])
+        return str(getattr(token, _STRING_ATTRS[self.attr]))
+
+    def mark(self, doc: Doc, timeout: float) -> None:
+        for token in doc:
+            value = self.value(token)
+            token._.set(self.extension, isinstance(value, str) and self.regex.search(value, timeout))
+
+
+def _token_regex(attr: str, value: Any, where: str) -> TokenRegex:
+    if not isinstance(value, str):
+        raise _err(where, f"REGEX takes one pattern string here (a REGEX holding IN or other operators would "
+                   f"run without the time limit; join alternatives with |), got {value!r}")
+    try:
+        compiled = regex.compile(value)
+    except regex.error as e:
+        raise _err(where, f"invalid regular expression {value!r}: {e}") from None
+    name = "uniner_rx_" + hashlib.sha1(f"{attr}\0{value}".encode("utf8")).hexdigest()[:16]
+    if not Token.has_extension(name):
+        Token.set_extension(name, default=False)
+    return TokenRegex(name, attr, RuleRegex(compiled, where))
+
+
+def _holds_regex(obj: Any) -> bool:
+    if isinstance(obj, Mapping):
+        return any((isinstance(k, str) and k.upper() == "REGEX") or _holds_regex(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return any(_holds_regex(v) for v in obj)
+    return False
+
+
+def _regex_key(value: Any) -> Optional[str]:
+    """The key of a REGEX predicate in one attribute's dict (in any case, as spaCy reads it), or None."""
+    if not isinstance(value, Mapping):
+        return None
+    return next((k for k in value if isinstance(k, str) and k.upper() == "REGEX"), None)
+
+
+_DROPPED = object()  # an attribute whose only predicate was its REGEX
+
+
+def _guard_token(spec: Mapping, where: str, guards: List[TokenRegex]) -> Dict[str, Any]:
+    """One token dict with each `{ATTR: {"REGEX": p}}` (and `{"_": {ext: {"REGEX": p}}}`) replaced by
+    a check of the extension its `TokenRegex` sets."""
+    marks: Dict[str, Any] = {}
+
+    def take(attr: str, value: Any, at: str) -> Any:
+        key = _regex_key(value)
+        if key is None:
+            return value
+        if not attr.startswith("_.") and attr not in _STRING_ATTRS:
+            raise _err(at, f"REGEX applies to a string attribute ({', '.join(sorted(_STRING_ATTRS))})")
+        guard = _token_regex(attr, value[key], at)
+        guards.append(guard)
+        marks[guard.extension] = True
+        return {k: x for k, x in value.items() if k != key} or _DROPPED
+
+    out: Dict[str, Any] = {}
+    extensions: Dict[str, Any] = {}
+    for attr, value in spec.items():
+        if attr == "_" and isinstance(value, Mapping):
+            extensions.update({n: take(f"_.{n}", v, f"{where}._.{n}") for n, v in value.items()})
+        else:
+            out[attr] = take(str(attr).upper(), value, f"{where}.{attr}")
+    out = {k: v for k, v in out.items() if v is not _DROPPED}
+    extensions = {**{k: v for k, v in extensions.items() if v is not _DROPPED}, **marks}
+    if extensions or "_" in spec:
+        out["_"] = extensions
+    if _holds_regex(out):  # nested (inside FUZZY, say): spaCy would run it unguarded
+        raise _err(where, "a REGEX may stand only as {ATTR: {'REGEX': pattern}} in a token pattern, "
+                   f"got {dict(spec)!r}")
+    return out
+
+
+def _guard_patterns(patterns: List[list], where: str) -> Tuple[List[list], List[TokenRegex]]:
+    """The patterns with every REGEX run by the guarded engine instead of spaCy's `re`, and those regexes."""
+    guards: List[TokenRegex] = []
+    out = [[_guard_token(t, f"{where}[{k}][{j}]", guards) for j, t in enumerate(p)] for k, p in enumerate(patterns)]
+    return out, guards
+
+
 @dataclass
 class LengthBounds:
     min_tokens: Optional[int] = None
@@ -162,9 +269,10 @@ class LabelFilter:
     bounds: LengthBounds
     regex: Optional[RuleRegex] = None
     exclude_regex: Optional[RuleRegex] = None
-    patterns: List[list] = field(default_factory=list)
+    patterns: List[list] = field(default_factory=list)  # each REGEX replaced (`_guard_patterns`)
     exclude_patterns: List[list] = field(default_factory=list)
     block: frozenset = frozenset()
+    guards: List[TokenRegex] = field(default_factory=list)  # the REGEXes taken out of both lists
 
 
 @dataclass
@@ -186,17 +294,19 @@ def _patterns(obj: Mapping, key: str, where: str) -> List[list]:
     return value
 
 
-def _validate_patterns(patterns: List[list], where: str, vocab) -> None:
+def _validate_patterns(patterns: List[list], where: str, vocab, written: Optional[List[list]] = None) -> None:
+    """Each pattern checked by spaCy's Matcher; a message shows the pattern as `written`."""
     matcher = Matcher(vocab, validate=True)
     for k, p in enumerate(patterns):
         try:
             matcher.add(f"p{k}", [p])
         except Exception as e:  # spaCy's MatchPatternError lists the bad token attribute
-            raise _err(f"{where}[{k}]", f"invalid Matcher pattern {p!r}: {e}") from None
+            shown = (written or patterns)[k]
+            raise _err(f"{where}[{k}]", f"invalid Matcher pattern {shown!r}: {e}") from None
 
 
 def _read_file(path: Path) -> Any:
-    text = path.read_text(encoding="utf8")
+    text = read_text(path, f"rules file {path}")
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)
@@ -261,13 +371,15 @@ class Rules:
         for label, spec in labels.items():
             lw = f"{fw}.labels.{label}"
             spec = _check_keys(spec, _LABEL_FILTER_KEYS, lw)
+            written, written_out = _patterns(spec, "patterns", lw), _patterns(spec, "exclude_patterns", lw)
+            keep_p, keep_g = _guard_patterns(written, f"{lw}.patterns")
+            drop_p, drop_g = _guard_patterns(written_out, f"{lw}.exclude_patterns")
             lf = LabelFilter(
                 LengthBounds.parse(spec, lw), _regex(spec, "regex", lw), _regex(spec, "exclude_regex", lw),
-                _patterns(spec, "patterns", lw), _patterns(spec, "exclude_patterns", lw),
-                frozenset(s.lower() for s in _strings(spec, "block", lw)),
+                keep_p, drop_p, frozenset(s.lower() for s in _strings(spec, "block", lw)), keep_g + drop_g,
             )
-            _validate_patterns(lf.patterns, f"{lw}.patterns", vocab)
-            _validate_patterns(lf.exclude_patterns, f"{lw}.exclude_patterns", vocab)
+            _validate_patterns(lf.patterns, f"{lw}.patterns", vocab, written)
+            _validate_patterns(lf.exclude_patterns, f"{lw}.exclude_patterns", vocab, written_out)
             self.label_filters[str(label)] = lf
         # edits
         e = _check_keys(top.get("edits"), _EDIT_KEYS, f"{where}.edits")
@@ -315,12 +427,12 @@ class Rules:
         if "file" in g:
             if not isinstance(g["file"], str):
                 raise _err(f"{where}.file", f"expected a path string, got {g['file']!r}")
-            path = Path(g["file"])
-            if not path.is_absolute() and base_dir is not None:
-                path = base_dir / path
+            # inside the rules file's folder (a rule set given as data: the working folder), where the
+            # one who wrote the rules could put it: the entries end up in a saved pipeline
+            path = contained(base_dir if base_dir is not None else Path.cwd(), g["file"], f"{where}.file")
             if not path.exists():
                 raise _err(f"{where}.file", f"gazetteer file {str(path)!r} does not exist")
-            entries += [l.strip() for l in path.read_text(encoding="utf8").splitlines()
+            entries += [l.strip() for l in read_text(path, f"{where}.file", MAX_DATA_BYTES).splitlines()
                         if l.strip() and not l.startswith("#")]
         if not entries:
             raise _err(where, "a gazetteer needs `entries` or a `file` with at least one entry")
@@ -345,8 +457,8 @@ class Rules:
         (path / SAVED_FILE).write_text(json.dumps(self.data, ensure_ascii=False, indent=1), encoding="utf8")
 
     def from_disk(self, path: Union[str, Path]) -> "Rules":
-        file = Path(path) / SAVED_FILE
-        self.__init__(_read_file(file), name=self.name)  # type: ignore[misc]
+        file = contained(path, SAVED_FILE, f"saved rules in {path}")
+        self.__init__(_read_file(file), name=self.name, base_dir=Path(path))  # type: ignore[misc]
         return self
 
     @classmethod
@@ -368,10 +480,9 @@ class Rules:
         return self._matchers[key]
 
     @staticmethod
-    def _full_match(matcher: Matcher, span: Span, label: str) -> bool:
+    def _full_match(matcher: Matcher, sub: Doc, label: str) -> bool:
         if label not in matcher:
             return False
-        sub = span.as_doc()
         key = sub.vocab.strings[label]
         return any(m == key and s == 0 and e == len(sub) for m, s, e in matcher(sub))
 
@@ -501,10 +612,15 @@ class Rules:
             return False
         if lf.exclude_regex is not None and lf.exclude_regex.search(span.text, self.regex_timeout):
             return False
+        if not (lf.patterns or lf.exclude_patterns):
+            return True
         keep_m, drop_m = self._label_matchers(doc.vocab)
-        if lf.patterns and not self._full_match(keep_m, span, c.label):
+        sub = span.as_doc()
+        for guard in lf.guards:  # the patterns' REGEXes, under the time limit (raises RuleTimeout)
+            guard.mark(sub, self.regex_timeout)
+        if lf.patterns and not self._full_match(keep_m, sub, c.label):
             return False
-        if lf.exclude_patterns and self._full_match(drop_m, span, c.label):
+        if lf.exclude_patterns and self._full_match(drop_m, sub, c.label):
             return False
         return True
 

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
+from ...errors import TrustError
 from ...pipeline.parsing import forced_mentions, scan_list
 from ...pipeline.prompts import LAYOUTS, adapter_layout
 from ...registry import registry
+from ...trust import check_tree, contained, copy_tree, read_inside
 from ...types import Generation, Query
 from ...weights import ADAPTER_DIR, file_digest, fix_tokenizer, resolve_model
 from ..base import PromptEncoder, Prompter, Spans, clip, common_head, describe
@@ -258,19 +259,36 @@ class HFBackend:
         )
 
     # -- serialisation (a saved pipeline carries a user adapter; the shipped one is named) --------
+    # The copy takes the adapter folder's regular files only, and a link in it only where it points
+    # inside the folder (or below an allowed root): a link to a secret file must not travel in the copy.
+    # On load, `backend.json` may name its adapter only inside the saved folder (docs/security.md).
     def to_disk(self, path: Union[str, Path]) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if self.adapter:
-            shutil.copytree(self.adapter, path / "adapter", dirs_exist_ok=True)
+            src, dst = Path(self.adapter), path / "adapter"
+            if not (src / "adapter_config.json").is_file():
+                raise TrustError(f"adapter {src} has no adapter_config.json: it is not an adapter folder, and "
+                                 "is not copied into the saved pipeline")
+            if not (dst.exists() and dst.resolve() == src.resolve()):  # saved over the folder it came from
+                copy_tree(src, dst, f"adapter {src}")
         (path / "backend.json").write_text(json.dumps({
             "model": self.name, "adapter": "adapter" if self.adapter else None,
             "embedded_adapter": self.name == "embedded" and not self.adapter}))
 
     def from_disk(self, path: Union[str, Path]) -> "HFBackend":
-        info = json.loads((Path(path) / "backend.json").read_text())
+        folder = Path(path)
+        try:
+            info = json.loads(read_inside(folder, "backend.json", f"saved backend in {folder}"))
+        except json.JSONDecodeError as err:
+            raise TrustError(f"{folder / 'backend.json'} is not valid JSON ({err})") from None
+        if not isinstance(info, dict):
+            raise TrustError(f"{folder / 'backend.json'} is not a JSON object")
         if info.get("adapter"):
-            self.adapter = str(Path(path) / info["adapter"])
+            what = f"the adapter that {folder / 'backend.json'} names"
+            adapter = contained(folder, str(info["adapter"]), what)
+            check_tree(adapter, what)
+            self.adapter = str(adapter)
             self._model = self._tokenizer = self._model_id = None  # (re)load with the saved adapter
             self.prompter.layout = self._layout()
         return self
