@@ -46,9 +46,11 @@ class StubBackend:
         self.error = None
         self.hold = None
         self.calls = 0
+        self.limits = []  # max_new_tokens of each generation
 
     def generate(self, prompts, texts=None):
         self.calls += 1
+        self.limits.append(self.max_new_tokens)
         if self.hold is not None:
             self.hold.wait(10)
         if self.error:
@@ -152,6 +154,24 @@ def test_concurrent_requests_never_share_the_fast_tokenizer(real_tokenizer_backe
     # `usage` counts the ids the model was given
     chat_len = len(next(ids for ids in seen if ids != want_plain))
     assert sorted(set(usages)) == [(False, len(want_plain)), (True, chat_len)]
+
+
+def test_a_request_without_max_tokens_gets_the_default_while_another_runs(server, stub):
+    """Before: the default was read from the backend's `max_new_tokens`, which a running generation had set
+    to its own request's `max_tokens`."""
+    stub.hold = threading.Event()
+    replies = []
+    first = threading.Thread(target=lambda: replies.append(post(server, "/v1/completions", {"prompt": "a",
+                                                                                           "max_tokens": 3})))
+    first.start()
+    time.sleep(0.3)
+    second = threading.Thread(target=lambda: replies.append(post(server, "/v1/completions", {"prompt": "b"})))
+    second.start()
+    time.sleep(0.3)
+    stub.hold.set()
+    first.join(10)
+    second.join(10)
+    assert [r[0] for r in replies] == [200, 200] and stub.limits == [3, 16]
 
 
 # ------------------------------------------------------------------ server limits

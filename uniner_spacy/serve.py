@@ -345,6 +345,8 @@ class ModelServer(HTTPServer):
         self.context = context or model_context(backend)
         super().__init__((host, port), Handler)
         self.backend = backend
+        # read once: a running generation sets the backend's to its own request's `max_tokens`
+        self.default_max_tokens = min(backend.max_new_tokens, max_tokens)
         self.model_name = model_name
         self.api_key = api_key or None
         self.max_prompts, self.max_tokens, self.max_body_bytes = max_prompts, max_tokens, max_body_bytes
@@ -405,7 +407,8 @@ class ModelServer(HTTPServer):
     def retry_after(self) -> int:
         """Seconds until the work ahead is likely done: what waits for the model and for a worker."""
         ahead = self.waiting + self._pending.qsize()
-        return max(1, min(600, math.ceil(ahead * self.seconds_per_generation)))
+        # at most 120 s: the `openai` client does not retry at all beyond that
+        return max(1, min(120, math.ceil(ahead * self.seconds_per_generation)))
 
     def _refuse(self, request: socket.socket) -> None:
         """503 at once to a connection no worker can take (on the accepting thread: a fresh connection's
@@ -491,7 +494,7 @@ class ModelServer(HTTPServer):
 
     def check_max_tokens(self, value: Any) -> int:
         if value is None:
-            return min(self.backend.max_new_tokens, self.max_tokens)
+            return self.default_max_tokens
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ApiError(400, f"`max_tokens` must be a whole number ≥ 1, got {value!r}")
         if value > self.max_tokens:
