@@ -392,12 +392,12 @@ def post(port: int, path: str, body: dict, timeout: float = 300) -> tuple:
 
 
 def start_server(port: int, log: Path, limit: float = 600) -> subprocess.Popen:
-    """The real `uniner-spacy serve` with the embedded model; returns once it answers."""
+    """The real `uniner-spacy serve` with the embedded model, its log in `log`; returns once it answers."""
     env = {k: v for k, v in os.environ.items() if k != "UNINER_API_KEY"}
     env["TQDM_DISABLE"] = "1"
-    proc = subprocess.Popen([sys.executable, "-m", "uniner_spacy.cli", "serve", "--model", "embedded", "--host",
-                             "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=log.open("w"), env=env)
+    with log.open("w") as err:  # the child keeps its own handle
+        proc = subprocess.Popen([sys.executable, "-m", "uniner_spacy.cli", "serve", "--model", "embedded", "--host",
+                                 "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=err, env=env)
     end = time.time() + limit
     while time.time() < end and proc.poll() is None:
         try:

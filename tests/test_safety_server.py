@@ -5,12 +5,14 @@ import http.client
 import json
 import select
 import socket
+import subprocess
+import sys
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
-from conftest import embedded_tokenizer
+from conftest import REPO, embedded_tokenizer
 
 from uniner_spacy.backends.base import Prompter
 from uniner_spacy.backends.hf.backend import HFBackend
@@ -288,3 +290,17 @@ def test_stream_true_is_refused_not_ignored(server, stub, path, body):
     status, reply, _ = post(server, path, body)
     assert status == 400 and "stream" in reply["error"]["message"] and stub.calls == 0
     assert post(server, path, {**body, "stream": False})[0] == 200
+
+
+@pytest.mark.slow
+def test_the_load_scenario_of_the_fault_benchmark(tmp_path):
+    """benchmarks/faults.py's `load`, short: the real `uniner-spacy serve` with the embedded model, clients at
+    once, some with special-token strings; nothing but 200 (or a deliberate 503), every answer as sent alone."""
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "faults.py"), "--only", "load",
+                          "--load-clients", "6", "--load-seconds", "10"],
+                         capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    row = json.loads(run.stdout.splitlines()[-1])
+    assert row["scenario"] == "load" and row["requests"] >= 6 and row["special_requests"] >= 1
+    assert row["lost"] == 0 and row["wrong"] == 0 and row["server_errors"] == 0 and row["dropped"] == 0, row
+    assert set(row["statuses"]) <= {"200", "503"} and row["server_alive_after"] and row["tracebacks_logged"] == 0
