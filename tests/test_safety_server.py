@@ -73,6 +73,13 @@ def server(stub):
     s.server_close()
 
 
+def until(condition, limit=10.0):
+    end = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < end
+        time.sleep(0.02)
+
+
 def post(server, path, body, timeout=10.0):
     host, port = server.server_address[:2]
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -166,7 +173,7 @@ def test_a_request_without_max_tokens_gets_the_default_while_another_runs(server
     first = threading.Thread(target=lambda: replies.append(post(server, "/v1/completions", {"prompt": "a",
                                                                                            "max_tokens": 3})))
     first.start()
-    time.sleep(0.3)
+    until(lambda: stub.calls == 1)  # the first is generating
     second = threading.Thread(target=lambda: replies.append(post(server, "/v1/completions", {"prompt": "b"})))
     second.start()
     time.sleep(0.3)
@@ -218,9 +225,10 @@ def test_a_client_dribbling_bytes_is_cut_off_at_the_request_deadline(server):
             assert reply.startswith(b"HTTP/1.0 408"), reply
 
 
-def test_a_full_server_answers_503_with_retry_after(server, stub):
+def test_a_full_server_answers_503_with_retry_after(stub):
     """Before: a thread per connection without limit (and a listen queue of 5). Now a bounded pool of
-    workers and a bounded queue: beyond them a connection gets 503 with Retry-After at once."""
+    workers (16) and a bounded queue (64): beyond them a connection gets 503 with Retry-After at once."""
+    server = ModelServer(stub, read_timeout=3.0).start()  # the holders below keep the workers 3 s
     host, port = server.server_address[:2]
     holders = []
     try:
@@ -228,17 +236,22 @@ def test_a_full_server_answers_503_with_retry_after(server, stub):
             s = socket.create_connection((host, port), timeout=5)
             s.sendall(b"POST /v1/completions HTTP/1.1\r\n")
             holders.append(s)
-        time.sleep(0.2)
-        status, body, headers = post(server, "/v1/completions", {"model": "u", "prompt": "hi"})
-        assert status == 503, body
-        assert int(headers["Retry-After"]) >= 1 and body["error"]["type"] == "server_overloaded"
+        time.sleep(0.5)
+        replies = [s.recv(4096) for s in holders if select.select([s], [], [], 0)[0]]
+        refused = [r for r in replies if r.startswith(b"HTTP/1.0 503")]
+        assert len(refused) >= 120 - 16 - 64 and len(refused) == len(replies)
+        head, _, body = refused[0].partition(b"\r\n\r\n")
+        wait = [line for line in head.split(b"\r\n") if line.startswith(b"Retry-After: ")]
+        assert wait and int(wait[0].split()[1]) >= 1
+        assert json.loads(body)["error"]["type"] == "server_overloaded"
+        for s in holders:
+            s.close()
+        until(lambda: post(server, "/v1/completions", {"model": "u", "prompt": "hi"})[0] == 200)  # the pool drains
     finally:
         for s in holders:
             s.close()
-    deadline = time.monotonic() + 10
-    while post(server, "/v1/completions", {"model": "u", "prompt": "hi"})[0] != 200:  # the pool drains
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_generation_that_waits_too_long_for_the_model_is_a_503(stub):
@@ -250,7 +263,7 @@ def test_a_generation_that_waits_too_long_for_the_model_is_a_503(stub):
     try:
         t = threading.Thread(target=lambda: first.append(post(server, "/v1/completions", {"prompt": "a"})))
         t.start()
-        time.sleep(0.3)
+        until(lambda: stub.calls == 1)
         status, body, headers = post(server, "/v1/completions", {"prompt": "b"})
         assert status == 503 and "Retry-After" in headers and "busy" in body["error"]["message"]
         stub.hold.set()
