@@ -61,7 +61,7 @@ WORKERS = 16  # threads handling requests (generation itself is one at a time)
 QUEUE = 64  # accepted connections waiting for a worker; more are answered 503
 MAX_WAIT = 120.0  # seconds a generation may wait for the model before it is answered 503
 LISTEN_BACKLOG = 128  # connections the kernel holds before the server accepts them
-REFUSALS = 256  # 503s waiting to be written; beyond them a connection is closed unanswered
+REFUSALS = 256  # answered 503 and read until they close; beyond them a refused connection is closed at once
 Prompt = Union[str, List[int]]  # text, or token ids (OpenAI's completions take both)
 
 
