@@ -28,6 +28,7 @@ from uniner_spacy.types import Candidate, Generation, Query
 
 class StubTokenizer:
     eos_token = "</s>"
+    all_special_tokens = ["</s>"]
     size = 100
 
     def __call__(self, text, **_):
@@ -182,10 +183,13 @@ def test_unknown_paths_and_methods(server):
     assert status == 200 and body["data"][0]["id"] == "uniner"
 
 
-def test_a_backend_failure_is_a_500_with_its_message(server, stub):
+def test_a_backend_failure_is_a_500_with_a_reference_to_the_log(server, stub, caplog):
     stub.error = "CUDA out of memory"
-    err = assert_error(call(server, "POST", "/v1/completions", completion()), 500, "RuntimeError: CUDA out of memory")
-    assert err["type"] == "server_error" and "Traceback" not in err["message"]
+    with caplog.at_level("ERROR", logger="uniner_spacy.serve"):
+        err = assert_error(call(server, "POST", "/v1/completions", completion()), 500, "server's log")
+    assert err["type"] == "server_error" and "CUDA" not in err["message"]
+    ref = err["message"].split("reference ")[1].split(";")[0]
+    assert ref in caplog.text and "RuntimeError: CUDA out of memory" in caplog.text  # the log has it all
     stub.error = None
     assert call(server, "POST", "/v1/completions", completion())[0] == 200  # the server lives on
 
@@ -447,9 +451,9 @@ def test_token_offsets_split_special_token_strings(backend, tok):
                                                                    return_offsets_mapping=True)["offset_mapping"]]
 
 
-def test_the_openai_backend_sends_unsafe_prompts_as_token_ids(server, stub, tok, tmp_path, caplog):
+def test_the_openai_backend_sends_unsafe_prompts_as_token_ids(server, stub, tok, tmp_path, caplog, monkeypatch):
     tok.save_pretrained(tmp_path)
-    stub.tokenizer.size = len(tok)
+    monkeypatch.setattr(server, "vocab_size", len(tok))  # the server checks ids against its copy of the tokenizer
     backend = OpenAIBackend("uniner", base_url=server.url, max_retries=0, eos=tok.eos_token, tokenizer=str(tmp_path),
                             max_new_tokens=8)
     gens = backend([Query("Plain text.", "person"), Query(INJECTED, "person")])

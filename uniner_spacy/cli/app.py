@@ -468,6 +468,8 @@ def serve(
     api_key_env: Optional[str] = typer.Option(
         None, help="Environment variable with the bearer token clients must send (default: $UNINER_API_KEY "
         "if set, else no authentication)"),
+    workers: int = typer.Option(16, help="Threads handling requests (generation runs one at a time)"),
+    queue: int = typer.Option(64, help="Connections waiting for a worker; beyond them: 503 with Retry-After"),
 ):
     """Serve a UniNER model over an OpenAI-compatible HTTP API."""
     from ..serve import api_key_from_env
@@ -478,7 +480,11 @@ def serve(
     except UninerError as err:
         fail(str(err))
         raise
-    server = start(model, host, port, api_key=api_key, batch_size=batch_size)  # warns if open beyond localhost
+    try:  # warns if open beyond localhost
+        server = start(model, host, port, api_key=api_key, batch_size=batch_size, workers=workers, queue=queue)
+    except UninerError as err:
+        fail(str(err))
+        raise
     typer.echo(f"Serving {model} at {server.url}" + (" (bearer token required)" if api_key else ""), err=True)
     try:
         import time
