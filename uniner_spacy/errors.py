@@ -34,3 +34,8 @@ class CacheError(UninerError, RuntimeError):
 class StageError(UninerError, RuntimeError):
     """A stage that failed on one document (a rule's regex past its time limit, say): recorded on that
     doc by `on_error = "record"`, unlike a setup error, which stops the run."""
+
+
+class ReviewError(FeedbackError):
+    """A reviewed export (Label Studio, Prodigy, doccano) that cannot be read back as it is: an
+    unknown label, overlapping spans, an edited text; the message names the document and the span."""
