@@ -603,3 +603,30 @@ def import_review(
     for line in report.lines():
         _echo(line)
     _echo("Wrote " + ", ".join(str(p) for p in (gold, corrections, block_list) if p is not None))
+
+
+@app.command()
+def playground(
+    config: Optional[Path] = typer.Option(None, help="spaCy config or saved pipeline with a uniner pipe "
+                                                     "(default: the embedded student, offline)"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8001),
+    max_chars: int = typer.Option(5000, help="Longest text one request takes"),
+):
+    """A page to try the model in a browser: type a text, name labels, see the entities (docs/review.md)."""
+    import time
+
+    from ..playground import Playground, serve_playground
+
+    try:
+        page = Playground.build(config, max_chars=max_chars)
+    except UninerError as err:
+        fail(str(err))
+        raise
+    server = serve_playground(page, host, port)  # warns if open beyond localhost
+    typer.echo(f"Playground at {server.url} (Ctrl-C stops it)", err=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
