@@ -166,7 +166,7 @@ class PlaygroundServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def start(self) -> "PlaygroundServer":
         threading.Thread(target=self.serve_forever, daemon=True, name="uniner-playground").start()

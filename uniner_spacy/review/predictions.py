@@ -87,7 +87,8 @@ def _recorded_labels(path: Path) -> List[str]:
 
 
 def _from_jsonl(path: Path) -> List[ReviewDoc]:
-    out, incomplete = [], []
+    out: List[ReviewDoc] = []
+    incomplete: List[int] = []
     for n, row in jsonl_rows(path):
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) or "ents" not in row:
             raise ReviewError(f"{path}:{n}: not an annotate output row (it needs 'text' and 'ents')")
