@@ -270,6 +270,7 @@ def distill(
     except UninerError as err:
         fail(str(err))
         raise
+    checked = _reviewed_docs(reviewed, taught) if reviewed is not None else []  # a bad export stops us first
     silver = output_dir / "silver.jsonl"
     _echo(f"1/4 teacher: {len(items)} documents, labels {', '.join(taught)} → {silver}")
     try:
@@ -290,7 +291,6 @@ def distill(
     filters = SilverFilters(drop_truncated=not keep_truncated, min_score=thresholds, consistency=consistency,
                             unsure_candidates=unsure_candidates)
     docs, report = silver_docs(spacy.blank("en"), [row for _, row in jsonl_rows(silver)], filters, taught)
-    checked = _reviewed_docs(reviewed, taught) if reviewed is not None else []
     docs = [d for d in docs if d.text not in {r.text for r in checked}]
     random.Random(seed).shuffle(docs)
     n_dev = max(1, round(len(docs) * dev_share))

@@ -195,12 +195,16 @@ def _ls_region(r: Any, where: str, text: str) -> Span:
     return span
 
 
-def _prodigy(path: Path, report: ImportReport) -> Iterator[Tuple[str, Reviewed]]:
+def _text_rows(path: Path, what: str) -> Iterator[Tuple[str, Mapping[str, Any], str, Dict[str, Any]]]:
+    """(where, row, text, bookkeeping) of a JSONL export whose rows hold the text at the top."""
     for where, row in _rows(path):
         if not isinstance(row, Mapping):
-            raise ReviewError(f"{where}: not a Prodigy task object")
-        text = _text(row, where)
-        bk = _bookkeeping(row, where)
+            raise ReviewError(f"{where}: not {what}")
+        yield where, row, _text(row, where), _bookkeeping(row, where)
+
+
+def _prodigy(path: Path, report: ImportReport) -> Iterator[Tuple[str, Reviewed]]:
+    for where, row, text, bk in _text_rows(path, "a Prodigy task object"):
         answer = row.get("answer", UNREVIEWED)
         if answer not in (ACCEPT, REJECT, IGNORE, UNREVIEWED):
             raise ReviewError(f"{where}: answer {answer!r} is none of accept, reject, ignore")
@@ -238,11 +242,7 @@ def _check_tokens(span: Mapping[str, Any], tokens: Sequence[Mapping[str, Any]], 
 
 
 def _doccano(path: Path, report: ImportReport) -> Iterator[Tuple[str, Reviewed]]:
-    for where, row in _rows(path):
-        if not isinstance(row, Mapping):
-            raise ReviewError(f"{where}: not a doccano row object")
-        text = _text(row, where)
-        bk = _bookkeeping(row, where)
+    for where, row, text, bk in _text_rows(path, "a doccano row object"):
         spans: List[Span] = []
         if "entities" in row:  # doccano's export when the project has relations
             for k, e in enumerate(row["entities"] or []):
