@@ -223,6 +223,16 @@ def test_offsets_that_do_not_hold_their_text(tmp_path):
         read_reviewed(path)
 
 
+def test_utf16_offsets_of_a_browser_are_read_as_characters(tmp_path):
+    text = "Launch 🚀 by Alice Smith."  # the rocket is one character, two UTF-16 units
+    task = {"data": {"text": text}, "annotations": [{"result": [
+        {"type": "labels", "from_name": "label", "to_name": "text",
+         "value": {"start": 13, "end": 24, "text": "Alice Smith", "labels": ["person"]}}]}]}
+    (tmp_path / "ls.json").write_text(json.dumps([task]))
+    docs, _ = read_reviewed(tmp_path / "ls.json")
+    assert docs[0].spans == [(12, 23, "person")] and text[12:23] == "Alice Smith"
+
+
 # ---------------------------------------------------------------- CLI
 
 

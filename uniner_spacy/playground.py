@@ -62,8 +62,8 @@ class Playground:
             raise InputError("labels must be a list of names or of {label, description} objects")
         label_map: Dict[str, Optional[str]] = {}
         for label, description in items:
-            if not isinstance(label, str):
-                raise InputError(f"a label must be a name, not {label!r}")
+            if not isinstance(label, str) or not isinstance(description, (str, type(None))):
+                raise InputError(f"a label is a name with an optional description, not {label!r}: {description!r}")
             if label.strip():
                 label_map[label.strip()] = (description or "").strip() or None
         if not label_map:

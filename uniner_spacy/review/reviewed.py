@@ -189,10 +189,27 @@ def _ls_region(r: Any, where: str, text: str) -> Span:
     except (KeyError, TypeError, ValueError):
         raise ReviewError(f"{where}: the region has no character start/end ({value!r})") from None
     start, end = span[0], span[1]
-    if "text" in value and 0 <= start < end <= len(text) and value["text"] != text[start:end]:
-        raise ReviewError(f"{where}: the region says {value['text']!r} but the text at {start}-{end} is "
-                          f"{text[start:end]!r}; were the offsets counted another way (UTF-16 units)?")
-    return span
+    quoted = value.get("text")
+    if quoted is None or text[start:end] == quoted:
+        return span
+    # a browser counts UTF-16 units: past a character outside the BMP (an emoji) they run ahead
+    start16, end16 = _from_utf16(text, start), _from_utf16(text, end)
+    if start16 is not None and end16 is not None and text[start16:end16] == quoted:
+        return (start16, end16, span[2])
+    raise ReviewError(f"{where}: the region says {quoted!r} but the text at {start}-{end} is "
+                      f"{text[start:end]!r}, counted in characters or in UTF-16 units")
+
+
+def _from_utf16(text: str, offset: int) -> Optional[int]:
+    """The character offset of a UTF-16 unit offset into `text`; None inside a surrogate pair or past the end."""
+    units = 0
+    for i, char in enumerate(text):
+        if units == offset:
+            return i
+        if units > offset:
+            return None
+        units += 2 if ord(char) > 0xFFFF else 1
+    return len(text) if units == offset else None
 
 
 def _text_rows(path: Path, what: str) -> Iterator[Tuple[str, Mapping[str, Any], str, Dict[str, Any]]]:
