@@ -61,3 +61,14 @@ def test_distill_refuses_reviewed_labels_it_was_not_taught(tmp_path):
     result = CliRunner().invoke(app, ["distill", str(tmp_path / "corpus.txt"), str(tmp_path / "out"), "--config",
                                       str(tmp_path / "teacher.cfg"), "--reviewed", str(_reviewed_export(tmp_path))])
     assert result.exit_code == 2 and "unknown label 'organization'" in result.output, result.output
+
+
+def test_reviewed_gold_docbin_is_checked_too(tmp_path):
+    from uniner_spacy.errors import ReviewError
+    from uniner_spacy.review import import_review, training_docs
+
+    import_review(_reviewed_export(tmp_path), gold=tmp_path / "gold.spacy")
+    docs, report = training_docs(tmp_path / "gold.spacy", LABELS)
+    assert report is None and [(e.text, e.label_) for e in docs[0].ents][-1] == ("Berlin", "organization")
+    with pytest.raises(ReviewError, match="labels that were not asked for: \\['organization'\\]"):
+        training_docs(tmp_path / "gold.spacy", ["person", "location"])

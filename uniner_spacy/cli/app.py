@@ -330,27 +330,16 @@ def distill(
 
 def _reviewed_docs(path: Path, taught: List[str]) -> list:
     """The reviewed documents of `distill --reviewed`, their labels checked against the taught ones."""
-    import spacy
+    from ..review import training_docs
 
-    from ..review import read_reviewed, to_docs
-
-    nlp = spacy.blank("en")
     try:
-        if path.suffix == ".spacy":
-            from spacy.tokens import DocBin
-
-            docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
-            unknown = sorted({e.label_ for d in docs for e in d.ents} - set(taught))
-            if unknown:
-                fail(f"--reviewed {path} has labels the teacher was not asked for: {unknown}")
-            return docs
-        reviewed, report = read_reviewed(path, labels=taught)
+        docs, report = training_docs(path, taught)
     except UninerError as err:
         fail(str(err))
         raise
-    for line in report.lines():
+    for line in report.lines() if report else []:
         _echo(f"   reviewed: {line}")
-    return to_docs(reviewed, nlp)
+    return docs
 
 
 def parse_thresholds(text: str):

@@ -14,11 +14,12 @@ from .reviewed import (
     to_corrections,
     to_docs,
     to_examples,
+    training_docs,
     write_reviewed,
 )
 
 __all__ = [
     "FORMATS", "ImportReport", "Predicted", "ReviewDoc", "Reviewed", "detect_tool", "export_tasks", "import_review",
-    "label_config", "read_predictions", "read_reviewed", "to_corrections", "to_docs", "to_examples",
+    "label_config", "read_predictions", "read_reviewed", "to_corrections", "to_docs", "to_examples", "training_docs",
     "write_export", "write_reviewed",
 ]

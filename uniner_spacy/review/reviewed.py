@@ -358,6 +358,28 @@ def to_docs(docs: Sequence[Reviewed], nlp) -> list:
     return out
 
 
+def training_docs(path: Union[str, Path], labels: Sequence[str],
+                  lang: str = "en") -> Tuple[list, Optional[ImportReport]]:
+    """Reviewed documents to train on (`distill --reviewed`): a corrected export's accepted documents,
+    or the docs of a gold DocBin (`import --gold`), refused if they use a label not in `labels`."""
+    import spacy
+
+    path = Path(path)
+    nlp = spacy.blank(lang)
+    if path.suffix != ".spacy":
+        docs, report = read_reviewed(path, labels=labels)
+        return to_docs(docs, nlp), report
+    from spacy.tokens import DocBin
+
+    if not path.exists():
+        raise ReviewError(f"{path} does not exist")
+    gold = list(DocBin().from_disk(path).get_docs(nlp.vocab))
+    unknown = sorted({e.label_ for d in gold for e in d.ents} - set(labels))
+    if unknown:
+        raise ReviewError(f"{path} has labels that were not asked for: {unknown} (asked: {list(labels)})")
+    return gold, None
+
+
 def write_reviewed(docs: Sequence[Reviewed], output: Union[str, Path], lang: str = "en") -> Path:
     """Gold as a DocBin (`.spacy`: `score --gold`, `distill --gold/--calibrate/--reviewed`), or
     feedback corrections as JSONL (`.jsonl`, the rows `distill/feedback.py` reads)."""
