@@ -27,7 +27,7 @@ $(LS_VENV)/.installed:
 	$(LS_VENV)/bin/python -m pip install -q label-studio==1.23.2 "sentry-sdk>=2.16,<3"
 	# a migrated, empty database that each test run copies: migrating a fresh one takes minutes
 	rm -rf $(LS_VENV)/seed
-	env -u PYTHONPATH LABEL_STUDIO_BASE_DATA_DIR=$(LS_VENV)/seed LATEST_VERSION_CHECK=false \
+	env -u PYTHONPATH LABEL_STUDIO_BASE_DATA_DIR=$(LS_VENV)/seed LATEST_VERSION_CHECK=false SENTRY_DSN= COLLECT_ANALYTICS=false \
 		$(LS_VENV)/bin/label-studio init -q --data-dir $(LS_VENV)/seed --agree-fix-sqlite > $(LS_VENV)/seed.log 2>&1 \
 		|| (tail -20 $(LS_VENV)/seed.log; exit 1)
 	touch $@
