@@ -23,6 +23,7 @@ import pytest
 from conftest import REPO, canned
 
 from uniner_spacy.io import doc_to_json
+from uniner_spacy.palette import label_colors
 from uniner_spacy.pipeline.build import build_nlp
 from uniner_spacy.review import import_review, read_predictions, read_reviewed, to_corrections, write_export
 
@@ -100,10 +101,10 @@ def label_studio(tmp_path_factory):
 
 
 def _annotated(tmp_path: Path) -> Path:
-    """annotate's .jsonl rows for four documents (the canned backend), one of them long."""
+    """annotate's .jsonl rows for five documents (the canned backend), one of them long."""
     long_text = " ".join(["Alice Smith works for Acme Corp in Berlin."] * 60)  # 2,600 characters, one task
     texts = ["Alice Smith works for Acme Corp in Berlin.", "Bob Jones flew to Paris with Alice Smith.",
-             long_text, "Nobody went anywhere that day."]
+             long_text, "Nobody went anywhere that day.", "Paris was quiet."]
     nlp = build_nlp(LABELS, backend=canned())
     out = tmp_path / "out.jsonl"
     with out.open("w") as fh:
@@ -123,11 +124,13 @@ def test_label_studio_round_trip(label_studio, tmp_path):
     project = label_studio.call("POST", "/api/projects", {"title": "uniner review",
                                                           "label_config": config_file.read_text()})
     imported = label_studio.call("POST", f"/api/projects/{project['id']}/import", json.loads(tasks_file.read_text()))
-    assert (imported["task_count"], imported["prediction_count"]) == (4, 4)  # every task with its prediction
+    assert (imported["task_count"], imported["prediction_count"]) == (5, 5)  # every task with its prediction
+    config = label_studio.call("GET", f"/api/projects/{project['id']}")["label_config"]
+    assert all(f'background="{colour}"' in config for colour in label_colors(LABELS).values())
 
     listed = label_studio.call("GET", f"/api/tasks?project={project['id']}&page_size=10")["tasks"]
     by_id = {t["data"]["uniner"]["id"]: t for t in listed}
-    assert set(by_id) == {"doc-0", "doc-1", "doc-2", "doc-3"}
+    assert set(by_id) == {"doc-0", "doc-1", "doc-2", "doc-3", "doc-4"}
     long = by_id["doc-2"]["data"]["text"]
     assert len(long) > 2500 and long == docs[[d.id for d in docs].index("doc-2")].text  # not cut
     predictions = label_studio.call("GET", f"/api/predictions?task={by_id['doc-0']['id']}")
@@ -137,7 +140,7 @@ def test_label_studio_round_trip(label_studio, tmp_path):
     assert predictions[0]["score"] == min(e.score for e in docs[0].ents)
 
     # a person's corrections: doc-0 Berlin relabelled organization; doc-1 Paris removed, "Bob" → whole
-    # name kept, nothing added; doc-2 accepted as proposed; doc-3 left unreviewed
+    # name kept, nothing added; doc-2 accepted as proposed; doc-3 skipped; doc-4 left unreviewed
     t0, t1 = by_id["doc-0"]["data"]["text"], by_id["doc-1"]["data"]["text"]
     submitted = {
         "doc-0": [(0, 11, "person"), (22, 31, "organization"), (35, 41, "organization")],
@@ -150,19 +153,20 @@ def test_label_studio_round_trip(label_studio, tmp_path):
         label_studio.call("POST", f"/api/tasks/{by_id[doc_id]['id']}/annotations",
                           {"result": [_region(text, s, e, l) for s, e, l in spans], "was_cancelled": False})
     assert t0[35:41] == "Berlin" and t1[29:40] == "Alice Smith"
+    label_studio.call("POST", f"/api/tasks/{by_id['doc-3']['id']}/annotations", {"result": [], "was_cancelled": True})
 
     exported = label_studio.call("GET", f"/api/projects/{project['id']}/export?exportType=JSON&download_all_tasks=true")
     export_file = tmp_path / "reviewed.json"
     export_file.write_text(json.dumps(exported))
 
     reviewed, report = read_reviewed(export_file)
-    assert report.counts == {"accept": 3, "reject": 0, "ignore": 0, "unreviewed": 1}
+    assert report.counts == {"accept": 3, "reject": 0, "ignore": 1, "unreviewed": 1}
     got = {d.id: d for d in reviewed}
     for doc_id, spans in submitted.items():
         assert got[doc_id].text == by_id[doc_id]["data"]["text"]  # the same texts come out
         assert got[doc_id].spans == sorted(spans)  # the same spans
         assert got[doc_id].fields["source"] == "wire"  # the document's fields came along
-    assert got["doc-3"].status == "unreviewed"
+    assert (got["doc-3"].status, got["doc-4"].status) == ("ignore", "unreviewed")
 
     verdicts = {(c.text[s.start:s.end], s.label, s.verdict) for c in to_corrections(reviewed) for s in c.spans
                 if c.text == t0 or c.text == t1}
