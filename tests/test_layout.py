@@ -14,14 +14,14 @@ PACKAGE = REPO / "uniner_spacy"
 # lowest first; a module may import its own layer or lower ones, never a higher one
 LAYERS = [
     ["errors", "types", "registry"],
-    ["io", "weights", "trust"],
+    ["io", "weights", "trust", "palette"],
     ["pipeline.prompts", "pipeline.chunking", "pipeline.parsing", "pipeline.align", "pipeline.resolve",
      "pipeline.calibration"],
     ["backends.*"],
     ["stages.*"],
     ["pipeline.component", "pipeline.build"],
-    ["distill.*", "evaluation.*"],
-    ["serve", "distributed", "runs"],
+    ["distill.*", "evaluation.*", "review.*"],
+    ["serve", "distributed", "runs", "playground"],
     ["cli.*"],
 ]
 

@@ -39,3 +39,8 @@ class StageError(UninerError, RuntimeError):
 class TrustError(ConfigError):
     """A file or host that a config, rules file, saved pipeline or adapter folder names beyond what it may
     reach (outside its folder, not a regular file, over the size cap): see docs/security.md."""
+
+
+class ReviewError(FeedbackError):
+    """A reviewed export (Label Studio, Prodigy, doccano) that cannot be read back as it is: an
+    unknown label, overlapping spans, an edited text; the message names the document and the span."""

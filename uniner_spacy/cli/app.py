@@ -172,7 +172,10 @@ def _annotate_docs(nlp, items, output: Path, batch_size: int, max_failed_batches
     else:
         from spacy import displacy
 
-        output.write_text(displacy.render(docs, style="ent", page=True), encoding="utf8")
+        from ..palette import label_colors
+
+        colors = label_colors(uniner_pipe(nlp).labels) if "uniner" in nlp.pipe_names else {}  # one per label
+        output.write_text(displacy.render(docs, style="ent", page=True, options={"colors": colors}), encoding="utf8")
     return summary
 
 
@@ -236,6 +239,9 @@ def distill(
                                                         "the teacher annotates them and each label's --min-score "
                                                         "is set where its entities match that gold best"),
     calibrate_limit: int = typer.Option(300, help="First N documents of --calibrate"),
+    reviewed: Optional[Path] = typer.Option(None, help="A corrected review export or gold .spacy (uniner-spacy "
+                                                       "import): trained on beside the silver, in place of the "
+                                                       "silver of the same texts"),
 ):
     """Teach a fast spaCy `ner` pipeline with the LLM: annotate → clean the silver → spacy train →
     package. The last line of standard output is the pipeline's folder (docs/distillation.md)."""
@@ -264,6 +270,7 @@ def distill(
     except UninerError as err:
         fail(str(err))
         raise
+    checked = _reviewed_docs(reviewed, taught) if reviewed is not None else []  # a bad export stops us first
     silver = output_dir / "silver.jsonl"
     _echo(f"1/4 teacher: {len(items)} documents, labels {', '.join(taught)} → {silver}")
     try:
@@ -284,15 +291,17 @@ def distill(
     filters = SilverFilters(drop_truncated=not keep_truncated, min_score=thresholds, consistency=consistency,
                             unsure_candidates=unsure_candidates)
     docs, report = silver_docs(spacy.blank("en"), [row for _, row in jsonl_rows(silver)], filters, taught)
+    docs = [d for d in docs if d.text not in {r.text for r in checked}]
     random.Random(seed).shuffle(docs)
     n_dev = max(1, round(len(docs) * dev_share))
     if len(docs) - n_dev < 1:
         fail(f"{len(docs)} usable silver documents are too few to train on")
     corpus_dir = output_dir / "corpus"
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    DocBin(docs=docs[n_dev:]).to_disk(corpus_dir / "train.spacy")
+    DocBin(docs=docs[n_dev:] + checked).to_disk(corpus_dir / "train.spacy")
     DocBin(docs=docs[:n_dev]).to_disk(corpus_dir / "dev.spacy")
-    silver_info = {"filters": asdict(filters), **report.to_dict(), "train": len(docs) - n_dev, "dev": n_dev}
+    silver_info = {"filters": asdict(filters), **report.to_dict(), "train": len(docs) - n_dev, "dev": n_dev,
+                   "reviewed": len(checked)}
     (output_dir / "silver.json").write_text(json.dumps(silver_info, indent=1))
     _echo(f"2/4 silver: {report.documents} documents, {report.entities} entities "
           f"({report.low_score} low-score, {report.inconsistent} inconsistent marked missing; "
@@ -317,6 +326,20 @@ def distill(
         _echo(f"span F1 on {gold}: {metrics['f1']:.1f} (P {metrics['p']:.1f}, R {metrics['r']:.1f}), "
               f"{metrics['words_per_second']:.0f} words/s")
     typer.echo(str(pipeline))
+
+
+def _reviewed_docs(path: Path, taught: List[str]) -> list:
+    """The reviewed documents of `distill --reviewed`, their labels checked against the taught ones."""
+    from ..review import training_docs
+
+    try:
+        docs, report = training_docs(path, taught)
+    except UninerError as err:
+        fail(str(err))
+        raise
+    for line in report.lines() if report else []:
+        _echo(f"   reviewed: {line}")
+    return docs
 
 
 def parse_thresholds(text: str):
@@ -519,3 +542,86 @@ def demo(
         stats = doc._.uniner_stats
         typer.echo(f"    ({stats['queries']} queries, {stats['parse_failures']} parse failures, "
                    f"{len(stats['unaligned'])} unaligned, {stats['seconds']:.1f}s)")
+
+
+@app.command()
+def export(
+    input: Path = typer.Argument(..., help="annotate output (.jsonl), a distillation run's silver.jsonl, or .spacy"),
+    output: Path = typer.Argument(..., help="Label Studio: a .json task list (its labelling config is written "
+                                            "beside it); Prodigy and doccano: .jsonl"),
+    format: str = typer.Option(..., "--format", help="label-studio | prodigy | doccano"),
+    uncertain_first: bool = typer.Option(False, "--uncertain-first", help="Documents whose least certain entity "
+                                                                          "scores lowest first"),
+    labels: Optional[str] = typer.Option(None, help="The labels to review (default: the run record beside INPUT, "
+                                                    "else the labels found)"),
+    lang: str = typer.Option("en", help="Tokenizer language of Prodigy's tokens"),
+):
+    """Export predictions for review in Label Studio, Prodigy or doccano, with each entity's score
+    (docs/review.md); `uniner-spacy import` reads the corrected export back."""
+    from ..review import read_predictions, write_export
+
+    try:
+        docs = read_predictions(input, list(parse_labels(labels)) if labels else None)
+        written = write_export(docs, output, format, uncertain_first, lang)
+    except UninerError as err:
+        fail(str(err))
+        raise
+    _echo(f"Wrote {len(docs)} documents for {format} to " + " and ".join(str(p) for p in written))
+
+
+@app.command("import")
+def import_review(
+    input: Path = typer.Argument(..., help="A corrected export: Label Studio JSON, Prodigy db-out or doccano JSONL"),
+    gold: Optional[Path] = typer.Option(None, help="Write the reviewed documents as gold (.spacy) for score and "
+                                                   "distill"),
+    corrections: Optional[Path] = typer.Option(None, help="Write feedback corrections (.jsonl): kept, removed and "
+                                                          "added spans"),
+    block_list: Optional[Path] = typer.Option(None, help="Write a rules snippet (.yml) blocking texts rejected "
+                                                         "--min-count times for a label"),
+    format: Optional[str] = typer.Option(None, help="label-studio | prodigy | doccano (default: detected)"),
+    labels: Optional[str] = typer.Option(None, help="Labels allowed (default: those the export was made for)"),
+    min_count: int = typer.Option(2, help="Rejections of a text for a label before it is blocked"),
+    lang: str = typer.Option("en", help="Tokenizer language of the gold docs"),
+):
+    """Read a corrected review export back: as gold, feedback corrections and block-list rules.
+    An unknown label, overlapping spans or an edited text stop it with the document named."""
+    from ..review import import_review as run
+
+    if gold is None and corrections is None and block_list is None:
+        fail("Say what to write: --gold, --corrections and/or --block-list")
+    try:
+        report = run(input, gold=gold, corrections=corrections, block_list=block_list, format=format,
+                     labels=list(parse_labels(labels)) if labels else None, min_count=min_count, lang=lang)
+    except UninerError as err:
+        fail(str(err))
+        raise
+    for line in report.lines():
+        _echo(line)
+    _echo("Wrote " + ", ".join(str(p) for p in (gold, corrections, block_list) if p is not None))
+
+
+@app.command()
+def playground(
+    config: Optional[Path] = typer.Option(None, help="spaCy config or saved pipeline with a uniner pipe "
+                                                     "(default: the embedded student, offline)"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8001),
+    max_chars: int = typer.Option(5000, help="Longest text one request takes"),
+):
+    """A page to try the model in a browser: type a text, name labels, see the entities (docs/review.md)."""
+    import time
+
+    from ..playground import Playground, serve_playground
+
+    try:
+        page = Playground.build(config, max_chars=max_chars)
+    except UninerError as err:
+        fail(str(err))
+        raise
+    server = serve_playground(page, host, port)  # warns if open beyond localhost
+    typer.echo(f"Playground at {server.url} (Ctrl-C stops it)", err=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()

@@ -1,7 +1,9 @@
 """Feedback loop: reviewed predictions → training texts and block-list proposals.
 
 Corrections come as JSONL rows
-`{"text": ..., "spans": [{"start", "end", "label", "verdict": accepted|rejected|added}]}`
+`{"text": ..., "spans": [{"start", "end", "label", "verdict": accepted|rejected|added}]}`,
+as a corrected Label Studio, Prodigy or doccano export of `uniner-spacy export` (verdicts from
+comparing what the person left with what the model proposed, `uniner_spacy.review`),
 or as a spaCy DocBin (`doc.ents` and `doc.spans["accepted"|"added"]` count as
 kept, `doc.spans["rejected"]` as rejected). Kept spans become gold entities of
 `uniner_spacy.types.AnnotatedText`s for the conversation builder; rejected ones make
@@ -74,10 +76,14 @@ def parse_row(row: Any, where: str = "row") -> Correction:
 
 
 def read_corrections(path: Union[str, Path]) -> List[Correction]:
-    """JSONL rows, or a `.spacy` DocBin."""
+    """JSONL rows, a reviewed Label Studio / Prodigy / doccano export, or a `.spacy` DocBin."""
+    from ..review import detect_tool, read_reviewed, to_corrections
+
     path = Path(path)
     if path.suffix == ".spacy":
         return _read_docbin(path)
+    if detect_tool(path) is not None:
+        return to_corrections(read_reviewed(path)[0])
     try:
         return [parse_row(row, f"{path}:{n}") for n, row in jsonl_rows(path)]
     except FeedbackError:

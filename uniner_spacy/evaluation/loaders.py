@@ -389,6 +389,14 @@ def read_docbin(path: Path) -> Iterator[_Record]:
         yield _Record(doc.text, [(e.start_char, e.end_char, e.label_) for e in doc.ents])
 
 
+def read_reviewed_export(path: Path, *, tool: str) -> Iterator[_Record]:
+    """A corrected Label Studio / Prodigy / doccano export: its reviewed documents (uniner_spacy.review)."""
+    from ..review import read_reviewed, to_examples
+
+    for eg in to_examples(read_reviewed(path, tool)[0]):
+        yield _Record(eg.text, [(e.start, e.end, e.label) for e in eg.entities], list(eg.labels))
+
+
 READERS: Dict[str, Callable[[Path], Iterable[_Record]]] = {
     "bio": read_bio,  # token TAB tag (tag col 2; extra columns ignored)
     "bio_tag_first": partial(read_bio, token_col=1, tag_col=0),  # MIT train.txt
@@ -409,10 +417,13 @@ READERS: Dict[str, Callable[[Path], Iterable[_Record]]] = {
     "tasteset": read_tasteset,
     "fewnerd_episodes": read_fewnerd_episodes,
     "docbin": read_docbin,
+    "label_studio": partial(read_reviewed_export, tool="label-studio"),  # corrected review exports
+    "prodigy": partial(read_reviewed_export, tool="prodigy"),
+    "doccano": partial(read_reviewed_export, tool="doccano"),
 }
 FORMATS = tuple(READERS)
 # Formats whose files already use natural type names: keep them as they are.
-NATURAL_NAME_FORMATS = frozenset({"ie_json", "conversation", "slimer"})
+NATURAL_NAME_FORMATS = frozenset({"ie_json", "conversation", "slimer", "label_studio", "prodigy", "doccano"})
 
 
 # ---------------------------------------------------------------- detection
@@ -457,7 +468,10 @@ def _json_format(item: Optional[dict]) -> Optional[str]:
         return "presidio"
     if "sentence" in keys:
         return "w2ner" if isinstance(item["sentence"], list) else "ie_json"
-    return None
+    from ..review import reviewed
+
+    tool = reviewed.tool_of(item)  # a corrected review export (docs/review.md)
+    return tool.replace("-", "_") if tool else None
 
 
 def _token_format(lines: List[str]) -> str:
@@ -563,7 +577,7 @@ def load_report(path: PathLike, format: Optional[str] = None,
         raise ValueError(f"Unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     src = source or source_name(path)
     mapper = make_label_mapper(src, label_map, keep_names=fmt in NATURAL_NAME_FORMATS)
-    per_text = fmt in ("gliner", "slimer", "conversation", "fewnerd_episodes")
+    per_text = fmt in ("gliner", "slimer", "conversation", "fewnerd_episodes", "label_studio", "prodigy", "doccano")
     table = [] if fmt in NATURAL_NAME_FORMATS else dataset_labels(src)  # raw tags only
     file_labels = [] if per_text else list(dict.fromkeys([*_labels_beside(path), *table]))
     records: Iterable[_Record] = READERS[fmt](path)
