@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup demo test lint test-slow test-project bench-throughput bench-quality student calibration clean
+.PHONY: setup demo test lint test-slow test-project bench-throughput bench-quality student calibration chooser clean
 
 setup: $(VENV)/.installed
 
@@ -89,6 +89,12 @@ calibration: setup
 		print(' '.join(str(f.path) for f in iter_data_files('$(DATA)', ('supervised', 'open_types'), splits=('dev',)) \
 		if f.dataset != 'fewnerd_inter_episodes'))") --limit 50 --holdout 50 --batch-size 64 \
 		--output uniner_spacy/assets/student/calibration.json
+
+# Retrain the type chooser (uniner.Chooser.v1, docs/stages.md): the student over training text with the stages
+# off (its answers cached in .train/chooser, so a stopped run resumes and a rerun skips the model), then the fit
+chooser: setup
+	$(PY) -m training.chooser collect --data $(DATA) --out .train/chooser/claims.jsonl --cache .train/chooser/answers.sqlite
+	$(PY) -m training.chooser fit --claims .train/chooser/claims.jsonl --out uniner_spacy/assets/chooser
 
 clean:
 	rm -rf $(VENV) .train
