@@ -90,11 +90,11 @@ calibration: setup
 		if f.dataset != 'fewnerd_inter_episodes'))") --limit 50 --holdout 50 --batch-size 64 \
 		--output uniner_spacy/assets/student/calibration.json
 
-# Retrain the type chooser (uniner.Chooser.v1, docs/stages.md): the student over training text with the stages
+# Train the experimental type chooser (uniner.Chooser.v1, docs/stages.md; weights in .train/chooser): the student over training text with the stages
 # off (its answers cached in .train/chooser, so a stopped run resumes and a rerun skips the model), then the fit
 chooser: setup
 	$(PY) -m training.chooser collect --data $(DATA) --out .train/chooser/claims.jsonl --cache .train/chooser/answers.sqlite
-	$(PY) -m training.chooser fit --claims .train/chooser/claims.jsonl --out uniner_spacy/assets/chooser
+	$(PY) -m training.chooser fit --claims .train/chooser/claims.jsonl --out .train/chooser
 
 clean:
 	rm -rf $(VENV) .train

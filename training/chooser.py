@@ -1,7 +1,7 @@
 """Train the type chooser (`uniner.Chooser.v1`) on the student's own candidates over training text.
 
     python -m training.chooser collect --out .train/chooser/claims.jsonl   # runs the student (cached)
-    python -m training.chooser fit --claims .train/chooser/claims.jsonl --out uniner_spacy/assets/chooser
+    python -m training.chooser fit --claims .train/chooser/claims.jsonl --out .train/chooser
 
 `collect` asks the student every label of each passage with the stages off, and writes each
 passage's candidates (span, label, answer score, question, alignment) beside its gold entities. The
@@ -124,11 +124,12 @@ def _rows(path: Path) -> Iterator[dict]:
 
 
 def claim_matrix(rows: Sequence[dict]):
-    """Features, targets and data set of every candidate of `rows`."""
+    """Features, targets, data set and conflict group (-1: none) of every candidate of `rows`."""
     import numpy as np
     import spacy
 
     from uniner_spacy.stages.chooser import features
+    from uniner_spacy.stages.conflicts import conflict_groups
     from uniner_spacy.stages.embeddings import shared_embedder
 
     nlp = spacy.blank("en")
@@ -136,36 +137,101 @@ def claim_matrix(rows: Sequence[dict]):
     cands = [[Candidate(s, e, l, score=float(x if x is not None else 1.0), source=src or l, match=m or "exact",
                         raw_score=x) for s, e, l, x, src, m in r["candidates"]] for r in rows]
     feats = features(docs, cands, shared_embedder())
-    xs, ys, groups = [], [], []
+    xs, ys, sets, groups = [], [], [], []
+    n_groups = 0
     for r, cs, x in zip(rows, cands, feats):
         gold = {(s, e, l) for s, e, l in r["gold"]}
         xs.append(x)
         ys += [float((c.start, c.end, c.label) in gold) for c in cs]
-        groups += [r["source"]] * len(cs)
-    return np.concatenate(xs), np.asarray(ys), np.asarray(groups)
+        sets += [r["source"]] * len(cs)
+        group = [-1] * len(cs)
+        for members in conflict_groups(cs):
+            for i in members:
+                group[i] = n_groups
+            n_groups += 1
+        groups += group
+    return np.concatenate(xs), np.asarray(ys), np.asarray(sets), np.asarray(groups)
 
 
-def fit(claims: Path, out_dir: Path, c: float = 1.0) -> dict:
-    """Fit the chooser's logistic model; write `weights.json` and return the leave-one-set-out check."""
+def _choice_groups(y, groups) -> list:
+    """The conflict groups with exactly one right candidate: what a choice can learn from."""
+    import numpy as np
+
+    out = []
+    for g in np.unique(groups[groups >= 0]):
+        members = np.flatnonzero(groups == g)
+        if y[members].sum() == 1:
+            out.append((members, int(np.flatnonzero(y[members])[0])))
+    return out
+
+
+def fit_choice(z, y, groups, c: float):
+    """A conditional logit: softmax over each conflict group's candidates, the right one as target;
+    L2 penalty 1/(2c) on the weights. Returns (coef, intercept); the intercept cancels in a softmax."""
+    import torch
+
+    chosen = _choice_groups(y, groups)
+    zt = torch.tensor(z, dtype=torch.float64)
+    w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
+    members = [torch.tensor(m) for m, _ in chosen]
+    targets = [t for _, t in chosen]
+    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        scores = zt @ w
+        loss = sum(-torch.log_softmax(scores[m], 0)[t] for m, t in zip(members, targets)) / max(1, len(members))
+        loss = loss + (w @ w) / (2 * c * max(1, len(members)))
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy(), 0.0
+
+
+def choice_accuracy(scores, y, groups) -> float:
+    chosen = _choice_groups(y, groups)
+    return sum(int(scores[m].argmax() == t) for m, t in chosen) / max(1, len(chosen))
+
+
+def fit(claims: Path, out_dir: Path, c: float = 1.0, objective: str = "choice", without: Sequence[str] = ()) -> dict:
+    """Fit the chooser and write `weights.json`; returns counts and the leave-one-set-out check.
+
+    `choice`: which of the labels that claimed a span is right (a softmax over each conflict group);
+    `verify`: whether each candidate is right (a logistic model over every candidate). Features named
+    in `without` get a weight of 0 (an ablation)."""
     from sklearn.linear_model import LogisticRegression
 
-    from uniner_spacy.stages.chooser import ChooserWeights
+    from uniner_spacy.stages.chooser import FEATURES, OBJECTIVES, ChooserWeights
 
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
     rows = [r for r in _rows(claims) if r["candidates"]]
-    x, y, groups = claim_matrix(rows)
+    x, y, sets, groups = claim_matrix(rows)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     z = (x - mean) / scale
+    z[:, [FEATURES.index(f) for f in without]] = 0.0
+
+    def train(mask):
+        if objective == "choice":
+            return fit_choice(z[mask], y[mask], groups[mask], c)
+        model = LogisticRegression(C=c, max_iter=2000).fit(z[mask], y[mask])
+        return model.coef_[0], float(model.intercept_[0])
+
     held = {}
-    for g in sorted(set(groups)):
-        train = groups != g
-        if y[train].min() == y[train].max() or not (~train).any():
+    for name in sorted(set(sets)):
+        mask = sets != name
+        if not mask.any() or y[mask].min() == y[mask].max():
             continue
-        model = LogisticRegression(C=c, max_iter=2000).fit(z[train], y[train])
-        held[g] = round(float(model.score(z[~train], y[~train])), 4)
-    model = LogisticRegression(C=c, max_iter=2000).fit(z, y)
-    meta = {"claims": int(len(y)), "right": int(y.sum()), "passages": len(rows),
-            "sets": sorted(set(groups)), "held_out_accuracy": held, "C": c}
-    weights = ChooserWeights(model.coef_[0], float(model.intercept_[0]), mean, scale, meta)
+        coef, _ = train(mask)
+        held[name] = {"choice": round(choice_accuracy(z[~mask] @ coef, y[~mask], groups[~mask]), 4),
+                      "by_score": round(choice_accuracy(x[~mask, 0], y[~mask], groups[~mask]), 4),
+                      "groups": len(_choice_groups(y[~mask], groups[~mask]))}
+    coef, intercept = train(sets == sets)
+    meta = {"objective": objective, "claims": int(len(y)), "right": int(y.sum()), "passages": len(rows),
+            "choice_groups": len(_choice_groups(y, groups)), "sets": sorted(set(sets)),
+            "held_out": held, "C": c, "without": list(without)}
+    weights = ChooserWeights(coef, intercept, mean, scale, meta)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "weights.json").write_text(weights.to_json(), encoding="utf-8")
     return meta
@@ -184,13 +250,15 @@ def main(argv: Sequence[str] = ()) -> None:
     a.add_argument("--threads", type=int, default=1)
     b = sub.add_parser("fit")
     b.add_argument("--claims", type=Path, default=Path(".train/chooser/claims.jsonl"))
-    b.add_argument("--out", type=Path, default=Path("uniner_spacy/assets/chooser"))
+    b.add_argument("--out", type=Path, default=Path(".train/chooser"))
     b.add_argument("--C", type=float, default=1.0)
+    b.add_argument("--without", default="", help="features left out, comma-separated (an ablation)")
+    b.add_argument("--objective", default="choice", help="choice (among a span's labels) or verify (each claim)")
     args = ap.parse_args(list(argv) or None)
     if args.command == "collect":
         collect(args.out, args.data, args.regrouped, args.per_set, args.seed, args.cache, threads=args.threads)
     else:
-        print(json.dumps(fit(args.claims, args.out, args.C)))
+        print(json.dumps(fit(args.claims, args.out, args.C, args.objective, [f for f in args.without.split(',') if f])))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 from spacy.tokens import Doc
@@ -24,12 +24,11 @@ from spacy.tokens import Doc
 from ..errors import ConfigError
 from ..registry import registry
 from ..types import Candidate, label_key
-from .conflicts import _context
+from .conflicts import _context, conflict_groups
 from .embeddings import Embedder, label_text, shared_embedder
 from .precision import load_ner
 
 WEIGHTS_VERSION = 1
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "chooser" / "weights.json"
 # labels naming a kind that every finer type of a label set is also one of: beside a finer label,
 # data sets use them for what no finer label takes (CrossNER's `person` beside `writer`)
 GENERIC = frozenset({"person", "people", "organization", "organisation", "location", "place", "misc",
@@ -51,7 +50,8 @@ FEATURES = (
     "context_sim", "ner_prob", "ner_sim", "ner_exact", "ner_overlap", "generic", "generic_beside_specific",
     "specific_beside_generic", "sibling_sim", "match_case", "match_fuzzy", "log_tokens", "capitalised",
 )
-Key = Tuple[int, int, str]
+# choice: a softmax over each conflict group's candidates; verify: each candidate's own chance
+OBJECTIVES = ("choice", "verify")
 
 
 @dataclass
@@ -81,9 +81,27 @@ class ChooserWeights:
                            "intercept": self.intercept, "mean": self.mean.tolist(), "scale": self.scale.tolist(),
                            "meta": self.meta}, indent=1)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-z))
+    @property
+    def objective(self) -> str:
+        return str(self.meta.get("objective", "verify"))
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale) @ self.coef + self.intercept
+
+    def rescore(self, candidates: Sequence[Candidate], x: np.ndarray) -> List[float]:
+        """New scores. `verify`: the model's chance that each candidate is right. `choice`: within each
+        conflict group, the group's best incoming score times each member's softmax share relative to
+        the most likely member's (the winner keeps the group's top score); other candidates keep theirs."""
+        z = self.logits(x)
+        if self.objective == "verify":
+            return [float(v) for v in 1.0 / (1.0 + np.exp(-z))]
+        scores = [c.score for c in candidates]
+        for group in conflict_groups(list(candidates)):
+            p = _softmax(z[group], 1.0)
+            top = max(candidates[i].score for i in group)
+            for i, share in zip(group, p / p.max()):
+                scores[i] = float(top * share)
+        return scores
 
 
 def _softmax(x: np.ndarray, temperature: float) -> np.ndarray:
@@ -142,7 +160,7 @@ class Chooser:
             if not cands:
                 out.append([])
                 continue
-            p = self.weights.predict(x)
+            p = self.weights.rescore(cands, x)
             new = [replace(c, score=float((1 - self.mix) * pi + self.mix * c.score)) for c, pi in zip(cands, p)]
             out.append([c for c in new if c.score >= self.drop_below])
         return out
@@ -214,10 +232,13 @@ def features(docs: Sequence[Doc], candidate_lists: Sequence[Sequence[Candidate]]
 
 
 @registry.misc("uniner.Chooser.v1")
-def make_chooser(weights: Optional[str] = None, descriptions: Optional[Dict[str, str]] = None,
+def make_chooser(weights: str, descriptions: Optional[Dict[str, str]] = None,
                  ner_model: str = "default", window: int = 3, mix: float = 0.0, drop_below: float = 0.0,
                  model: Optional[str] = None) -> Chooser:
-    """`uniner.Chooser.v1`: the trained chooser as a Stage (`weights`: a JSON file; default: the shipped)."""
-    return Chooser(ChooserWeights.load(Path(weights) if weights else DEFAULT_WEIGHTS),
+    """`uniner.Chooser.v1`: a trained chooser as a Stage (`weights`: the JSON file `make chooser` writes).
+
+    Experimental and off by default: on the zero-shot dev sets it scores below the conflict stage
+    (docs/stages.md); no weights ship with the package."""
+    return Chooser(ChooserWeights.load(Path(weights)),
                    embedder=shared_embedder(model), ner_model=ner_model, descriptions=descriptions,
                    window=window, mix=mix, drop_below=drop_below)
