@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup labelstudio demo test lint test-slow test-project bench-throughput bench-quality student calibration clean
+.PHONY: setup labelstudio demo test lint test-slow test-project bench-throughput bench-quality student calibration chooser clean
 
 setup: $(VENV)/.installed
 
@@ -107,6 +107,12 @@ calibration: setup
 		print(' '.join(str(f.path) for f in iter_data_files('$(DATA)', ('supervised', 'open_types'), splits=('dev',)) \
 		if f.dataset != 'fewnerd_inter_episodes'))") --limit 50 --holdout 50 --batch-size 64 \
 		--output uniner_spacy/assets/student/calibration.json
+
+# Train the experimental type chooser (uniner.Chooser.v1, docs/stages.md; weights in .train/chooser): the
+# student over training text with the stages off (its answers cached, so a stopped run resumes), then the fit
+chooser: setup
+	$(PY) -m training.chooser collect --data $(DATA) --out .train/chooser/claims.jsonl --cache .train/chooser/answers.sqlite
+	$(PY) -m training.chooser fit --claims .train/chooser/claims.jsonl --out .train/chooser
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .train

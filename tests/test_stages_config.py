@@ -93,3 +93,29 @@ def test_entity_scores_are_their_own_labels():
     (ent,) = [e for e in doc.ents if e.text == "Paris Hilton"]
     assert ent._.uniner_score == scores[("Paris Hilton", ent.label_)]
     assert ent._.uniner_score == max(scores[("Paris Hilton", "person")], scores[("Paris Hilton", "location")])
+
+
+def test_every_candidate_reads_its_own_values():
+    """A losing claim used to read the winner's `_.uniner_score` and `_.uniner_source` (spaCy keys span
+    extensions by offsets); each (start, end, label) now reads its own, also after a DocBin round trip."""
+    from spacy.tokens import DocBin
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"labels": ["person", "location"], "stages": {}, "backend": {
+        "@misc": "uniner.Canned.v1", "answers": {"person": ["Paris Hilton"], "location": ["Paris Hilton", "Paris"]}}})
+    doc = nlp(TEXT)
+    bin_ = DocBin(store_user_data=True)
+    bin_.add(doc)
+    (loaded,) = bin_.from_bytes(bin_.to_bytes()).get_docs(nlp.vocab)
+    for d in (doc, loaded):
+        group = d.spans["uniner"]
+        by_label = {(s.text, s.label_): s for s in group}
+        scores = {(s.text, s.label_): x for s, x in zip(group, group.attrs["scores"])}
+        assert len(by_label) == 3
+        for key, span in by_label.items():
+            assert span._.uniner_score == scores[key]
+            assert span._.uniner_source == key[1]
+        # the canned backend scores a later mention in its answer lower: the two claims differ
+        assert by_label[("Paris Hilton", "person")]._.uniner_score != by_label[("Paris Hilton", "location")]._.uniner_score
+        (ent,) = [e for e in d.ents if e.text == "Paris Hilton"]
+        assert ent._.uniner_source == ent.label_

@@ -11,6 +11,6 @@ if importlib.util.find_spec("spacy") is not None:
     from .backends.hf import backend  # noqa: F401  uniner.HF.v1
     from .pipeline import calibration  # noqa: F401  uniner.Calibration.v1
     from .pipeline.component import UniNER, make_uniner  # noqa: F401  the "uniner" factory
-    from .stages import conflicts, paraphrases, precision, rules  # noqa: F401  the stages
+    from .stages import chooser, conflicts, paraphrases, precision, rules  # noqa: F401  the stages
 
 __version__ = "0.1.0"

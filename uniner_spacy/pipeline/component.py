@@ -92,13 +92,39 @@ def _json(text: str, where: Path) -> Any:
     return data
 
 
+# what each candidate span carries, read and written as `span._.<name>`
+CANDIDATE_FIELDS = ("uniner_score", "uniner_raw_score", "uniner_source", "uniner_match")
+
+
+def _candidate_key(name: str, span: Span) -> tuple:
+    """Where a candidate's value lives in `doc.user_data`: spaCy keys a span extension by its offsets
+    only, so two labels of one span would share one value; this key adds the label (the 4-tuple
+    form of spaCy's own keys with the label after it, serialised with the doc's user data)."""
+    return ("._.", name, span.start_char, span.end_char, span.label_)
+
+
+def _candidate_getter(name: str):
+    def get(span: Span):
+        return span.doc.user_data.get(_candidate_key(name, span))
+    get.uniner_field = name  # type: ignore[attr-defined]
+    return get
+
+
+def _candidate_setter(name: str):
+    def set_(span: Span, value) -> None:
+        span.doc.user_data[_candidate_key(name, span)] = value
+    return set_
+
+
 def register_extensions() -> None:
-    """Extra data lives in extensions, never in new Doc attributes."""
+    """Extra data lives in extensions, never in new Doc attributes. A candidate's values are keyed by
+    (start, end, label), so the `organization` claim on a span reads its own score, not the winner's."""
     if not Doc.has_extension("uniner_stats"):
         Doc.set_extension("uniner_stats", default=None)
-    for name in ("uniner_score", "uniner_raw_score", "uniner_source", "uniner_match"):
-        if not Span.has_extension(name):
-            Span.set_extension(name, default=None)
+    for name in CANDIDATE_FIELDS:
+        getter = Span.get_extension(name)[2] if Span.has_extension(name) else None
+        if getattr(getter, "uniner_field", None) != name:
+            Span.set_extension(name, getter=_candidate_getter(name), setter=_candidate_setter(name), force=True)
 
 
 @Language.factory(
@@ -481,23 +507,14 @@ class UniNER(Pipe):
             span._.uniner_match = c.match
             spans.append(span)
             scores.append(span._.uniner_score)
-        # spaCy keys span extensions by offsets only, so two labels of one span share their
-        # `_.uniner_score`; the group's `scores` (spancat's convention) keeps one per span
+        # the group's `scores` (spancat's convention) keeps one per span, as spancat readers expect
         doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, attrs={"scores": scores}, spans=spans)
         if self.write_ents:
             existing = list(doc.ents) if self.keep_existing_ents else []
             taken = [(e.start_char, e.end_char) for e in existing]
             chosen = resolve(candidates, self.overlap_policy, taken)
-            by_key = {(s.start_char, s.end_char, s.label_): (s, x) for s, x in zip(spans, scores)}
-            new = []
-            for c in chosen:
-                span, score = by_key.get((c.start, c.end, c.label), (None, None))
-                if span is None:
-                    continue
-                # the offsets' extensions hold the last label written: make them the entity's
-                span._.uniner_score, span._.uniner_raw_score = score, c.raw_score
-                span._.uniner_source, span._.uniner_match = c.source, c.match
-                new.append(span)
+            by_key = {(s.start_char, s.end_char, s.label_): s for s in spans}
+            new = [by_key[k] for k in ((c.start, c.end, c.label) for c in chosen) if k in by_key]
             doc.ents = sorted(existing + new, key=lambda s: s.start)
 
     # -- spaCy pipe API ----------------------------------------------------

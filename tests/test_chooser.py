@@ -1,0 +1,76 @@
+"""The trained chooser (`uniner.Chooser.v1`): trained on a tiny fixture, it flips a known confusion.
+
+The fixture's claims teach what CrossNER's convention is: where `person` and `writer` both claim a
+name, the gold is `writer`; `person` alone is right. Without the chooser the tie goes to the label
+asked first (`person`); after `training.chooser.fit` on the fixture, the same canned answers give
+`writer`. The features are the real ones (MiniLM, en_core_web_sm), as the stage computes them in use.
+"""
+import json
+
+import numpy as np
+import pytest
+import spacy
+
+from training.chooser import fit
+from uniner_spacy.errors import ConfigError
+from uniner_spacy.stages.chooser import FEATURES, ChooserWeights
+
+NAMES = ["Tolkien", "Orwell", "Austen", "Dickens", "Tolstoy", "Woolf", "Joyce", "Kafka", "Camus", "Hugo"]
+PEOPLE = ["Smith", "Jones", "Brown", "Miller", "Davis", "Wilson", "Moore", "Taylor", "Clark", "Lewis"]
+
+
+def fixture_rows():
+    rows = []
+    for name in NAMES:  # both labels claim the writer; the gold is the specific label
+        text = f"{name} wrote a long novel about the war."
+        rows.append({"source": "books", "text": text, "labels": ["person", "writer"],
+                     "candidates": [[0, len(name), "person", 0.9, "person", "exact"],
+                                    [0, len(name), "writer", 0.9, "writer", "exact"]],
+                     "gold": [[0, len(name), "writer"]]})
+    for name in PEOPLE:  # `person` alone: right
+        text = f"Mr {name} met the mayor in the town hall."
+        rows.append({"source": "news", "text": text, "labels": ["person", "writer"],
+                     "candidates": [[3, 3 + len(name), "person", 0.9, "person", "exact"]],
+                     "gold": [[3, 3 + len(name), "person"]]})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def weights_path(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("chooser")
+    claims = folder / "claims.jsonl"
+    claims.write_text("".join(json.dumps(r) + "\n" for r in fixture_rows()))
+    meta = fit(claims, folder)
+    assert meta["claims"] == 30 and meta["right"] == 20
+    return folder / "weights.json"
+
+
+def pipe(stages):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={"labels": ["person", "writer"], "stages": stages, "backend": {
+        "@misc": "uniner.Canned.v1", "answers": {"person": ["Hemingway"], "writer": ["Hemingway"]}}})
+    return nlp
+
+
+def test_a_trained_chooser_flips_a_known_confusion(weights_path):
+    text = "Hemingway wrote a short novel about the sea."
+    (before,) = pipe({})(text).ents
+    assert before.label_ == "person"
+    doc = pipe({"chooser": {"@misc": "uniner.Chooser.v1", "weights": str(weights_path)}})(text)
+    (after,) = doc.ents
+    assert after.label_ == "writer"
+    claims = {s.label_: s for s in doc.spans["uniner"]}
+    # every candidate keeps its own new score and the student's old one
+    assert claims["writer"]._.uniner_score > claims["person"]._.uniner_score
+    assert claims["person"]._.uniner_raw_score == claims["writer"]._.uniner_raw_score
+
+
+def test_weights_of_another_feature_list_are_refused(tmp_path, weights_path):
+    data = json.loads(weights_path.read_text())
+    data["features"] = list(FEATURES[:-1])
+    bad = tmp_path / "weights.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="another version or feature list"):
+        ChooserWeights.load(bad)
+    loaded = ChooserWeights.load(weights_path)
+    assert loaded.coef.shape == (len(FEATURES),) and np.isfinite(loaded.coef).all()
