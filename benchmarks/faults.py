@@ -236,11 +236,21 @@ def main() -> None:
     # -- answer-cache faults: a healthy server, a cache that misbehaves -----------------------------
     if want("cache_corrupt"):
         bad = root / "corrupt.sqlite"
-        bad.write_bytes(b"this is not a database" * 100)
+        # SQLite's header, then garbage: a damaged database, which the cache sets aside and rebuilds
+        bad.write_bytes(b"SQLite format 3\x00" + b"this is not a database" * 100)
         results.append(sc.run("cache_corrupt", write_config(root / "c1.cfg", server.url, cache=bad, max_retries=0),
-                              nothing, nothing, fault="cache file is not a database",
+                              nothing, nothing, fault="cache file is a damaged SQLite database",
                               set_aside=None))
         results[-1]["set_aside"] = sorted(p.name for p in root.glob("corrupt.sqlite.corrupt-*"))
+    if want("cache_user_file"):
+        mine = root / "notes.txt"
+        content = b"a user's own file, named as the cache by mistake\n" * 50
+        mine.write_bytes(content)
+        r = sc.run("cache_user_file", write_config(root / "c4.cfg", server.url, cache=mine, max_retries=0),
+                   nothing, lambda: None, fault="cache path names a user's file that is not SQLite")
+        r["file_untouched"] = mine.read_bytes() == content and not list(root.glob("notes.txt.corrupt-*"))
+        r["runs_to_complete"] = None  # the fix is the user's: the error names the path
+        results.append(r)
     if want("cache_folder"):
         folder = root / "folder.sqlite"
         folder.mkdir(exist_ok=True)
