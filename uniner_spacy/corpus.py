@@ -100,7 +100,8 @@ def annotate_corpus(
                               max_failed_batches=max_failed_batches, echo=echo, progress=progress)
     from .distributed import annotate_ray
 
-    return annotate_ray(items, output, record=RunRecord.of(items, nlp), labels=labels, config=config,
+    return annotate_ray(items, output, record=RunRecord.of(items, nlp), labels=labels,
+                        config=Path(config) if config is not None else None,
                         workers=ray.workers, threads=ray.threads, gpus_per_worker=ray.gpus_per_worker,
                         batch_size=batch_size, shard_size=ray.shard_size, address=ray.address, resume=resume,
                         max_failed_batches=max_failed_batches, echo=echo)
