@@ -13,6 +13,7 @@ import spacy
 from conftest import canned
 from spacy.tokens import DocBin
 from test_faults_batch import LABELS, annotate, config, corpus, rows, timeless
+from test_faults_batch import asked as asked  # noqa: F401 (the fixture that counts the questions asked)
 from typer.testing import CliRunner
 
 from uniner_spacy.backends.canned import CannedBackend
@@ -274,14 +275,29 @@ def test_every_special_token_of_the_embedded_tokenizer_is_refused_as_a_label():
             validate_labels([f"a {special} b"])
 
 
-@pytest.fixture
-def asked(monkeypatch):
-    questions = []
-    real = CannedBackend.__call__
+@pytest.mark.slow
+def test_ray_no_resume_keeps_the_shards_until_complete_and_a_held_output_is_refused(tmp_path):
+    ray = pytest.importorskip("ray")
+    from uniner_spacy.runs import locked
 
-    def counting(self, queries, **kwargs):
-        questions.extend(queries)
-        return real(self, queries, **kwargs)
-
-    monkeypatch.setattr(CannedBackend, "__call__", counting)
-    return questions
+    src, out, pending = corpus(tmp_path, 6), tmp_path / "shards", tmp_path / "shards.pending"
+    cfg = config(tmp_path, canned())
+    args = ["--ray", "--workers", "1", "--shard-size", "4"]
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    try:
+        assert annotate(src, out, cfg, *args).exit_code == 0
+        good = {p.name: p.read_bytes() for p in out.iterdir()}
+        result = annotate(src, out, down(tmp_path), *args, "--no-resume", "--max-failed-batches", "0")
+        assert result.exit_code == 1, result.output
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == good  # was: the shards deleted first
+        assert pending.is_dir() and f"{out} is kept as it was" in result.output
+        with locked(out):
+            held = annotate(src, out, cfg, *args)
+        assert held.exit_code == 2 and "is being written by another run" in held.output
+        again = annotate(src, out, cfg, *args, "--no-resume")
+        assert again.exit_code == 0, again.output
+        assert "Replaced" in again.output and not pending.exists()
+        assert [json.loads(line)["_status"] for p in sorted(out.glob("part-*.jsonl"))
+                for line in p.read_text().splitlines()] == ["ok"] * 6
+    finally:
+        ray.shutdown()

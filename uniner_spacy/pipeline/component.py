@@ -155,11 +155,12 @@ def make_uniner(
 
 # Strings a chat model's tokenizer reads as control tokens wherever they stand: ChatML's `<|...|>` family
 # (the embedded model's `<|im_start|>`, `<|im_end|>`, `<|endoftext|>`; Llama 3's, Phi's), the embedded
-# tokenizer's other special tokens and LLaMA's. Labels and descriptions stand in the question as they
-# are (only a passage's are split as text), so there one would be that token. A test checks the
-# embedded tokenizer's list against this.
-SPECIAL_TOKENS = re.compile(r"<\|[^<>|]*\|>|</?s>|<unk>|<(?:empty_output|file_sep|filename|gh_stars|issue_(?:closed|"
-                            r"comment|start)|jupyter_(?:code|output|script|start|text)|repo_?name)>")
+# tokenizer's other special tokens, LLaMA's, Gemma's and Mistral's. Labels and descriptions stand in the
+# question as they are (only a passage's are split as text), so there one would be that token. A test
+# checks the embedded tokenizer's list against this.
+SPECIAL_TOKENS = re.compile(r"<\|[^<>|]*\|>|</?s>|<(?:unk|pad|bos|eos|start_of_turn|end_of_turn)>|\[/?INST\]|"
+                            r"<(?:empty_output|file_sep|filename|gh_stars|issue_(?:closed|comment|start)|"
+                            r"jupyter_(?:code|output|script|start|text)|repo_?name)>")
 # line breaks, tabs and the other control characters; zero-width and direction marks (format); surrogates
 CONTROL_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
 
