@@ -21,7 +21,7 @@ LAYERS = [
     ["stages.*"],
     ["pipeline.component", "pipeline.build"],
     ["distill.*", "evaluation.*"],
-    ["serve", "distributed", "runs"],
+    ["serve", "distributed", "runs", "corpus"],
     ["cli.*"],
 ]
 
