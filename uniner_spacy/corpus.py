@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from .errors import InputError
-from .io import ERROR, OK, jsonl_line, read_texts
+from .io import ERROR, INVALID, OK, jsonl_line, read_texts
 from .runs import (
     SETUP_ERRORS,
     Breaker,
@@ -194,8 +194,9 @@ def _annotate_jsonl(nlp, items: Items, output: Path, record: RunRecord, resume: 
     log = RunLog(target, range(len(items)), echo)
     todo = log.todo()
     if log.where:
-        echo(f"Resuming {target}: {len(items) - len(todo)} of {len(items)} documents are done; "
-             f"annotating the other {len(todo)}")
+        invalid = sum(status == INVALID for status, _ in log.problems.values())
+        echo(f"Resuming {target}: {len(items) - len(todo)} of {len(items)} documents are complete"
+             + (f" ({invalid} of them invalid)" if invalid else "") + f"; annotating the other {len(todo)}")
     try:
         stopped, warnings = run_batches(nlp, items, todo, batch_size, max_failed_batches,
                                         lambda outcome: log.append(jsonl_line(outcome.row)), echo, progress)
