@@ -21,7 +21,7 @@ LAYERS = [
     ["stages.*"],
     ["pipeline.component", "pipeline.build"],
     ["distill.*", "evaluation.*", "review.*"],
-    ["serve", "distributed", "runs", "playground"],
+    ["serve", "distributed", "runs", "corpus", "playground"],
     ["cli.*"],
 ]
 

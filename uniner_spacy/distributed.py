@@ -7,16 +7,19 @@ driver writes the rows in input order as shards of `shard_size` documents
 (`part-00000.jsonl`, ...), each a `runs.RunLog` over its range of positions,
 with the run record in `run.json`. A rerun validates every shard (each line a
 row, `_index` running over the shard's range, every row "ok") and annotates
-only the documents a shard lacks or did not finish.
+only the documents a shard lacks or did not finish. The output's lock, `--no-resume`'s pending
+folder and the closing notes are runs.py's, as for a `.jsonl` output.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .runs import Breaker, Echo, RunLog, RunRecord, Summary, annotate_batch, start_run
+from .errors import ConfigError, ModelNotFound
+from .runs import Breaker, Echo, RunLog, RunRecord, Summary, annotate_batch, choose_target, locked, settle, start_run
 from .types import Labels
 
 SHARD = "part-{:05d}.jsonl"
@@ -55,8 +58,12 @@ def shard_logs(output: Path, documents: int, shard_size: int, echo: Echo) -> Lis
             for k, start in enumerate(range(0, documents, shard_size))]
 
 
+def _has_shards(folder: Path) -> bool:
+    return folder.is_dir() and any(p.stat().st_size for p in folder.glob("part-*.jsonl"))
+
+
 def annotate_ray(
-    items: Sequence[Tuple[str, dict]],
+    items: Sequence[Tuple[Any, dict]],
     output: Path,
     *,
     record: RunRecord,
@@ -72,19 +79,31 @@ def annotate_ray(
     max_failed_batches: int = 3,
     echo: Echo = _stderr,
 ) -> Summary:
-    """Annotate `items` (text, meta) on a Ray cluster into the shards of `output`; the summary says
-    what is complete. Raises `runs.RunMismatch` for a folder written by another run."""
+    """Annotate `items` (text, meta) on a Ray cluster into the shards of `output`, holding the output's
+    lock; the summary says what is complete. Raises `runs.RunMismatch` for a folder written by another
+    run, `runs.RunLocked` while another run writes it. `resume=False` writes into `<output>.pending`,
+    which replaces `output` once no document is left to retry (`runs.choose_target`)."""
     try:
         import ray
     except ImportError as err:  # pragma: no cover - an optional extra
-        raise RuntimeError("annotate --ray needs Ray: pip install 'uniner-spacy[ray]'") from err
+        raise ModelNotFound("annotate --ray needs Ray: pip install 'uniner-spacy[ray]'") from err
     if shard_size < 1 or workers < 1:
-        raise ValueError("shard_size and workers must be ≥ 1")
-    if not resume and output.exists():
-        for old in [*output.glob("part-*.jsonl"), output / RECORD]:
-            old.unlink(missing_ok=True)
-    output.mkdir(parents=True, exist_ok=True)
-    start_run(record, output / RECORD, any(p.stat().st_size for p in output.glob("part-*.jsonl")), output)
+        raise ConfigError("shard_size and workers must be ≥ 1")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with locked(output):
+        target = choose_target(output, record, resume, echo, has_rows=_has_shards, record_at=lambda p: p / RECORD,
+                               clear=shutil.rmtree)
+        target.mkdir(parents=True, exist_ok=True)
+        start_run(record, target / RECORD, _has_shards(target), target)
+        summary = _run(ray, items, target, labels, config, workers, threads, gpus_per_worker, batch_size,
+                       shard_size, address, max_failed_batches, echo)
+        settle(summary, output, target)
+        return summary
+
+
+def _run(ray, items, output: Path, labels, config, workers: int, threads: int,
+         gpus_per_worker: float, batch_size: int, shard_size: int, address: Optional[str], max_failed_batches: int,
+         echo: Echo) -> Summary:
     logs = shard_logs(output, len(items), shard_size, echo)
     todo = [i for log in logs for i in log.todo()]
     if len(todo) < len(items):

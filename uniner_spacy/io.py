@@ -58,8 +58,9 @@ def read_texts(path: Path, text_field: str = "text") -> Iterator[Tuple[str, dict
 
 # a batch run's bookkeeping keys on each output row, Prodigy-style (runs.py, docs/batch-runs.md)
 INDEX, STATUS, ERROR = "_index", "_status", "_error"
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
-STATUSES = (OK, FAILED, SKIPPED)
+# "invalid": an input row no rerun can annotate (its text is not a string, or too long), unlike the others
+OK, FAILED, SKIPPED, INVALID = "ok", "failed", "skipped", "invalid"
+STATUSES = (OK, FAILED, SKIPPED, INVALID)
 
 
 def doc_to_json(doc, meta: dict, spans_key: str = "uniner") -> dict:

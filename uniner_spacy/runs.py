@@ -2,12 +2,14 @@
 
 `annotate` (one process) and `annotate --ray` (distributed.py) share this. A run writes one row
 per document with two bookkeeping keys, Prodigy-style: `_index` (its input position) and
-`_status`: "ok" (complete stats), "failed" (the backend or a stage failed: retried by a rerun) or
-"skipped" (processing it raised: the row carries `_error`). The output is an append-only log
+`_status`: "ok" (complete stats), "failed" (the backend or a stage failed: retried by a rerun),
+"skipped" (processing it raised: the row carries `_error`) or "invalid" (no rerun can annotate it:
+its text is not a string, or longer than the pipeline's `max_length`). The output is an append-only log
 while running, so `kill -9` loses at most a torn last line, which the next run cuts off; a rerun
 annotates exactly the documents with no "ok" row and the end of a run compacts the log to one row
 per document in input order. A run record (`RunRecord`) beside the output pins the input, labels
-and config, so a rerun never mixes two runs in one file. docs/batch-runs.md has the whole story.
+and config, so a rerun never mixes two runs in one file, and a lock (`locked`) keeps a second run
+off an output while one writes it. docs/batch-runs.md has the whole story.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import UninerError
-from .io import ERROR, FAILED, INDEX, OK, SKIPPED, STATUS, STATUSES, doc_to_json
+from .io import ERROR, FAILED, INDEX, INVALID, OK, SKIPPED, STATUS, STATUSES, doc_to_json
 from .pipeline.component import SETUP_ERRORS, UniNER
 from .types import Stats
 
@@ -32,6 +35,14 @@ Item = Tuple[int, str, dict]  # (input position, text, meta)
 
 class RunMismatch(UninerError):
     """An existing output that this run must not resume: another input, labels or config."""
+
+
+class RunLocked(UninerError):
+    """Another run is writing this output (it holds the output's lock)."""
+
+
+class OutputError(UninerError):
+    """An output path a run must not write: the input itself, a folder for a file, an unknown format."""
 
 
 # ---------------------------------------------------------------- rows
@@ -48,10 +59,21 @@ def doc_row(doc, meta: dict, index: int) -> dict:
     return {**row, INDEX: index, STATUS: FAILED, ERROR: "; ".join(dict.fromkeys(stats.errors))}
 
 
-def skipped_row(text: str, meta: dict, index: int, error: str) -> dict:
+def skipped_row(text: Any, meta: dict, index: int, error: str, status: str = SKIPPED) -> dict:
     """The row of a document that could not be processed at all (the same fields as any row)."""
     return {"text": text, **meta, "ents": [], "spans": [], "stats": Stats(errors=[error]).to_dict(),
-            INDEX: index, STATUS: SKIPPED, ERROR: error}
+            INDEX: index, STATUS: status, ERROR: error}
+
+
+def unusable(text: Any, max_length: int) -> str:
+    """Why no run can ever annotate `text` as it is ("" when one can): the input must change."""
+    if not isinstance(text, str):
+        kind = "null" if text is None else type(text).__name__
+        return f"its text is {kind}, not a string: fix it in the input"
+    if len(text) > max_length:
+        return (f"its text has {len(text)} characters, over the pipeline's max_length ({max_length}): split it "
+                "in the input, or raise nlp.max_length")
+    return ""
 
 
 def n_documents(n: int) -> str:
@@ -80,8 +102,18 @@ def annotate_batch(nlp, batch: Sequence[Item], batch_size: int) -> List[Outcome]
     The batch goes through `nlp.pipe` with its positions as contexts, so a doc an error handler
     drops cannot shift the others. If the batch raises or comes back short, its documents go one
     by one, and a document that raises on its own (a poison text) is "skipped". A setup error
-    (`SETUP_ERRORS`) is raised on: it would fail every document.
+    (`SETUP_ERRORS`) is raised on: it would fail every document. A text no run can annotate
+    (`unusable`) is "invalid" and never reaches the pipeline.
     """
+    invalid = {index: unusable(text, nlp.max_length) for index, text, _ in batch}
+    if any(invalid.values()):
+        usable = annotate_batch(nlp, [item for item in batch if not invalid[item[0]]], batch_size)
+        done = {outcome.index: outcome for outcome in usable}
+        return [done[index] if not invalid[index] else
+                Outcome(index, skipped_row(text, meta, index, invalid[index], INVALID))
+                for index, text, meta in batch]
+    if not batch:
+        return []
     wanted = [index for index, _, _ in batch]
     metas = {index: meta for index, _, meta in batch}
     try:
@@ -202,16 +234,136 @@ def replaced_atomically(path: Path) -> Iterator[BinaryIO]:
     """A file to write `path`'s new content into; it takes `path`'s place, synced, only when the
     block ends without an error, so a reader (or a kill) never sees half of it."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        yield fh
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def replace_atomically(path: Path, data: bytes) -> None:
     with replaced_atomically(path) as fh:
         fh.write(data)
+
+
+# ---------------------------------------------------------------- one run per output
+
+
+def lock_path(output: Path) -> Path:
+    return output.with_name(output.name + ".lock")
+
+
+@contextmanager
+def locked(output: Path) -> Iterator[None]:
+    """Hold `output` (a file or a Ray folder), its run record and the files beside it for one run:
+    an advisory `flock` on `<output>.lock`, refused at once (`RunLocked`) while another run holds it.
+
+    The lock file goes when the run ends; a run that finds the file it locked removed (by a run that
+    just ended) locks the new one instead, so two runs never hold two files of one name. A kill
+    releases the lock with the process. Where `fcntl` is missing (Windows) there is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = lock_path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fh = path.open("a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip()
+            fh.close()
+            raise RunLocked(f"{output} is being written by another run ({path.name} is held"
+                            + (f" by process {holder}" if holder else "") + "); wait for that run to end, "
+                            "or write to another output") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        fh.close()
+    try:
+        fh.truncate(0)
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before the lock goes: a run waiting on this file sees it removed
+        fh.close()
+
+
+# ---------------------------------------------------------------- --no-resume: a replacement beside the output
+
+
+def pending_path(output: Path) -> Path:
+    """Where a `--no-resume` run writes while `output` stays as it was: `out.jsonl` → `out.pending.jsonl`
+    (a Ray folder `out` → `out.pending`)."""
+    return output.with_name(output.stem + ".pending" + output.suffix)
+
+
+def choose_target(output: Path, record: "RunRecord", resume: bool, echo: Echo, *, has_rows: Callable[[Path], bool],
+                  record_at: Callable[[Path], Path], clear: Callable[[Path], None]) -> Path:
+    """Where this run writes: `output`, unless `--no-resume` (`resume=False`) meets an output with rows.
+    Then the run goes to `pending_path(output)` and `output` stays as it is until `settle` swaps the
+    new rows in; a pending replacement of this same run is resumed, one of other settings started over."""
+    if resume or not has_rows(output):
+        return output
+    pending = pending_path(output)
+    if has_rows(pending):
+        try:
+            start_run(record, record_at(pending), True, pending)
+            echo(f"Resuming {pending}, the replacement of {output} that an earlier --no-resume run began")
+            return pending
+        except RunMismatch:
+            echo(f"Starting {pending} over: an earlier --no-resume run with other input or settings left it")
+            clear(pending)
+    echo(f"--no-resume: annotating into {pending}; it replaces {output} once no document is left to retry, "
+         f"and until then {output} stays as it is")
+    return pending
+
+
+def settle(summary: "Summary", output: Path, target: Path,
+           records: Tuple[Optional[Path], Optional[Path]] = (None, None)) -> None:
+    """The end of a resumable run: a pending replacement (`choose_target`) takes the output's place once
+    nothing is left to retry, and the summary's closing notes say what is left and what to do."""
+    if target != output:
+        if not summary.retryable:
+            swap_in(target, output, *records)
+            summary.notes.append(f"Replaced {output} with the rows of this run")
+        else:
+            summary.notes.append(f"{output} is kept as it was: this --no-resume run's rows are in {target}, and "
+                                 f"they replace {output} once no document is left to retry")
+    if summary.ok:
+        summary.notes.append(f"Wrote {n_documents(summary.documents)} to {output}")
+    if summary.retryable:
+        summary.notes.append(f"{n_documents(summary.retryable)} not complete: rerun the same command to retry "
+                             f"exactly those (the complete ones in {target} are kept)")
+    summary.note_invalid()
+
+
+def swap_in(new: Path, output: Path, new_record: Optional[Path] = None, record: Optional[Path] = None) -> None:
+    """`new` takes `output`'s place (and `new_record` `record`'s). The output goes first: a stop in
+    between leaves the new rows under the old record, which a resume refuses, never the reverse."""
+    if new.is_dir():
+        aside = output.with_name(output.name + ".replaced")
+        if aside.exists():
+            shutil.rmtree(aside)
+        if output.exists():
+            os.replace(output, aside)
+        os.replace(new, output)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(new, output)
+    if new_record is not None and record is not None:
+        os.replace(new_record, record)
 
 
 # ---------------------------------------------------------------- the log
@@ -285,13 +437,14 @@ class RunLog:
             self.problems[index] = (status, error)
 
     def todo(self) -> List[int]:
-        """The documents a run still has to annotate: no row, or a latest row that is not "ok"."""
-        return [i for i in self.indices if i not in self.where or i in self.problems]
+        """The documents a run still has to annotate: no row, or a latest row that is neither "ok" nor
+        "invalid" (the input is pinned by the run record, so an invalid text stays invalid)."""
+        return [i for i in self.indices if i not in self.where or self.problems.get(i, (INVALID,))[0] != INVALID]
 
     @property
     def valid(self) -> bool:
-        """Every line a row, one per index in order, all "ok": nothing left to do."""
-        return self.compact and len(self.where) == len(self.indices) and not self.problems
+        """Every line a row, one per index in order, each "ok" or "invalid": nothing left to do."""
+        return self.compact and len(self.where) == len(self.indices) and not self.todo()
 
     def append(self, line: bytes) -> None:
         parsed = parse_row(line, self.indices)
@@ -334,8 +487,11 @@ class Breaker:
         self.errors: Counter = Counter()
 
     def update(self, outcomes: Sequence[Tuple[str, str]]) -> bool:
-        """(status, error) of one batch; True: stop now."""
-        if not outcomes or any(status == OK for status, _ in outcomes):
+        """(status, error) of one batch; True: stop now. Invalid rows say nothing of the backend."""
+        outcomes = [(status, error) for status, error in outcomes if status != INVALID]
+        if not outcomes:
+            return False
+        if any(status == OK for status, _ in outcomes):
             self.run, self.errors = 0, Counter()
             return False
         self.run += 1
@@ -380,6 +536,7 @@ class Summary:
     errors: Counter = field(default_factory=Counter)  # the error of each document not "ok"
     warnings: Counter = field(default_factory=Counter)
     stopped: str = ""
+    notes: List[str] = field(default_factory=list)  # what the run did with its output, what is left to do
 
     @classmethod
     def of(cls, logs: Sequence[RunLog], documents: int, **kwargs) -> "Summary":
@@ -403,9 +560,21 @@ class Summary:
     def missing(self) -> int:
         return self.documents - sum(self.counts.values())
 
+    @property
+    def retryable(self) -> int:
+        """Documents a rerun of the same command may still complete (all but "ok" and "invalid")."""
+        return self.documents - self.counts[OK] - self.counts[INVALID]
+
+    def note_invalid(self) -> None:
+        if self.counts[INVALID]:
+            self.notes.append(f"{n_documents(self.counts[INVALID])} can never be annotated as they are (their "
+                              "_error says why: a text that is not a string, or too long): fix them in the input")
+
     def lines(self, most: int = 3) -> List[str]:
+        invalid, missing = self.counts[INVALID], self.missing
         out = [f"{n_documents(self.documents)}: {self.counts[OK]} complete, {self.counts[FAILED]} failed, "
-               f"{self.counts[SKIPPED]} skipped" + (f", {self.missing} not reached" if self.missing else "")]
+               f"{self.counts[SKIPPED]} skipped" + (f", {invalid} invalid" if invalid else "")
+               + (f", {missing} not reached" if missing else "")]
         if self.stopped:
             out.append(self.stopped[0].upper() + self.stopped[1:])
         for name, counts in (("errors", self.errors), ("warnings logged", self.warnings)):
@@ -414,4 +583,4 @@ class Summary:
                 out += [f"  {n} × {message}" for message, n in counts.most_common(most)]
                 if len(counts) > most:
                     out.append(f"  ... and {len(counts) - most} other kinds")
-        return out
+        return out + self.notes

@@ -9,7 +9,6 @@ from typing import Dict, List, Optional, Tuple
 import typer
 
 from ..errors import UninerError
-from ..io import jsonl_line, read_texts
 from ..pipeline.build import uniner_pipe
 from ..types import Labels
 
@@ -22,13 +21,12 @@ def fail(message: str) -> None:
 
 
 def _read(path: Path, text_field: str) -> List[Tuple[str, dict]]:
+    from ..corpus import read_corpus
+
     try:
-        return list(read_texts(path, text_field))
+        return read_corpus(path, text_field)
     except UninerError as err:
         fail(str(err))
-        raise
-    except UnicodeDecodeError as err:
-        fail(f"{path} is not UTF-8 text ({err})")
         raise
 
 
@@ -57,7 +55,7 @@ def annotate(
     batch_size: int = typer.Option(32, help="Docs per batch at least; more when the backend takes more at once"),
     text_field: str = typer.Option("text", help="Field holding the text in JSONL input"),
     resume: bool = typer.Option(True, help="Keep a .jsonl output's complete rows and annotate only the rest "
-                                           "(--no-resume starts over)"),
+                                           "(--no-resume starts over beside it and replaces it once done)"),
     max_failed_batches: int = typer.Option(3, help="Stop after N consecutive batches in which every document "
                                                    "failed (the backend looks down); 0: never stop"),
     ray: bool = typer.Option(False, "--ray", help="Run on Ray: OUTPUT is a folder of ordered JSONL shards"),
@@ -67,146 +65,40 @@ def annotate(
     gpus_per_worker: float = typer.Option(0.0, help="With --ray: GPUs per actor (1 for one per GPU)"),
     shard_size: int = typer.Option(1000, help="With --ray: documents per output shard"),
 ):
-    """Annotate a corpus. Exit 0 only when every document is complete; a rerun of the same command
-    retries exactly the documents that failed (docs/batch-runs.md)."""
-    from ..pipeline.build import build_nlp
-    from ..runs import RunMismatch, RunRecord, n_documents
+    """Annotate a corpus. Exit 0 when every document is complete; 1 when some are not, and a rerun of
+    the same command retries exactly those; 3 when the rest can never be annotated as they are (fix
+    the input); 2 when nothing could run (docs/batch-runs.md)."""
+    from ..corpus import RayOptions, annotate_corpus
+    from ..runs import RunMismatch, pending_path
 
-    if ray and output.suffix:
-        fail(f"With --ray the output is a folder of shards, not {output.name!r}")
-    if not ray and output.suffix not in (".jsonl", ".spacy", ".html"):
-        fail(f"Output must end in .jsonl, .spacy or .html, not {output.name!r}")
-    if not input.exists():
-        fail(f"Input {input} does not exist")
-    items = _read(input, text_field)
     try:
-        nlp = build_nlp(parse_labels(labels) if labels else None, config)
-    except UninerError as err:  # a setting that cannot work (a cache path that is a folder, say)
-        fail(str(err))
-        raise
-    try:
-        if ray:
-            from ..distributed import annotate_ray
-
-            summary = annotate_ray(items, output, record=RunRecord.of(items, nlp),
-                                   labels=parse_labels(labels) if labels else None, config=config,
-                                   workers=workers, threads=threads,
-                                   gpus_per_worker=gpus_per_worker, batch_size=batch_size, shard_size=shard_size,
-                                   address=ray_address, resume=resume, max_failed_batches=max_failed_batches,
-                                   echo=_echo)
-        elif output.suffix == ".jsonl":
-            summary = _annotate_jsonl(nlp, items, output, RunRecord.of(items, nlp), resume, batch_size,
-                                      max_failed_batches)
-        else:
-            summary = _annotate_docs(nlp, items, output, batch_size, max_failed_batches)
+        summary = annotate_corpus(
+            input, output, labels=parse_labels(labels) if labels is not None else None, config=config,
+            text_field=text_field, batch_size=batch_size, resume=resume, max_failed_batches=max_failed_batches,
+            ray=RayOptions(workers, threads, gpus_per_worker, shard_size, ray_address) if ray else None, echo=_echo)
     except RunMismatch as err:  # a resume refused: another input, labels or config
-        fail(f"{err}. Rerun with --no-resume to start over (it overwrites {output})")
+        fail(f"{err}. Rerun with --no-resume to annotate anew: {output} is kept as it is until the new run "
+             f"leaves nothing to retry (its rows go to {pending_path(output)} meanwhile)")
+        raise
+    except UninerError as err:  # nothing could run: the input, the output path, the labels or config
+        fail(str(err))
         raise
     for line in summary.lines():
         _echo(line)
-    if summary.ok:
-        _echo(f"Wrote {n_documents(summary.documents)} to {output}")
-        return
-    left = summary.documents - summary.counts["ok"]
-    if ray or output.suffix == ".jsonl":
-        _echo(f"{n_documents(left)} not complete: rerun the same command to retry exactly those "
-              f"(the complete ones in {output} are kept)")
-    else:
-        _echo(f"{n_documents(left)} not complete, so not in {output}: their rows are in {_failed_path(output)} "
-              "(a .jsonl output can retry just those)")
-    raise typer.Exit(1)
+    raise typer.Exit(0 if summary.ok else 1 if summary.retryable else 3)
 
 
 def _annotate_jsonl(nlp, items, output: Path, record, resume: bool, batch_size: int, max_failed_batches: int):
-    """An append-only log of rows while running, compacted to input order when the run ends."""
-    from ..runs import RunLog, Summary, record_path, start_run
+    """distill's and calibration's resumable runs (corpus.annotate_items), their usage errors as exit 2."""
+    from ..corpus import annotate_items
+    from ..runs import RunLocked
 
-    where = record_path(output)
-    if not resume:
-        output.unlink(missing_ok=True)
-        where.unlink(missing_ok=True)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    start_run(record, where, output.exists() and output.stat().st_size > 0, output)
-    output.touch()
-    log = RunLog(output, range(len(items)), _echo)
-    todo = log.todo()
-    if log.where:
-        _echo(f"Resuming {output}: {len(items) - len(todo)} of {len(items)} documents are complete; "
-              f"annotating the other {len(todo)}")
     try:
-        stopped, warnings = _run_batches(nlp, items, todo, batch_size, max_failed_batches,
-                                         lambda outcome: log.append(jsonl_line(outcome.row)))
-    finally:
-        log.close()
-    return Summary.of([log], len(items), stopped=stopped, warnings=warnings)
-
-
-def _failed_path(output: Path) -> Path:
-    return output.with_name(output.name + ".failed.jsonl")
-
-
-def _annotate_docs(nlp, items, output: Path, batch_size: int, max_failed_batches: int):
-    """.spacy and .html hold complete documents only; the others go to `<output>.failed.jsonl`."""
-    from ..io import ERROR, OK
-    from ..runs import Summary
-
-    failed = _failed_path(output)
-    failed.unlink(missing_ok=True)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    summary, docs = Summary(len(items)), []
-
-    def keep(outcome) -> None:
-        summary.add(outcome.status, outcome.row.get(ERROR, ""))
-        if outcome.status == OK:
-            docs.append(outcome.doc)
-        else:
-            with failed.open("ab") as fh:
-                fh.write(jsonl_line(outcome.row))
-
-    summary.stopped, summary.warnings = _run_batches(nlp, items, list(range(len(items))), batch_size,
-                                                     max_failed_batches, keep)
-    if output.suffix == ".spacy":
-        from spacy.tokens import DocBin
-
-        DocBin(docs=docs, store_user_data=True).to_disk(output)
-    else:
-        from spacy import displacy
-
-        from ..palette import label_colors
-
-        colors = label_colors(uniner_pipe(nlp).labels) if "uniner" in nlp.pipe_names else {}  # one per label
-        output.write_text(displacy.render(docs, style="ent", page=True, options={"colors": colors}), encoding="utf8")
-    return summary
-
-
-def _run_batches(nlp, items, todo, batch_size: int, max_failed_batches: int, keep):
-    """Annotate the `todo` positions batch by batch, handing each outcome to `keep`;
-    returns (why the circuit breaker stopped the run or "", the warnings logged)."""
-    from tqdm import tqdm
-
-    from ..io import ERROR
-    from ..runs import SETUP_ERRORS, Breaker, LoggedWarnings, annotate_batch, batches, describe
-
-    breaker = Breaker(max_failed_batches)
-    if "uniner" in nlp.pipe_names:  # batches that fill the backend, whatever --batch-size says
-        batch_size = uniner_pipe(nlp).docs_per_batch(batch_size)
-    bar = tqdm(total=len(todo), unit="doc", desc="annotate")
-    with LoggedWarnings(_echo) as logged:
-        try:
-            for chunk in batches(todo, batch_size):
-                outcomes = annotate_batch(nlp, [(i, *items[i]) for i in chunk], batch_size)
-                for outcome in outcomes:
-                    keep(outcome)
-                bar.update(len(outcomes))
-                if breaker.update([(o.status, o.row.get(ERROR, "")) for o in outcomes]):
-                    return breaker.message(), logged.counts
-        except SETUP_ERRORS as err:
-            return f"stopped: the pipeline cannot run ({describe(err)}); fix that and rerun", logged.counts
-        except KeyboardInterrupt:  # the rows written are whole; the summary says what is left
-            return "stopped: interrupted", logged.counts
-        finally:
-            bar.close()
-    return "", logged.counts
+        return annotate_items(nlp, items, output, record=record, resume=resume, batch_size=batch_size,
+                              max_failed_batches=max_failed_batches, echo=_echo)
+    except RunLocked as err:
+        fail(str(err))
+        raise
 
 
 @app.command()

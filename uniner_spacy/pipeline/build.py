@@ -7,8 +7,9 @@ from typing import Dict, Mapping, Optional, Union, cast
 import spacy
 from spacy.language import Language
 
+from ..errors import ConfigError
 from ..types import Labels
-from .component import UniNER
+from .component import UniNER, validate_labels
 
 
 def build_nlp(
@@ -22,21 +23,26 @@ def build_nlp(
 
     `config` is a spaCy config file or a saved pipeline folder; without it a
     blank pipeline gets the component with the embedded default model.
+    `labels` are data: checked first, and never written into a config's text.
     """
     if config is not None:
+        checked = validate_labels(labels) if labels is not None else None
         path = Path(config)
         if path.is_dir():
             nlp = spacy.load(path)
         else:
             cfg = spacy.util.load_config(path)
-            if labels is not None:
-                cfg["components"]["uniner"]["labels"] = _plain(labels)
+            if checked is not None:
+                # the names stand in, as a list of JSON strings, until the pipe exists; the labels with
+                # their descriptions are then set as data (`initialize`). As keys of a config section,
+                # `[x]` or `@misc` in a label would read as config syntax
+                cfg["components"]["uniner"]["labels"] = list(checked)
             nlp = spacy.util.load_model_from_config(cfg, auto_fill=True)
-        if labels is not None and "uniner" in nlp.pipe_names:
-            uniner_pipe(nlp).initialize(labels=labels)
+        if checked is not None and "uniner" in nlp.pipe_names:
+            uniner_pipe(nlp).initialize(labels=checked)
         return nlp
     if labels is None:
-        raise ValueError("Give labels (e.g. --labels person,organization) or a config that has them")
+        raise ConfigError("Give labels (e.g. --labels person,organization) or a config that has them")
     nlp = spacy.blank(lang)
     settings: Dict[str, object] = {"labels": _plain(labels), **component}
     if backend:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import unicodedata
 from pathlib import Path
 from typing import (
     Any,
@@ -189,8 +191,33 @@ def make_uniner(
     )
 
 
+# Strings a chat model's tokenizer reads as control tokens wherever they stand: ChatML's `<|...|>` family
+# (the embedded model's `<|im_start|>`, `<|im_end|>`, `<|endoftext|>`; Llama 3's, Phi's), the embedded
+# tokenizer's other special tokens, LLaMA's, Gemma's and Mistral's. Labels and descriptions stand in the
+# question as they are (only a passage's are split as text), so there one would be that token. A test
+# checks the embedded tokenizer's list against this.
+SPECIAL_TOKENS = re.compile(r"<\|[^<>|]*\|>|</?s>|<(?:unk|pad|bos|eos|start_of_turn|end_of_turn)>|\[/?INST\]|"
+                            r"<(?:empty_output|file_sep|filename|gh_stars|issue_(?:closed|comment|start)|"
+                            r"jupyter_(?:code|output|script|start|text)|repo_?name)>")
+# line breaks, tabs and the other control characters; zero-width and direction marks (format); surrogates
+CONTROL_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+def check_label_text(text: str, what: str = "Label") -> None:
+    """A label or description is one line of plain text: no control character, no special token."""
+    bad = next((c for c in text if unicodedata.category(c) in CONTROL_CATEGORIES), None)
+    if bad is not None:
+        raise ConfigError(f"{what} {text!r} holds a control character ({unicodedata.name(bad, 'unnamed')}, "
+                          f"U+{ord(bad):04X}): labels and descriptions are one line of plain text")
+    found = SPECIAL_TOKENS.search(text)
+    if found:
+        raise ConfigError(f"{what} {text!r} holds {found.group()!r}, a special token of chat models: in the "
+                          "question it would be read as that token, not as text")
+
+
 def validate_labels(labels: Labels) -> Dict[str, Optional[str]]:
-    """{label: description or None}; empty or duplicate labels are a config error."""
+    """{label: description or None}; empty or duplicate labels, and labels or descriptions with control
+    characters or special-token strings (`check_label_text`), are a config error."""
     if isinstance(labels, str):
         raise ConfigError(f"labels must be a list or a {{label: description}} map, not the string {labels!r}")
     items = list(labels.items()) if isinstance(labels, dict) else [(l, None) for l in labels]
@@ -204,6 +231,11 @@ def validate_labels(labels: Labels) -> Dict[str, Optional[str]]:
     for label, desc in items:
         if not isinstance(label, str) or not label.strip():
             raise ConfigError(f"Labels must be non-empty strings, got {label!r}")
+        check_label_text(label)
+        if desc is not None:
+            if not isinstance(desc, str):
+                raise ConfigError(f"The description of {label!r} must be a string or null, got {desc!r}")
+            check_label_text(desc, f"The description of {label!r}")
         key = label_key(label)
         if key in seen:
             raise ConfigError(f"Duplicate label {label!r} (same as {seen[key]!r}); list each label once")
