@@ -64,8 +64,8 @@ STATUSES = (OK, FAILED, SKIPPED, INVALID)
 
 
 def doc_to_json(doc, meta: dict, spans_key: str = "uniner") -> dict:
-    """One output row. Candidate scores come from the span group's `scores`: spaCy keys span
-    extensions by offsets, so two labels of one span would share `_.uniner_score`."""
+    """One output row. Candidate scores come from the span group's `scores` (spancat's convention),
+    else from each candidate's own `_.uniner_score`."""
 
     def ent(s, score) -> dict:
         return {"start": s.start_char, "end": s.end_char, "text": s.text, "label": s.label_, "score": score}
