@@ -300,6 +300,10 @@ def main() -> None:
                         "cached_answers": len(AnswerCache(shared))})
     if want("poison"):
         results.append(poison(root, cfg, n))
+    if want("outputs"):  # data loss around the output files (output_faults.py)
+        from output_faults import output_scenarios
+
+        results += output_scenarios(root, src, cfg, n, stop=server.stop, start=server.start)
     results += server_scenarios(only, args)
     for r in results:
         print(json.dumps(r), flush=True)
