@@ -65,3 +65,13 @@ def test_the_package_exports_the_component_on_first_use():
     from uniner_spacy.pipeline.component import UniNER, make_uniner
 
     assert uniner_spacy.UniNER is UniNER and uniner_spacy.make_uniner is make_uniner
+
+
+def test_the_modules_registered_at_import_are_those_the_entry_points_name():
+    import tomllib
+
+    import uniner_spacy
+
+    points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    named = {value.partition(":")[0] for group in ("spacy_factories", "spacy_misc") for value in points[group].values()}
+    assert set(uniner_spacy.REGISTERING) == named
