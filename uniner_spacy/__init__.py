@@ -29,6 +29,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-if "spacy" in sys.modules:
+if sys.modules.get("spacy") is not None:  # None: importing it is blocked
     for _module in REGISTERING:
         importlib.import_module(_module)
