@@ -7,6 +7,7 @@ so `uniner-spacy --help` starts quickly; where spaCy is already imported, the re
 made at once as well.
 """
 import importlib
+import importlib.util
 import sys
 from typing import Any
 
@@ -23,8 +24,9 @@ REGISTERING = (
 
 
 def __getattr__(name: str) -> Any:
-    """`uniner_spacy.UniNER` and `uniner_spacy.make_uniner`, imported (with spaCy) on first use."""
-    if name in ("UniNER", "make_uniner"):
+    """`uniner_spacy.UniNER` and `uniner_spacy.make_uniner`, imported (with spaCy) on first use; absent
+    without spaCy (a bare GPU box that only trains or serves)."""
+    if name in ("UniNER", "make_uniner") and importlib.util.find_spec("spacy") is not None:
         return getattr(importlib.import_module("uniner_spacy.pipeline.component"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
