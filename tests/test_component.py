@@ -2,7 +2,7 @@ import functools
 
 import pytest
 import spacy
-from conftest import TINY_FACTS, canned
+from conftest import TINY_FACTS, canned, fast_path_only
 
 LABELS = ["person", "organization", "location"]
 TEXTS = sorted({p for p, _ in TINY_FACTS})
@@ -210,6 +210,7 @@ def test_type_last_layout_comes_from_the_model_folder_and_shares_up_to_the_type(
         [lp for g in a for _, lp in g.token_logprobs], abs=1e-4)
 
 
+@fast_path_only()
 def test_fused_layers_answer_as_the_originals(tiny_model_dir):
     """The CPU route fuses each layer's products by default (`fused`); the answers stay the same."""
     from uniner_spacy.backends.hf.backend import HFBackend

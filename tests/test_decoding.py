@@ -1,6 +1,6 @@
 """Greedy decoding with finished rows dropped equals transformers' generate."""
 import pytest
-from conftest import TINY_FACTS
+from conftest import TINY_FACTS, fast_path_only
 
 from uniner_spacy.backends.base import common_head
 from uniner_spacy.backends.hf.decoding import greedy_decode
@@ -49,6 +49,7 @@ def test_greedy_decode_equals_generate(tiny_model_dir):
         assert [s.logprob for s in row] == pytest.approx(lps[:n], abs=5e-3)
 
 
+@fast_path_only()
 def test_grouped_attention_and_growing_cache_equal_sdpa():
     """The CPU fast path changes speed, not numbers: same logits as SDPA with a DynamicCache."""
     import torch
@@ -91,6 +92,7 @@ def test_grouped_attention_and_growing_cache_equal_sdpa():
 
 
 
+@fast_path_only()
 def test_grouped_attention_builds_the_mask_sdpa_gets():
     """The mask builder registered with the grouped attention (the one that broadcasts over the
     batch) gives transformers' own SDPA mask, padding and all."""
@@ -110,6 +112,7 @@ def test_grouped_attention_builds_the_mask_sdpa_gets():
         assert torch.equal(ours, sdpa_mask(3, positions, 9, attention_mask=padding))
 
 
+@fast_path_only()
 @pytest.mark.parametrize("bias", [False, True])
 def test_fused_layers_equal_the_originals(bias):
     """One q/k/v product, one gate/up product, one norm kernel: the same logits, the same weights
@@ -156,6 +159,7 @@ def test_fused_layers_equal_the_originals(bias):
     assert attn.q_proj.weight.data_ptr() == attn._qkv[0].data_ptr()  # a view, not a second copy
 
 
+@fast_path_only()
 def test_fuse_layers_leaves_other_models_alone():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -171,6 +175,7 @@ def test_fuse_layers_leaves_other_models_alone():
     assert not fuse_layers(model) and not hasattr(model.model.layers[0].self_attn, "_qkv")
 
 
+@fast_path_only()
 def test_passage_slab_fills_runs_in_place_behind_zeros():
     """Runs of passages write into one buffer per layer, each ending at its last position with zeros before
     it (not whatever the memory held: masked values still meet zero probabilities), and the whole slab
@@ -203,6 +208,7 @@ def test_passage_slab_fills_runs_in_place_behind_zeros():
     assert second.key_cache[0].data_ptr() == keys[2, :, 2:].data_ptr()  # a view of the slab
 
 
+@fast_path_only()
 def test_shared_prefix_cache_equals_expanded_cache():
     """Passages stored once (one grid product per layer) give the logits of one copy per question."""
     import torch

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from uniner_spacy.cli.app import app, parse_thresholds
 from uniner_spacy.distill.silver import SilverFilters, calibrated_thresholds, majority_labels, silver_docs
 from uniner_spacy.distill.spacy_student import counts_to_scores, student_config
+from uniner_spacy.errors import ConfigError
 
 TEXT = "Ada Lovelace met Charles Babbage in London."
 
@@ -97,10 +98,17 @@ def test_span_scores_per_label():
 def test_student_configs_are_spacys_own():
     cnn = student_config("cnn", max_steps=10)
     assert list(cnn["components"]) == ["tok2vec", "ner"] and cnn["training"]["max_steps"] == 10
+    pytest.importorskip("spacy_transformers")  # an extra: uniner-spacy[transformer]
     trf = student_config("transformer", max_steps=100)
     assert trf["components"]["transformer"]["model"]["name"].endswith("model")  # the packaged MiniLM folder
     assert trf["training"]["optimizer"]["learn_rate"]["total_steps"] == 100
 
+
+
+def test_a_transformer_student_without_spacy_transformers_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "spacy_transformers", None)  # not installed
+    with pytest.raises(ConfigError, match=r"pip install 'uniner-spacy\[transformer\]'"):
+        student_config("transformer")
 
 def load_without_uniner(path: Path, text: str) -> dict:
     """Load a pipeline in a clean process that cannot see uniner-spacy: its entry points (which spaCy

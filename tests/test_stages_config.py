@@ -116,6 +116,7 @@ def test_every_candidate_reads_its_own_values():
             assert span._.uniner_score == scores[key]
             assert span._.uniner_source == key[1]
         # the canned backend scores a later mention in its answer lower: the two claims differ
-        assert by_label[("Paris Hilton", "person")]._.uniner_score != by_label[("Paris Hilton", "location")]._.uniner_score
+        person, location = by_label[("Paris Hilton", "person")], by_label[("Paris Hilton", "location")]
+        assert person._.uniner_score != location._.uniner_score
         (ent,) = [e for e in d.ents if e.text == "Paris Hilton"]
         assert ent._.uniner_source == ent.label_

@@ -9,10 +9,18 @@ from typing import Dict, List, Optional, Tuple
 import typer
 
 from ..errors import UninerError
-from ..pipeline.build import uniner_pipe
 from ..types import Labels
 
+# spaCy, the model libraries and every module importing them are imported inside the commands:
+# spaCy's thinc imports torch, which would cost `--help` seconds (tests/test_imports.py)
 app = typer.Typer(add_completion=False, help="UniversalNER-style open NER for spaCy.")
+
+
+def uniner_pipe(nlp):
+    """`pipeline.build.uniner_pipe`, imported when a command runs."""
+    from ..pipeline.build import uniner_pipe as find
+
+    return find(nlp)
 
 
 def fail(message: str) -> None:

@@ -31,7 +31,12 @@ def student_config(student: str = "cnn", *, encoder: Optional[Union[str, Path]] 
     if student == "cnn":
         config = init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False)
     else:
+        import importlib.util
+
         from ..stages.embeddings import minilm_path
+
+        if importlib.util.find_spec("spacy_transformers") is None:  # spaCy would quietly make a CNN config
+            raise ConfigError("student 'transformer' needs spacy-transformers: pip install 'uniner-spacy[transformer]'")
 
         # the transformer recipe (spaCy's "accuracy" config) on a local folder: nothing is downloaded
         config = init_config(lang="en", pipeline=["ner"], optimize="accuracy", gpu=True)

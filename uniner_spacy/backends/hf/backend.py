@@ -31,9 +31,9 @@ from ...weights import ADAPTER_DIR, file_digest, fix_tokenizer, resolve_model
 from ..base import PromptEncoder, Prompter, Spans, clip, common_head, describe
 from .cpu_kernels import (
     PassageSlab,
+    fast_path,
     fuse_layers,
     growing_cache,
-    in_place_caches,
     shared_prefix_cache,
     use_grouped_attention,
 )
@@ -193,7 +193,7 @@ class HFBackend:
                                            dtype=torch.qint8)
         if self.attention == "grouped" or (self.attention == "auto" and device == "cpu"):
             # the shared-prefix cache goes with the grouped attention: one switch for the CPU route
-            self._grouped = in_place_caches() and use_grouped_attention(model)
+            self._grouped = use_grouped_attention(model)  # False off the fast path
             if self._grouped and self.fused and self.dtype_name != "int8":  # int8 layers hold no weights
                 fuse_layers(model)  # last: it makes the weights views of fused ones
         if self.batch_size is None:
@@ -432,7 +432,7 @@ class HFBackend:
         def opened(n: int) -> Tuple[object, object]:  # the opening's ids and mask, once per row
             return (None, None) if head is None else (head[0].repeat(n, 1), head[1].repeat(n, 1))
 
-        if not in_place_caches():  # a plain DynamicCache (another transformers): one run
+        if not fast_path():  # a plain DynamicCache (another transformers): one run
             if opening:
                 start.batch_repeat_interleave(len(rests))
             return (start, *self._extend(start, *opened(len(rests)), rests))

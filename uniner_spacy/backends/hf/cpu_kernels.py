@@ -20,12 +20,24 @@ It also runs each MLP on the real tokens only: a quarter of the positions in a
 questions to the longest tail, finished rows kept until compaction).
 
 The logits equal SDPA's with a plain cache (tests check both).
+
+All of this reaches into transformers internals (`DynamicCache`'s per-layer
+lists and `_seen_tokens`, the attention and mask registries, the decoder
+layer's forward, copied), so it runs only where `fast_path()` says the
+installed release is one it was written for. Elsewhere the model's own
+attention and `DynamicCache` run: the same answers, slower.
 """
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+logger = logging.getLogger(__name__)
+
+# the transformers releases these kernels were written against, [first, next): 4.53 brought the mask
+# registry (masking_utils); 4.54 replaced DynamicCache's per-layer lists with cache layer objects
+TRANSFORMERS_WRITTEN_FOR = ((4, 53), (4, 54))
 ATTENTION = "uniner_grouped"
 # architectures whose attention is plain softmax(QKᵀ·scale + mask)·V (no soft-capping, no extra terms)
 PLAIN_ATTENTION = ("llama", "mistral", "qwen2")
@@ -69,6 +81,8 @@ def grouped_attention(module, query, key, value, attention_mask, dropout: float 
 
 def use_grouped_attention(model) -> bool:
     """Switch a loaded transformers model to `grouped_attention`; False where it does not apply."""
+    if not fast_path():
+        return False
     from transformers import AttentionInterface, masking_utils
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
@@ -101,11 +115,14 @@ def fuse_layers(model) -> bool:
     runs on those only; padding positions keep their attention output, which
     nothing reads. False, and nothing changed, where the architecture or this
     transformers' attention signature is not the one these forwards were
-    written for.
+    written for (or off the `fast_path`).
     """
     import inspect
 
     import torch
+
+    if not fast_path():
+        return False
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     if getattr(model.config, "model_type", None) not in PLAIN_ATTENTION:
@@ -266,19 +283,46 @@ def _attention_forward(attn, hidden_states, position_embeddings, attention_mask,
 
 
 @functools.lru_cache(maxsize=None)
-def in_place_caches() -> bool:
-    """Whether this transformers' `DynamicCache` has the per-layer lists our caches build on."""
+def fast_path() -> bool:
+    """Whether the installed transformers and torch are what this module's kernels and caches were
+    written against; where not, it logs once that the model's own code runs instead."""
+    reason = _fast_path_missing()
+    if reason:
+        logger.warning("uniner-spacy's CPU kernels and in-place key/value cache are off: %s. The model's own "
+                       "attention and cache run instead (the same answers, slower).", reason)
+    return not reason
+
+
+def _fast_path_missing() -> str:
+    """What the installed libraries lack for the fast path; empty when nothing."""
+    import importlib.util
+
+    import torch.nn.functional as F
+    import transformers
+    from packaging.version import Version
     from transformers import DynamicCache
 
-    return hasattr(DynamicCache(), "key_cache")
+    found = Version(transformers.__version__).release[:2]
+    first, after = TRANSFORMERS_WRITTEN_FOR
+    if not first <= found < after:
+        return (f"they were written for transformers {'.'.join(map(str, first))}.x and "
+                f"{transformers.__version__} is installed")
+    if not isinstance(getattr(DynamicCache(), "key_cache", None), list):
+        return "this transformers' DynamicCache keeps no per-layer key/value lists"
+    if importlib.util.find_spec("transformers.masking_utils") is None or not hasattr(transformers,
+                                                                                     "AttentionInterface"):
+        return "this transformers has no attention and mask registries"
+    if not hasattr(F, "rms_norm"):
+        return "this torch has no rms_norm kernel"
+    return ""
 
 
 def growing_cache(spare: int = 64, storage: Optional[Callable] = None):
-    """A `DynamicCache` that appends in place (a plain one where its layout differs); `storage`
-    supplies its buffers (`PassageSlab`)."""
+    """A `DynamicCache` that appends in place (a plain one off the `fast_path`); `storage` supplies its
+    buffers (`PassageSlab`)."""
     from transformers import DynamicCache
 
-    return _growing_cache_class()(spare, storage) if in_place_caches() else DynamicCache()
+    return _growing_cache_class()(spare, storage) if fast_path() else DynamicCache()
 
 
 @functools.lru_cache(maxsize=None)  # one class per process: lazy, since torch is imported lazily
