@@ -107,14 +107,16 @@ def _candidate_key(name: str, span: Span) -> tuple:
 
 def _candidate_getter(name: str):
     def get(span: Span):
-        return span.doc.user_data.get(_candidate_key(name, span))
+        user_data: Dict[Any, Any] = span.doc.user_data  # tuple keys, as spaCy's own extensions use
+        return user_data.get(_candidate_key(name, span))
     get.uniner_field = name  # type: ignore[attr-defined]
     return get
 
 
 def _candidate_setter(name: str):
     def set_(span: Span, value) -> None:
-        span.doc.user_data[_candidate_key(name, span)] = value
+        user_data: Dict[Any, Any] = span.doc.user_data
+        user_data[_candidate_key(name, span)] = value
     return set_
 
 

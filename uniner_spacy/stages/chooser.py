@@ -155,7 +155,7 @@ class Chooser:
 
     def pipe(self, docs: Sequence[Doc], candidate_lists: Sequence[List[Candidate]]) -> List[List[Candidate]]:
         feats = features(docs, candidate_lists, self.embedder, self.ner_model, self.descriptions, self.window)
-        out = []
+        out: List[List[Candidate]] = []
         for cands, x in zip(candidate_lists, feats):
             if not cands:
                 out.append([])
@@ -202,7 +202,8 @@ def features(docs: Sequence[Doc], candidate_lists: Sequence[Sequence[Candidate]]
             sims = np.array([float(ctx @ lab[l]) for l in rivals])
             exact = [t for s, e, t in ents if s == c.start and e == c.end]
             touching = [t for s, e, t in ents if s < c.end and e > c.start]
-            ner_type = (exact or touching or [None])[0]
+            found = exact or touching
+            ner_type: Optional[str] = found[0] if found else None
             if ner_type is not None:
                 gsims = np.array([float(gloss[ner_type] @ lab[l]) for l in rivals])
                 ner_prob = float(_softmax(gsims, 0.05)[rivals.index(c.label)])
