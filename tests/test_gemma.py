@@ -152,3 +152,46 @@ def test_gemma_base_continues_sensibly(gemma_tokenizer):
         out = model.generate(**enc, max_new_tokens=12, do_sample=False)
     text = gemma_tokenizer.decode(out[0, enc.input_ids.shape[1]:])
     assert "first woman" in text and "Nobel Prize" in text, text
+
+
+# ---------------------------------------------------------------- the embedded registry
+
+
+def test_embedded_gemma_names_its_base_layout_grammar_and_calibration():
+    from uniner_spacy.backends.hf.backend import HFBackend
+    from uniner_spacy.pipeline.calibration import make_calibration
+    from uniner_spacy.weights import EMBEDDED_MODELS, GEMMA_EOS, embedded_model
+
+    spec, with_adapter = embedded_model("embedded-gemma")
+    assert spec is EMBEDDED_MODELS["embedded-gemma"] and with_adapter and spec.eos == GEMMA_EOS
+    assert embedded_model("embedded-gemma-base") == (spec, False)
+    assert embedded_model("embedded")[0] is not spec and embedded_model("gemma") is None
+    backend = HFBackend("embedded-gemma")  # nothing loads until the first question
+    assert backend.constrained and backend._model is None
+    if not (spec.adapter / "adapter_config.json").exists():  # no adapter shipped: the layout it trains in
+        assert backend.prompter.layout == "type-last"
+        assert make_calibration("embedded-gemma") is None  # not SmolLM2's calibration
+    assert not HFBackend("embedded-gemma-base").constrained
+
+
+@pytest.mark.slow
+@needs_gemma
+def test_embedded_gemma_answers_through_the_pipeline():
+    """No adapter: the base model answers poorly, but in the grammar, with Gemma's BOS and turn ends."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("uniner", config={
+        "labels": ["person", "location"],
+        "backend": {"@misc": "uniner.HF.v1", "model": "embedded-gemma", "threads": 1},
+        "calibration": {"@misc": "uniner.Calibration.v1", "path": "embedded-gemma"}})
+    doc = nlp("Marie Curie was born in Warsaw and worked in Paris.")
+    stats = doc._.uniner_stats
+    assert stats["queries"] == 2 and stats["parse_failures"] == stats["backend_errors"] == 0
+    assert all(e.text in doc.text for e in doc.ents)
+    backend = nlp.get_pipe("uniner").backend
+    from uniner_spacy.types import Query
+
+    prompt = backend.prompts([Query(passage="Marie Curie was born in Warsaw.", entity_type="person")])[0]
+    assert prompt.endswith("ASSISTANT: person:") and "I've read this text.<end_of_turn>USER:" in prompt
+    assert backend.encoder(prompt)[:1] == [2]  # <bos>

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..registry import registry
 from ..types import label_key
-from ..weights import ADAPTER_DIR
+from ..weights import EMBEDDED_MODELS
 
 CALIBRATION_FILE = "calibration.json"  # its name in the embedded adapter and in saved pipelines
 # the share of the mapped value that is the score itself: the isotonic fit has flat steps, and a
@@ -144,10 +144,11 @@ def candidates_vs_gold(docs, examples, spans_key: str = "uniner") -> Tuple[List[
 
 @registry.misc("uniner.Calibration.v1")
 def make_calibration(path: Optional[str] = "embedded") -> Optional[Calibrator]:
-    """`embedded`: the calibration shipped with the student adapter (none → identity)."""
+    """`embedded` (`embedded-gemma`): the calibration shipped with that student's adapter (none → identity)."""
     if path is None:
         return None
-    file = ADAPTER_DIR / CALIBRATION_FILE if path == "embedded" else Path(path)
+    shipped = path in EMBEDDED_MODELS
+    file = EMBEDDED_MODELS[path].adapter / CALIBRATION_FILE if shipped else Path(path)
     if not file.exists():
-        return None if path == "embedded" else Calibrator([], [], missing=str(file))
+        return None if shipped else Calibrator([], [], missing=str(file))
     return Calibrator.from_disk(file)
