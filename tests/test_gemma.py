@@ -8,6 +8,7 @@ phases run on a tiny randomly initialised Gemma 3 built here.
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -195,3 +196,90 @@ def test_embedded_gemma_answers_through_the_pipeline():
     prompt = backend.prompts([Query(passage="Marie Curie was born in Warsaw.", entity_type="person")])[0]
     assert prompt.endswith("ASSISTANT: person:") and "I've read this text.<end_of_turn>USER:" in prompt
     assert backend.encoder(prompt)[:1] == [2]  # <bos>
+
+
+# ---------------------------------------------------------------- training phases
+
+
+def _tiny_gemma(folder: Path) -> Path:
+    """A 2-layer Gemma 3 (random weights) with a small vocabulary of the real one's kind."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tok = bpe_tokenizer(*small_vocab(), eos="<end_of_turn>")
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=64,
+                              max_position_embeddings=2048, query_pre_attn_scalar=16, bos_token_id=2,
+                              eos_token_id=4, pad_token_id=0)
+    Gemma3ForCausalLM(config).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def _mixture(path: Path) -> Path:
+    from uniner_spacy.distill.conversations import BuildOptions, build_conversations, write_jsonl
+    from uniner_spacy.types import AnnotatedText, Entity
+
+    texts = [("Alice met Bob in Rome.", [(0, 5, "person"), (10, 13, "person"), (17, 21, "location")]),
+             ("Acme hired Carol.", [(0, 4, "organization"), (11, 16, "person")]),
+             ("Nothing here.", [])]
+    examples = [AnnotatedText(text=t, entities=[Entity(s, e, label) for s, e, label in ents],
+                              labels=["person", "location", "organization"], source="toy") for t, ents in texts]
+    write_jsonl(build_conversations(examples * 4, BuildOptions(seed=0)), path)
+    return path
+
+
+def test_a_phase_cut_by_its_time_limit_and_resumed_ends_with_the_unsplit_adapter(tmp_path, capsys):
+    """Adapter, optimizer, schedule, random state (LoRA dropout) and place in the data all carry over."""
+    import torch
+    from safetensors.torch import load_file
+
+    from training import train
+
+    base = _tiny_gemma(tmp_path / "base")
+    data = _mixture(tmp_path / "mix.jsonl")
+    common = ["--data", str(data), "--base", str(base), "--eos", "<end_of_turn>", "--layout", "type-last",
+              "--batch-tokens", "600", "--max-batch-size", "2", "--lora-r", "4", "--lora-alpha", "8",
+              "--lr", "5e-3", "--save-steps", "3", "--logging-steps", "1", "--threads", "1", "--max-steps", "6"]
+    train.main(common + ["--output", str(tmp_path / "whole")])
+    train.main(common + ["--output", str(tmp_path / "split"), "--max-minutes", "1e-9"])
+    assert "stopped at step 1 of 6" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "split").glob("checkpoint-*")) == ["checkpoint-1"]
+    train.main(common + ["--output", str(tmp_path / "split"), "--resume"])
+    whole = load_file(str(tmp_path / "whole" / "checkpoint-6" / "adapter_model.safetensors"))
+    split = load_file(str(tmp_path / "split" / "checkpoint-6" / "adapter_model.safetensors"))
+    start = load_file(str(tmp_path / "split" / "checkpoint-1" / "adapter_model.safetensors")) \
+        if (tmp_path / "split" / "checkpoint-1").exists() else None
+    assert whole.keys() == split.keys() and all(torch.equal(whole[k], split[k]) for k in whole)
+    assert start is None or not all(torch.equal(whole[k], start[k]) for k in whole)  # it did train on
+    state = json.loads((tmp_path / "split" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_refuses_other_data(tmp_path):
+    from training import train
+    from uniner_spacy.errors import InputError
+
+    base = _tiny_gemma(tmp_path / "base")
+    data = _mixture(tmp_path / "mix.jsonl")
+    common = ["--base", str(base), "--eos", "<end_of_turn>", "--output", str(tmp_path / "run"), "--threads", "1",
+              "--max-steps", "1", "--lora-r", "2"]
+    train.main(common + ["--data", str(data)])
+    other = tmp_path / "other.jsonl"
+    other.write_text(data.read_text().splitlines()[0] + "\n")
+    with pytest.raises(InputError, match="not the data this run started on"):
+        train.main(common + ["--data", str(other), "--resume"])
+
+
+def test_gemma_features_open_with_bos_and_carry_no_loss_there():
+    from training.features import IGNORE, encode
+    from uniner_spacy.distill.conversations import Conversation
+
+    tok = bpe_tokenizer(*small_vocab(), eos="<end_of_turn>")
+    conv = Conversation(passage="x abc", turns=[("thing", '["abc"]')], source="toy")
+    feat = encode(conv, tok, "<end_of_turn>", layout="type-last", bos=True)
+    plain = encode(conv, tok, "<end_of_turn>", layout="type-last")
+    assert feat.input_ids == [2] + plain.input_ids and feat.labels == [IGNORE] + plain.labels
+    answer = [t for t, label in zip(feat.input_ids, feat.labels) if label != IGNORE]
+    assert tok.decode(answer) == ' ["abc"]<end_of_turn>'

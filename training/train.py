@@ -7,12 +7,19 @@ Runs on the transformers Trainer. On CPU it uses `--threads` threads and bf16
 autocast over float32 master weights (pure bf16 AdamW barely learns); on a GPU
 bf16. Batches are filled up to a token budget from length-sorted groups, so
 short sentence-level conversations are batched together and padding stays low.
-Checkpoints every `--save-steps`; `--resume` continues from the last one. The
-result is an adapter folder (bf16 weights) with a model card README.md.
+Checkpoints every `--save-steps` (and `--save-minutes`); `--resume` continues
+from the last one: its adapter, optimizer and scheduler state, random state
+and place in the data, so a phase split over several sessions (`--max-minutes`
+stops one cleanly, with a checkpoint) ends with the adapter an unsplit run
+gives. The result is an adapter folder (bf16 weights) with a model card README.md.
+
+`--base embedded-gemma` trains on Gemma 3 270M (uniner_spacy.weights), whose
+sequences open with its BOS and whose turns end in `<end_of_turn>`.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -36,8 +43,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--data", help="conversations JSONL (training.mixture)")
     p.add_argument("--output", default=".train/run", help="checkpoints and the final adapter")
     p.add_argument("--export", help="also copy the final adapter and model card here")
-    p.add_argument("--base", default="embedded", help="'embedded' (SmolLM2 from the GGUF) or a model folder")
-    p.add_argument("--eos", default="<|im_end|>")
+    p.add_argument("--base", default="embedded",
+                   help="'embedded' (SmolLM2 from the GGUF), 'embedded-gemma' (Gemma 3 270M) or a model folder")
+    p.add_argument("--eos", default=None, help="ends each answer; default: the embedded base's (SmolLM2's "
+                                                "<|im_end|> for a model folder)")
     p.add_argument("--layout", choices=LAYOUTS, default="uniner",
                    help="the prompt's layout (uniner_spacy.pipeline.prompts); the adapter folder records it")
     p.add_argument("--method", choices=["lora", "full"], default="lora")
@@ -59,6 +68,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--save-steps", type=int, default=25)
     p.add_argument("--save-total-limit", type=int, default=2)
+    p.add_argument("--save-minutes", type=float, default=0,
+                   help="also checkpoint when this long has passed since the last checkpoint; 0 = steps only")
     p.add_argument("--logging-steps", type=int, default=5)
     p.add_argument("--max-minutes", type=float, default=0, help="stop (and save) after this long; 0 = no limit")
     p.add_argument("--stop-at-step", type=int, default=0,
@@ -86,6 +97,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                 setattr(args, key, value)
     if not args.data:
         p.error("--data is required (on the command line or in --config)")
+    if args.eos is None:
+        args.eos = base_eos(args.base)
     if args.no_bf16:
         args.precision = "fp32"
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -194,11 +207,26 @@ def make_collator(pad_id: int):
 
 
 def resolve_base(base: str) -> str:
-    if base in ("embedded", ""):
-        from uniner_spacy.weights import convert_gguf, embedded_gguf
+    """An embedded base's converted folder (uniner_spacy.weights.EMBEDDED_MODELS), else `base` itself."""
+    from uniner_spacy.weights import embedded_model
 
-        return str(convert_gguf(embedded_gguf()))
-    return base
+    found = embedded_model(base)
+    return str(found[0].base()) if found is not None else base
+
+
+def base_eos(base: str) -> str:
+    from uniner_spacy.weights import EMBEDDED_EOS, embedded_model
+
+    found = embedded_model(base)
+    return found[0].eos if found is not None else EMBEDDED_EOS
+
+
+def data_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_model(args: argparse.Namespace, path: str):
@@ -272,8 +300,9 @@ def build_trainer(args, model, dataset, sampler, collate):
             """Mean next-token loss over the answer tokens, with logits only where a label is.
 
             Only ~10% of the tokens carry loss; projecting just those onto the
-            49k-token vocabulary saves most of the lm_head cost (about a fifth of
-            the compute of this small model).
+            vocabulary saves most of the lm_head cost (about a fifth of the
+            compute of SmolLM2 with 49k entries; with Gemma's 262k it would be
+            more than the body's).
             """
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             hidden = base.model(input_ids=inputs["input_ids"],
@@ -281,6 +310,9 @@ def build_trainer(args, model, dataset, sampler, collate):
             target = inputs["labels"][:, 1:]
             keep = target != IGNORE
             logits = base.lm_head(hidden[:, :-1][keep]).float()
+            cap = getattr(base.config, "final_logit_softcapping", None)
+            if cap:  # as the model's own forward does (Gemma 2)
+                logits = torch.tanh(logits / cap) * cap
             loss = torch.nn.functional.cross_entropy(logits, target[keep])
             return (loss, {"logits": logits}) if return_outputs else loss
 
@@ -292,12 +324,18 @@ def build_trainer(args, model, dataset, sampler, collate):
         def __init__(self):
             self.t0 = None
             self.tok0 = 0
+            self.saved = time.time()
 
         def on_train_begin(self, targs, state, control, **kw):
-            self.t0 = time.time()
+            self.t0 = self.saved = time.time()
             self.tok0 = StudentTrainer.tokens_seen
 
+        def on_save(self, targs, state, control, **kw):
+            self.saved = time.time()
+
         def on_step_end(self, targs, state, control, **kw):
+            if args.save_minutes and time.time() - self.saved > args.save_minutes * 60:
+                control.should_save = True
             if args.stop_at_step and state.global_step >= args.stop_at_step:
                 control.should_training_stop = True
                 control.should_save = True
@@ -351,17 +389,21 @@ def last_checkpoint(output: str) -> Optional[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:
     args = parse_args(argv)
-    from transformers import AutoTokenizer, set_seed
+    from transformers import AutoConfig, AutoTokenizer, set_seed
 
     from uniner_spacy.distill.conversations import read_jsonl
+    from uniner_spacy.weights import BOS_MODEL_TYPES
 
     if not on_gpu(args):
         torch.set_num_threads(args.threads)
     set_seed(args.seed)
     base = resolve_base(args.base)
     tokenizer = AutoTokenizer.from_pretrained(base)
+    bos = AutoConfig.from_pretrained(base).model_type in BOS_MODEL_TYPES
+    check_data(args)
     conversations = read_jsonl(args.data)
-    features, tstats = tokenize_conversations(conversations, tokenizer, args.eos, args.max_length, args.layout)
+    features, tstats = tokenize_conversations(conversations, tokenizer, args.eos, args.max_length, args.layout,
+                                              bos=bos)
     print(f"tokenized: {json.dumps(tstats.to_dict())}", flush=True)
     lengths = [len(f) for f in features]
     sampler = TokenBudgetBatches(lengths, args.batch_tokens, args.max_batch_size, args.seed)
@@ -378,6 +420,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - started
+    if trainer.state.global_step < trainer.state.max_steps:
+        print(f"stopped at step {trainer.state.global_step} of {trainer.state.max_steps} with a checkpoint in "
+              f"{args.output}: the same command with --resume continues this phase", flush=True)
     final = Path(args.output) / "final"
     save_final(trainer, args, final)
     write_model_card(final, args, tstats.to_dict(), trainer.state.log_history, result.metrics, seconds, lengths)
@@ -385,6 +430,26 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
         export(final, Path(args.export))
     print(f"adapter written to {final}" + (f" and {args.export}" if args.export else ""), flush=True)
     return final
+
+
+RUN_FILE = "run.json"  # in --output: the data a phase trains on, so --resume cannot continue on other data
+
+
+def check_data(args) -> None:
+    """Record the data file's hash in --output; on --resume, refuse a different file (the checkpoint's
+    place in the data would then point at other conversations)."""
+    from uniner_spacy.errors import InputError
+
+    path = Path(args.output) / RUN_FILE
+    digest = data_digest(args.data)
+    if args.resume and path.exists():
+        recorded = json.loads(path.read_text()).get("data_sha256")
+        if recorded != digest:
+            raise InputError(f"--resume: {args.data} (sha256 {digest[:12]}) is not the data this run started on "
+                             f"(sha256 {str(recorded)[:12]}, {path}); rebuild it with the phase's command")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"data": str(args.data), "data_sha256": digest, "base": args.base}) + "\n")
 
 
 def save_final(trainer, args, folder: Path) -> None:
