@@ -246,6 +246,9 @@ def test_a_phase_cut_by_its_time_limit_and_resumed_ends_with_the_unsplit_adapter
     train.main(common + ["--output", str(tmp_path / "split"), "--max-minutes", "1e-9"])
     assert "stopped at step 1 of 6" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "split").glob("checkpoint-*")) == ["checkpoint-1"]
+    # the unfinished phase's adapter is no `final`, which the next phase would start from
+    assert (tmp_path / "split" / "partial" / "adapter_model.safetensors").exists()
+    assert not (tmp_path / "split" / "final").exists()
     train.main(common + ["--output", str(tmp_path / "split"), "--resume"])
     whole = load_file(str(tmp_path / "whole" / "checkpoint-6" / "adapter_model.safetensors"))
     split = load_file(str(tmp_path / "split" / "checkpoint-6" / "adapter_model.safetensors"))

