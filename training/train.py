@@ -263,6 +263,24 @@ def load_model(args: argparse.Namespace, path: str):
 # training
 
 
+def answer_loss(model, inputs: Dict[str, torch.Tensor]):
+    """(mean next-token loss over the answer tokens, their logits), with logits only where a label is.
+
+    Only ~10% of the tokens carry loss; projecting just those onto the
+    vocabulary saves most of the lm_head cost (about a fifth of the compute of
+    SmolLM2 with 49k entries; with Gemma's 262k, as much as the body's).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+    target = inputs["labels"][:, 1:]
+    keep = target != IGNORE
+    logits = base.lm_head(hidden[:, :-1][keep]).float()
+    cap = getattr(base.config, "final_logit_softcapping", None)
+    if cap:  # as the model's own forward does (Gemma 2)
+        logits = torch.tanh(logits / cap) * cap
+    return torch.nn.functional.cross_entropy(logits, target[keep]), logits
+
+
 def build_trainer(args, model, dataset, sampler, collate):
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -303,23 +321,7 @@ def build_trainer(args, model, dataset, sampler, collate):
             return self.accelerator.prepare(loader)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            """Mean next-token loss over the answer tokens, with logits only where a label is.
-
-            Only ~10% of the tokens carry loss; projecting just those onto the
-            vocabulary saves most of the lm_head cost (about a fifth of the
-            compute of SmolLM2 with 49k entries; with Gemma's 262k it would be
-            more than the body's).
-            """
-            base = model.get_base_model() if hasattr(model, "get_base_model") else model
-            hidden = base.model(input_ids=inputs["input_ids"],
-                                attention_mask=inputs["attention_mask"]).last_hidden_state
-            target = inputs["labels"][:, 1:]
-            keep = target != IGNORE
-            logits = base.lm_head(hidden[:, :-1][keep]).float()
-            cap = getattr(base.config, "final_logit_softcapping", None)
-            if cap:  # as the model's own forward does (Gemma 2)
-                logits = torch.tanh(logits / cap) * cap
-            loss = torch.nn.functional.cross_entropy(logits, target[keep])
+            loss, logits = answer_loss(model, inputs)
             return (loss, {"logits": logits}) if return_outputs else loss
 
         def training_step(self, model, inputs, num_items_in_batch=None):
