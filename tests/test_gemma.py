@@ -286,3 +286,29 @@ def test_gemma_features_open_with_bos_and_carry_no_loss_there():
     assert feat.input_ids == [2] + plain.input_ids and feat.labels == [IGNORE] + plain.labels
     answer = [t for t, label in zip(feat.input_ids, feat.labels) if label != IGNORE]
     assert tok.decode(answer) == ' ["abc"]<end_of_turn>'
+
+
+def test_gemma_decodes_under_the_grammar_alike_with_and_without_prefix_sharing(tmp_path):
+    """Gemma's answers take the allowed-tokens output layer (its logits are a plain product with the
+    262k-row layer), and prefix sharing's levelled cache gives the unshared answers while prompts fit
+    in the sliding window (512 tokens for Gemma 3 270M; 4096 here, the prompts are ~170)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from uniner_spacy.backends.hf.backend import HFBackend
+    from uniner_spacy.backends.hf.decoding import _output_head
+    from uniner_spacy.types import Query
+
+    folder = _tiny_gemma(tmp_path / "tiny")
+    model = AutoModelForCausalLM.from_pretrained(str(folder), torch_dtype=torch.float32, sliding_window=4096).eval()
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    assert _output_head(model) is not None
+    queries = [Query(passage="x abc the", entity_type=t) for t in ("a", "bc")] + [
+        Query(passage="the abc x the abc", entity_type="a")]
+    answers = []
+    for sharing in (True, False):
+        backend = HFBackend.from_objects(model, tok, constrained=True, prefix_sharing=sharing, max_new_tokens=12,
+                                         layout="type-last")
+        assert backend.encoder(backend.prompts(queries[:1])[0])[0] == 2  # <bos> kept
+        answers.append([(g.text, [round(lp, 4) for _, lp in g.token_logprobs]) for g in backend(queries)])
+    assert answers[0] == answers[1]
