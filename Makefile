@@ -85,7 +85,7 @@ student: setup
 # its last checkpoint (adapter, optimizer, schedule, place in the data; a 10-minute cadence), so this target
 # run again continues where it stopped, and GEMMA_MINUTES=80 cuts each run of a phase to one session's share
 # (the result equals an uncut run's; a cut phase leaves partial/, not final/, so the next phase waits for it).
-# Phase 1: a fresh LoRA adapter on the release-6 shares, type-last layout (about 170 steps).
+# Phase 1: a fresh LoRA adapter on the release-6 shares, type-last layout (162 steps).
 GEMMA_MINUTES ?= 0
 GEMMA_RUNS ?= training/checkpoints
 student-gemma: setup
