@@ -138,7 +138,8 @@ class HFBackend:
     def from_objects(cls, model, tokenizer, **kwargs) -> "HFBackend":
         """Wrap a model already in memory (benchmarks, notebooks); nothing is loaded."""
         backend = cls(getattr(model, "name_or_path", "in-memory"), **kwargs)
-        fix_tokenizer(tokenizer, None, bos=getattr(model.config, "model_type", None) in BOS_MODEL_TYPES)
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        fix_tokenizer(tokenizer, None, bos=model_type in BOS_MODEL_TYPES)
         backend._model, backend._tokenizer = model, tokenizer
         param = next(model.parameters())
         backend.device, backend.dtype_name = str(param.device), str(param.dtype).removeprefix("torch.")
