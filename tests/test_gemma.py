@@ -258,6 +258,7 @@ def test_a_phase_cut_by_its_time_limit_and_resumed_ends_with_the_unsplit_adapter
     assert start is None or not all(torch.equal(whole[k], start[k]) for k in whole)  # it did train on
     state = json.loads((tmp_path / "split" / "checkpoint-6" / "trainer_state.json").read_text())
     assert [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((tmp_path / "split" / "checkpoint-6" / "template.json").read_text()) == {"layout": "type-last"}
 
 
 def test_resume_refuses_other_data(tmp_path):

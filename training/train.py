@@ -341,6 +341,10 @@ def build_trainer(args, model, dataset, sampler, collate):
 
         def on_save(self, targs, state, control, **kw):
             self.saved = time.time()
+            # a checkpoint is an adapter folder too (`adapter = ".../checkpoint-N"`): it says its layout
+            checkpoint = Path(args.output) / f"checkpoint-{state.global_step}"
+            if checkpoint.is_dir():
+                write_layout(checkpoint, args.layout)
 
         def on_step_end(self, targs, state, control, **kw):
             if args.save_minutes and time.time() - self.saved > args.save_minutes * 60:
