@@ -313,3 +313,28 @@ def test_gemma_decodes_under_the_grammar_alike_with_and_without_prefix_sharing(t
         assert backend.encoder(backend.prompts(queries[:1])[0])[0] == 2  # <bos> kept
         answers.append([(g.text, [round(lp, 4) for _, lp in g.token_logprobs]) for g in backend(queries)])
     assert answers[0] == answers[1]
+
+
+def test_the_training_loss_projects_only_answer_tokens_onto_the_output_layer(tmp_path):
+    """The model's own loss, computed with the output layer on the answer tokens only."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from training import train
+    from training.features import IGNORE, tokenize_conversations
+    from uniner_spacy.distill.conversations import read_jsonl
+
+    folder = _tiny_gemma(tmp_path / "tiny")
+    tok = bpe_tokenizer(*small_vocab(), eos="<end_of_turn>")
+    features, _ = tokenize_conversations(read_jsonl(_mixture(tmp_path / "mix.jsonl"))[:3], tok, "<end_of_turn>",
+                                         layout="type-last", bos=True)
+    batch = train.make_collator(0)([{"input_ids": f.input_ids, "labels": f.labels} for f in features])
+    model = AutoModelForCausalLM.from_pretrained(str(folder), torch_dtype=torch.float32).eval()
+    rows = []
+    model.lm_head.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[:-1].numel()))
+    with torch.no_grad():
+        loss, logits = train.answer_loss(model, batch)
+        expected = model(**batch).loss
+    answer_tokens = int((batch["labels"][:, 1:] != IGNORE).sum())
+    assert rows[0] == logits.shape[0] == answer_tokens < batch["input_ids"].numel() / 3
+    assert torch.allclose(loss, expected, atol=1e-5)
