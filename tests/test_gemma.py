@@ -338,3 +338,24 @@ def test_the_training_loss_projects_only_answer_tokens_onto_the_output_layer(tmp
     answer_tokens = int((batch["labels"][:, 1:] != IGNORE).sum())
     assert rows[0] == logits.shape[0] == answer_tokens < batch["input_ids"].numel() / 3
     assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_the_default_calibration_gives_way_to_the_gemma_students_own():
+    """`calibration.path = "embedded"` (the default) is SmolLM2's fit; beside `model = "embedded-gemma"`
+    the Gemma student's own is used (none ships yet: scores pass through)."""
+    import spacy
+
+    from uniner_spacy.pipeline.calibration import for_student, make_calibration
+
+    smollm = make_calibration("embedded")
+    if smollm is None:
+        pytest.skip("no calibration ships with the SmolLM2 student")
+    assert smollm.student == "embedded"
+    assert for_student(smollm, "embedded") is smollm and for_student(smollm, "embedded-base") is smollm
+    assert for_student(smollm, "/a/model/folder") is smollm
+    gemma = make_calibration("embedded-gemma")
+    assert for_student(smollm, "embedded-gemma") == gemma and for_student(smollm, "embedded-gemma-base") == gemma
+    nlp = spacy.blank("en")
+    pipe = nlp.add_pipe("uniner", config={"labels": ["person"],
+                                          "backend": {"@misc": "uniner.HF.v1", "model": "embedded-gemma"}})
+    assert pipe.calibration == gemma and pipe.backend._model is None  # nothing loaded to decide it

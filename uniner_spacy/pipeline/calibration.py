@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..registry import registry
 from ..types import label_key
-from ..weights import EMBEDDED_MODELS
+from ..weights import EMBEDDED_MODELS, embedded_model
 
 CALIBRATION_FILE = "calibration.json"  # its name in the embedded adapter and in saved pipelines
 # the share of the mapped value that is the score itself: the isotonic fit has flat steps, and a
@@ -39,6 +39,8 @@ class Calibrator:
     # a configured file that was not there: an error at first use, unless a saved pipeline's
     # from_disk supplies the data first (the folder moved, the original file did not)
     missing: Optional[str] = None
+    # the embedded student (`weights.EMBEDDED_MODELS`) whose shipped fit this is; None for any other file
+    student: Optional[str] = field(default=None, compare=False)
 
     def __call__(self, score: float, label: Optional[str] = None) -> float:
         if self.missing is not None:
@@ -151,4 +153,17 @@ def make_calibration(path: Optional[str] = "embedded") -> Optional[Calibrator]:
     file = EMBEDDED_MODELS[path].adapter / CALIBRATION_FILE if shipped else Path(path)
     if not file.exists():
         return None if shipped else Calibrator([], [], missing=str(file))
-    return Calibrator.from_disk(file)
+    calibrator = Calibrator.from_disk(file)
+    if shipped:
+        calibrator.student = path
+    return calibrator
+
+
+def for_student(calibration: Optional[Calibrator], model: str) -> Optional[Calibrator]:
+    """The calibration to use with the backend's `model`: a shipped fit of another embedded student
+    (the default `path = "embedded"` beside `model = "embedded-gemma"`) gives way to that student's own."""
+    found = embedded_model(model)
+    if calibration is None or calibration.student is None or found is None:
+        return calibration
+    own = next(name for name, spec in EMBEDDED_MODELS.items() if spec is found[0])
+    return calibration if own == calibration.student else make_calibration(own)
