@@ -33,6 +33,8 @@ GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 # a base model has no chat turns of its own: the template's turns end in Gemma's turn-end token
 GEMMA_EOS = "<end_of_turn>"
 GEMMA_ADAPTER_DIR = Path(__file__).parent / "assets" / "student-gemma"
+
+
 def cache_dir() -> Path:
     """`$UNINER_SPACY_CACHE`, else `$XDG_CACHE_HOME/uniner-spacy`, else ~/.cache/uniner-spacy."""
     env = os.environ.get("UNINER_SPACY_CACHE")

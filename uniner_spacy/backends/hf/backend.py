@@ -26,7 +26,7 @@ from ...pipeline.parsing import forced_mentions, scan_list
 from ...pipeline.prompts import LAYOUTS, adapter_layout
 from ...registry import registry
 from ...types import Generation, Query
-from ...weights import BOS_MODEL_TYPES, embedded_model, file_digest, fix_tokenizer, resolve_model
+from ...weights import BOS_MODEL_TYPES, EMBEDDED_MODELS, embedded_model, file_digest, fix_tokenizer, resolve_model
 from ..base import PromptEncoder, Prompter, Spans, clip, common_head, describe
 from .cpu_kernels import (
     PassageSlab,
@@ -113,7 +113,7 @@ class HFBackend:
         self.memory_kept = False  # set at load: whether this process's malloc now keeps freed memory
         self._grouped = False  # set at load: grouped attention and the shared-prefix cache in use
         # None: on for the embedded students (trained for this format), off otherwise
-        self.constrained = (model in ("embedded", "embedded-gemma")) if constrained is None else constrained
+        self.constrained = (model in EMBEDDED_MODELS) if constrained is None else constrained
         self._vocab: Optional[Vocabulary] = None  # the grammar's view of the tokenizer, built once
         self._encoder: Optional[PromptEncoder] = None  # built at first use, from the tokenizer
         # auto: the layout the adapter (or model folder) records (prompts.LAYOUT_FILE), else UniNER's
@@ -270,7 +270,7 @@ class HFBackend:
             shutil.copytree(self.adapter, path / "adapter", dirs_exist_ok=True)
         (path / "backend.json").write_text(json.dumps({
             "model": self.name, "adapter": "adapter" if self.adapter else None,
-            "embedded_adapter": self.name in ("embedded", "embedded-gemma") and not self.adapter}))
+            "embedded_adapter": self.name in EMBEDDED_MODELS and not self.adapter}))
 
     def from_disk(self, path: Union[str, Path]) -> "HFBackend":
         info = json.loads((Path(path) / "backend.json").read_text())
