@@ -259,6 +259,11 @@ def test_a_phase_cut_by_its_time_limit_and_resumed_ends_with_the_unsplit_adapter
     state = json.loads((tmp_path / "split" / "checkpoint-6" / "trainer_state.json").read_text())
     assert [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2, 3, 4, 5, 6]
     assert json.loads((tmp_path / "split" / "checkpoint-6" / "template.json").read_text()) == {"layout": "type-last"}
+    # replayed once finished (`make student-gemma` again), the phase is not trained again
+    finished = (tmp_path / "split" / "final" / "adapter_model.safetensors").read_bytes()
+    assert train.main(common + ["--output", str(tmp_path / "split"), "--resume"]) == tmp_path / "split" / "final"
+    assert "this phase has finished" in capsys.readouterr().out
+    assert (tmp_path / "split" / "final" / "adapter_model.safetensors").read_bytes() == finished
 
 
 def test_resume_refuses_other_data(tmp_path):

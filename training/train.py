@@ -417,6 +417,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(base)
     bos = AutoConfig.from_pretrained(base).model_type in BOS_MODEL_TYPES
     check_data(args)
+    done = Path(args.output) / "final"
+    if args.resume and finished_with(done, args):  # replaying every phase skips the finished ones
+        print(f"{done} is there: this phase has finished (remove it to train the phase again)", flush=True)
+        if args.export:
+            export(done, Path(args.export))
+        return done
     conversations = read_jsonl(args.data)
     features, tstats = tokenize_conversations(conversations, tokenizer, args.eos, args.max_length, args.layout,
                                               bos=bos)
@@ -471,6 +477,21 @@ def check_data(args) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"data": str(args.data), "data_sha256": digest, "base": args.base}) + "\n")
+
+
+# options that only say how a run is watched or cut, not what it trains
+RUN_CONTROL = {"config", "resume", "export", "max_minutes", "stop_at_step", "threads", "device", "save_minutes",
+               "save_steps", "save_total_limit", "logging_steps", "output"}
+
+
+def finished_with(folder: Path, args) -> bool:
+    """Whether `folder` holds the final adapter of a run with these training options (`training_stats.json`)."""
+    stats = folder / "training_stats.json"
+    if not (folder / "adapter_config.json").exists() or not stats.exists():
+        return False
+    recorded = json.loads(stats.read_text(encoding="utf-8")).get("options", {})
+    current = json.loads(json.dumps(vars(args), default=str))
+    return all(recorded.get(k) == v for k, v in current.items() if k not in RUN_CONTROL)
 
 
 def save_final(trainer, args, folder: Path) -> None:
