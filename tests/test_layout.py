@@ -13,7 +13,7 @@ PACKAGE = REPO / "uniner_spacy"
 
 # lowest first; a module may import its own layer or lower ones, never a higher one
 LAYERS = [
-    ["errors", "types", "registry"],
+    ["errors", "types", "registry", "gguf_vocab"],
     ["io", "weights", "trust", "palette"],
     ["pipeline.prompts", "pipeline.chunking", "pipeline.parsing", "pipeline.align", "pipeline.resolve",
      "pipeline.calibration"],

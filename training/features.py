@@ -51,12 +51,15 @@ class Feature:
 
 
 def encode(conv: Conversation, tokenizer, eos: str, stats: TokenizeStats | None = None,
-           layout: str = "uniner") -> Feature:
-    """One conversation → ids and labels (no length check); `layout`: the template's (prompts.LAYOUTS)."""
+           layout: str = "uniner", bos: bool = False) -> Feature:
+    """One conversation → ids and labels (no length check); `layout`: the template's (prompts.LAYOUTS);
+    `bos`: the tokenizer's BOS opens the sequence, as at inference (Gemma is trained with one)."""
     text, targets = conv.render(eos, layout)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: List[int] = enc["input_ids"]
     offsets: List[Tuple[int, int]] = enc["offset_mapping"]
+    if bos:  # no text: its (0, 0) offsets carry no loss below
+        ids, offsets = [tokenizer.bos_token_id] + ids, [(0, 0)] + offsets
     labels = [IGNORE] * len(ids)
     t = 0
     for i, (start, end) in enumerate(offsets):
@@ -81,17 +84,18 @@ def tokenize_conversations(
     eos: str,
     max_length: int = DEFAULT_MAX_LENGTH,
     layout: str = "uniner",
+    bos: bool = False,
 ) -> Tuple[List[Feature], TokenizeStats]:
     """Encode all conversations, splitting or dropping those over `max_length`."""
     stats = TokenizeStats()
     features: List[Feature] = []
     for conv in conversations:
         stats.conversations += 1
-        feat = encode(conv, tokenizer, eos, stats, layout)
+        feat = encode(conv, tokenizer, eos, stats, layout, bos)
         if len(feat) <= max_length:
             parts = [feat]
         else:
-            parts = _split(conv, tokenizer, eos, max_length, stats, layout)
+            parts = _split(conv, tokenizer, eos, max_length, stats, layout, bos)
             if parts:
                 stats.split += 1
             else:
@@ -106,26 +110,26 @@ def tokenize_conversations(
 
 
 def _split(conv: Conversation, tokenizer, eos: str, max_length: int, stats: TokenizeStats,
-           layout: str = "uniner") -> List[Feature]:
+           layout: str = "uniner", bos: bool = False) -> List[Feature]:
     """Greedily pack the turns into conversations that each fit."""
     parts: List[Feature] = []
     current: List[int] = []
     for i in range(len(conv.turns)):
         trial = _subset(conv, current + [i])
-        feat = encode(trial, tokenizer, eos, layout=layout)
+        feat = encode(trial, tokenizer, eos, layout=layout, bos=bos)
         if len(feat) <= max_length:
             current.append(i)
             continue
         if current:
-            parts.append(encode(_subset(conv, current), tokenizer, eos, stats, layout))
-        alone = encode(_subset(conv, [i]), tokenizer, eos, layout=layout)
+            parts.append(encode(_subset(conv, current), tokenizer, eos, stats, layout, bos))
+        alone = encode(_subset(conv, [i]), tokenizer, eos, layout=layout, bos=bos)
         if len(alone) <= max_length:
             current = [i]
         else:
             current = []
             stats.dropped_turns += 1
     if current:
-        parts.append(encode(_subset(conv, current), tokenizer, eos, stats, layout))
+        parts.append(encode(_subset(conv, current), tokenizer, eos, stats, layout, bos))
     return parts
 
 

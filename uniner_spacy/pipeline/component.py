@@ -45,7 +45,7 @@ from ..registry import registry
 from ..trust import contained, read_inside
 from ..types import Candidate, Generation, Labels, Passage, Query, Serializable, Stats, label_key
 from .align import align_mention, token_bounds_in
-from .calibration import CALIBRATION_FILE, Calibrator
+from .calibration import CALIBRATION_FILE, Calibrator, for_student
 from .chunking import chunk_text, doc_units
 from .parsing import mention_scores, parse_answer
 from .prompts import type_phrase
@@ -182,6 +182,7 @@ def make_uniner(
 ) -> "UniNER":
     if stages is None:
         stages = registry.resolve({"stages": DEFAULT_STAGES})["stages"]
+    calibration = for_student(calibration, getattr(backend, "name", ""))
     return UniNER(
         nlp.vocab, backend, name=name, labels=labels, spans_key=spans_key,
         max_passage_tokens=max_passage_tokens, overlap_tokens=overlap_tokens,

@@ -27,7 +27,7 @@ from ...pipeline.prompts import LAYOUTS, adapter_layout
 from ...registry import registry
 from ...trust import check_tree, contained, copy_tree, read_inside
 from ...types import Generation, Query
-from ...weights import ADAPTER_DIR, file_digest, fix_tokenizer, resolve_model
+from ...weights import BOS_MODEL_TYPES, EMBEDDED_MODELS, embedded_model, file_digest, fix_tokenizer, resolve_model
 from ..base import PromptEncoder, Prompter, Spans, clip, common_head, describe
 from .cpu_kernels import (
     PassageSlab,
@@ -113,8 +113,8 @@ class HFBackend:
         self.keep_memory = keep_memory
         self.memory_kept = False  # set at load: whether this process's malloc now keeps freed memory
         self._grouped = False  # set at load: grouped attention and the shared-prefix cache in use
-        # None: on for the embedded student (trained for this format), off otherwise
-        self.constrained = (model == "embedded") if constrained is None else constrained
+        # None: on for the embedded students (trained for this format), off otherwise
+        self.constrained = (model in EMBEDDED_MODELS) if constrained is None else constrained
         self._vocab: Optional[Vocabulary] = None  # the grammar's view of the tokenizer, built once
         self._encoder: Optional[PromptEncoder] = None  # built at first use, from the tokenizer
         # auto: the layout the adapter (or model folder) records (prompts.LAYOUT_FILE), else UniNER's
@@ -128,15 +128,19 @@ class HFBackend:
             return self.layout_name
         if self.adapter:
             return adapter_layout(self.adapter)
-        if self.name == "embedded":
-            return adapter_layout(ADAPTER_DIR)
+        found = embedded_model(self.name)
+        if found is not None:  # the shipped adapter's layout, else the one that student is trained in
+            spec, with_adapter = found
+            has_own = with_adapter and (spec.adapter / "adapter_config.json").exists()
+            return adapter_layout(spec.adapter) if has_own else spec.layout
         return adapter_layout(self.name) if Path(self.name).is_dir() else "uniner"
 
     @classmethod
     def from_objects(cls, model, tokenizer, **kwargs) -> "HFBackend":
         """Wrap a model already in memory (benchmarks, notebooks); nothing is loaded."""
         backend = cls(getattr(model, "name_or_path", "in-memory"), **kwargs)
-        fix_tokenizer(tokenizer, None)
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        fix_tokenizer(tokenizer, None, bos=model_type in BOS_MODEL_TYPES)
         backend._model, backend._tokenizer = model, tokenizer
         param = next(model.parameters())
         backend.device, backend.dtype_name = str(param.device), str(param.dtype).removeprefix("torch.")
@@ -177,8 +181,8 @@ class HFBackend:
             raise ValueError("dtype 'int8' (dynamic quantization) runs on the CPU only")
         dtype = dtypes[self.dtype]
         tokenizer = AutoTokenizer.from_pretrained(path)
-        fix_tokenizer(tokenizer, None)
         model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype)
+        fix_tokenizer(tokenizer, None, bos=getattr(model.config, "model_type", None) in BOS_MODEL_TYPES)
         if self.adapter:
             from peft import PeftModel
 
@@ -247,8 +251,9 @@ class HFBackend:
 
     def _identify(self) -> str:
         p = Path(self.name)
-        if self.name == "embedded":  # the shipped student changes with each release
-            p = ADAPTER_DIR / "adapter_model.safetensors"
+        found = embedded_model(self.name)
+        if found is not None and found[1]:  # the shipped student changes with each release
+            p = found[0].adapter / "adapter_model.safetensors"
         ident = f"{self.name}@{file_digest(p)}" if p.exists() else self.name
         if self.adapter:
             ident += f"+{file_digest(self.adapter)}"
@@ -274,7 +279,7 @@ class HFBackend:
                 copy_tree(src, dst, f"adapter {src}")
         (path / "backend.json").write_text(json.dumps({
             "model": self.name, "adapter": "adapter" if self.adapter else None,
-            "embedded_adapter": self.name == "embedded" and not self.adapter}))
+            "embedded_adapter": self.name in EMBEDDED_MODELS and not self.adapter}))
 
     def from_disk(self, path: Union[str, Path]) -> "HFBackend":
         folder = Path(path)
