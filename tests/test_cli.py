@@ -99,4 +99,4 @@ def test_calibrate_reports_reliability_on_fitted_and_held_out_texts(tmp_path):
     assert saved["holdout"]["candidates"] == 12 and saved["fitted"]["ece"] <= saved["fitted"]["ece_uncalibrated"]
     assert sum(r["count"] for r in saved["holdout"]["reliability"]) == 12
     result = runner.invoke(app, ["calibrate", str(gold), "--output", str(out), "--holdout", "4", "--config", str(cfg)])
-    assert result.exit_code != 0 and "--limit" in result.output
+    assert result.exit_code == 2 and "holdout needs limit" in result.output

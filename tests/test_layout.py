@@ -21,7 +21,7 @@ LAYERS = [
     ["stages.*"],
     ["pipeline.component", "pipeline.build"],
     ["distill.*", "evaluation.*", "review.*"],
-    ["serve", "distributed", "runs", "corpus", "playground"],
+    ["serve", "distributed", "runs", "corpus", "playground", "distill.workflow"],
     ["cli.*"],
 ]
 
@@ -33,6 +33,9 @@ def modules():
 
 
 def layer_of(name):
+    for i, layer in enumerate(LAYERS):  # a module named outright, before the packages named by a pattern
+        if name in layer:
+            return i
     for i, layer in enumerate(LAYERS):
         for pattern in layer:
             if name == pattern or (pattern.endswith(".*") and (name + ".").startswith(pattern[:-1])):

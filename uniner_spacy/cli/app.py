@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import typer
 
@@ -96,19 +95,6 @@ def annotate(
     raise typer.Exit(0 if summary.ok else 1 if summary.retryable else 3)
 
 
-def _annotate_jsonl(nlp, items, output: Path, record, resume: bool, batch_size: int, max_failed_batches: int):
-    """distill's and calibration's resumable runs (corpus.annotate_items), their usage errors as exit 2."""
-    from ..corpus import annotate_items
-    from ..runs import RunLocked
-
-    try:
-        return annotate_items(nlp, items, output, record=record, resume=resume, batch_size=batch_size,
-                              max_failed_batches=max_failed_batches, echo=_echo)
-    except RunLocked as err:
-        fail(str(err))
-        raise
-
-
 @app.command()
 def distill(
     corpus: Path = typer.Argument(..., help="Raw text: lines (.txt), JSONL with a text field, or a .txt folder"),
@@ -144,102 +130,25 @@ def distill(
                                                        "silver of the same texts"),
 ):
     """Teach a fast spaCy `ner` pipeline with the LLM: annotate → clean the silver → spacy train →
-    package. The last line of standard output is the pipeline's folder (docs/distillation.md)."""
-    import random
+    package (`distill.distill_pipeline`). The last line of standard output is the pipeline's folder;
+    exit 1 while the teacher's silver is not complete (rerun to finish it) (docs/distillation.md)."""
+    from ..distill import SilverFilters, distill_pipeline
 
-    import spacy
-    from spacy.tokens import DocBin
-
-    from ..distill.silver import SilverFilters, silver_docs
-    from ..distill.spacy_student import package_student, score_spans, student_config, train_student
-    from ..io import jsonl_rows
-    from ..pipeline.build import build_nlp
-    from ..runs import RunMismatch, RunRecord
-
-    if not corpus.exists():
-        fail(f"Corpus {corpus} does not exist")
-    if not 0 < dev_share < 1:
-        fail("--dev-share must lie between 0 and 1")
-    thresholds = parse_thresholds(min_score)
+    filters = SilverFilters(drop_truncated=not keep_truncated, min_score=parse_thresholds(min_score),
+                            consistency=consistency, unsure_candidates=unsure_candidates)
     pairs = dict(item.split("=", 1) for item in (gold_labels or "").split(",") if "=" in item)
-    items = _read(corpus, text_field)
     try:
-        teacher = build_nlp(parse_labels(labels) if labels else None, config)
-        pipe = uniner_pipe(teacher)
-        taught, teacher_id = list(pipe.labels), pipe.backend.model_id
+        result = distill_pipeline(
+            corpus, output_dir, labels=parse_labels(labels) if labels else None, config=config, filters=filters,
+            student=student, encoder=encoder, max_steps=max_steps, dev_share=dev_share, seed=seed,
+            batch_size=batch_size, text_field=text_field, max_failed_batches=max_failed_batches, gold=gold,
+            gold_labels=pairs, calibrate=calibrate, calibrate_limit=calibrate_limit, reviewed=reviewed, echo=_echo)
     except UninerError as err:
         fail(str(err))
         raise
-    checked = _reviewed_docs(reviewed, taught) if reviewed is not None else []  # a bad export stops us first
-    silver = output_dir / "silver.jsonl"
-    _echo(f"1/4 teacher: {len(items)} documents, labels {', '.join(taught)} → {silver}")
-    try:
-        summary = _annotate_jsonl(teacher, items, silver, RunRecord.of(items, teacher), True, batch_size,
-                                  max_failed_batches)
-    except RunMismatch as err:
-        fail(f"{err}. Delete {silver} (and its .run.json) to start the silver over")
-        raise
-    for line in summary.lines():
-        _echo(line)
-    if not summary.ok:
-        _echo("The silver is not complete: rerun the same command to finish it (nothing is trained on a part)")
+    if result.pipeline is None:
         raise typer.Exit(1)
-    if calibrate is not None:
-        thresholds = _calibrate(teacher, taught, calibrate, calibrate_limit, pairs, output_dir, batch_size,
-                                max_failed_batches)
-    del teacher, pipe
-    filters = SilverFilters(drop_truncated=not keep_truncated, min_score=thresholds, consistency=consistency,
-                            unsure_candidates=unsure_candidates)
-    docs, report = silver_docs(spacy.blank("en"), [row for _, row in jsonl_rows(silver)], filters, taught)
-    docs = [d for d in docs if d.text not in {r.text for r in checked}]
-    random.Random(seed).shuffle(docs)
-    n_dev = max(1, round(len(docs) * dev_share))
-    if len(docs) - n_dev < 1:
-        fail(f"{len(docs)} usable silver documents are too few to train on")
-    corpus_dir = output_dir / "corpus"
-    corpus_dir.mkdir(parents=True, exist_ok=True)
-    DocBin(docs=docs[n_dev:] + checked).to_disk(corpus_dir / "train.spacy")
-    DocBin(docs=docs[:n_dev]).to_disk(corpus_dir / "dev.spacy")
-    silver_info = {"filters": asdict(filters), **report.to_dict(), "train": len(docs) - n_dev, "dev": n_dev,
-                   "reviewed": len(checked)}
-    (output_dir / "silver.json").write_text(json.dumps(silver_info, indent=1))
-    _echo(f"2/4 silver: {report.documents} documents, {report.entities} entities "
-          f"({report.low_score} low-score, {report.inconsistent} inconsistent marked missing; "
-          f"{report.truncated} truncated documents left out) → {corpus_dir}")
-    _echo(f"3/4 training a {student} ner ({max_steps} steps) → {output_dir / 'training'}")
-    try:
-        model = train_student(student_config(student, encoder=encoder, max_steps=max_steps, seed=seed),
-                              corpus_dir / "train.spacy", corpus_dir / "dev.spacy", output_dir / "training")
-    except UninerError as err:
-        fail(str(err))
-        raise
-    name = "uniner_distilled_" + "_".join(label_key_name(l) for l in taught)[:60]
-    pipeline = package_student(model, output_dir / "pipeline", name=name, labels=taught,
-                               teacher={"model": teacher_id, "config": str(config) if config else "embedded"},
-                               silver=silver_info)
-    _echo(f"4/4 packaged: {pipeline} (spacy.load it; `python -m spacy package` makes it installable)")
-    if gold is not None:
-        from ..evaluation.loaders import load
-
-        metrics = score_spans(spacy.load(pipeline), load(gold), {l: pairs.get(l, l) for l in taught})
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        _echo(f"span F1 on {gold}: {metrics['f1']:.1f} (P {metrics['p']:.1f}, R {metrics['r']:.1f}), "
-              f"{metrics['words_per_second']:.0f} words/s")
-    typer.echo(str(pipeline))
-
-
-def _reviewed_docs(path: Path, taught: List[str]) -> list:
-    """The reviewed documents of `distill --reviewed`, their labels checked against the taught ones."""
-    from ..review import training_docs
-
-    try:
-        docs, report = training_docs(path, taught)
-    except UninerError as err:
-        fail(str(err))
-        raise
-    for line in report.lines() if report else []:
-        _echo(f"   reviewed: {line}")
-    return docs
+    typer.echo(str(result.pipeline))
 
 
 def parse_thresholds(text: str):
@@ -252,41 +161,6 @@ def parse_thresholds(text: str):
     except ValueError:
         fail(f"--min-score takes a number or label=number pairs, not {text!r}")
         raise
-
-
-def _calibrate(teacher, taught: List[str], gold_path: Path, limit: int, pairs: Dict[str, str], output_dir: Path,
-               batch_size: int, max_failed_batches: int) -> Dict[str, float]:
-    """Each label's silver threshold from the teacher's answers on a few gold documents
-    (`calibration.jsonl`, resumable like the silver)."""
-    from ..distill.silver import calibrated_thresholds
-    from ..distill.spacy_student import gold_spans
-    from ..evaluation.loaders import load
-    from ..io import jsonl_rows
-    from ..runs import RunRecord
-
-    if not gold_path.exists():
-        fail(f"--calibrate {gold_path} does not exist")
-    examples = load(gold_path)[:limit]
-    items = [(eg.text, {"id": i}) for i, eg in enumerate(examples)]
-    out = output_dir / "calibration.jsonl"
-    _echo(f"   calibration: the teacher on {len(items)} gold documents of {gold_path} → {out}")
-    summary = _annotate_jsonl(teacher, items, out, RunRecord.of(items, teacher), True, batch_size,
-                              max_failed_batches)
-    if not summary.ok:
-        _echo("The calibration answers are not complete: rerun the same command to finish them")
-        raise typer.Exit(1)
-    gold = gold_spans(examples, {pairs.get(label, label): label for label in taught})
-    thresholds = calibrated_thresholds([row for _, row in jsonl_rows(out)], gold, taught)
-    for label in taught:
-        if not any(g == label for spans in gold for _, _, g in spans):
-            _echo(f"   no {label} in the calibration gold: its threshold stays 0")
-    _echo("   thresholds: " + ", ".join(f"{label} {value:.3f}" for label, value in thresholds.items()))
-    return thresholds
-
-
-def label_key_name(label: str) -> str:
-    """A label as a piece of a package name: `Medical condition` → `medical_condition`."""
-    return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
 
 @app.command()
@@ -335,51 +209,15 @@ def calibrate(
     calibration error, on the fitted texts and, with `--holdout`, on texts the
     fit never saw.
     """
-    from ..pipeline.build import build_nlp
-    from ..pipeline.calibration import expected_calibration_error, fit, reliability
+    from ..evaluation.calibrate import fit_calibration
 
-    if holdout and limit is None:
-        fail("--holdout needs --limit: the held-out texts are the ones after the first --limit")
-    nlp = build_nlp(["entity"], config)
-    component = uniner_pipe(nlp)
-    component.calibration = None  # fit on the scores after the stages, which it will map
-    scores, correct, labels = _stage_scores(nlp, component, data, 0, limit, batch_size)
-    calibrator = fit(scores, correct, labels=labels, min_per_label=min_per_label)
-    sets = {"fitted": (scores, correct, labels)}
-    if holdout and limit is not None:
-        sets["holdout"] = _stage_scores(nlp, component, data, limit, limit + holdout, batch_size)
-    report = {}
-    for name, (s, c, l) in sets.items():
-        table = reliability([calibrator(x, label) for x, label in zip(s, l)], c)
-        report[name] = {"candidates": len(s), "ece": round(expected_calibration_error(table), 4),
-                        "ece_uncalibrated": round(expected_calibration_error(reliability(s, c)), 4),
-                        "reliability": table}
-    calibrator.to_disk(output, fitted_on=[str(p) for p in data], limit=limit, candidates=len(scores),
-                       precision=round(sum(correct) / max(1, len(correct)), 4), **report)
-    typer.echo(json.dumps({"output": str(output), "candidates": len(scores), "correct": sum(correct),
-                           "labels_fitted": sorted(calibrator.labels),
-                           **{k: {"ece": v["ece"], "ece_uncalibrated": v["ece_uncalibrated"],
-                                  "candidates": v["candidates"]} for k, v in report.items()}}))
-
-
-def _stage_scores(nlp, component, data: List[Path], start: int, stop: Optional[int], batch_size: int):
-    """Each file's texts [start, stop) through the pipeline: candidate scores after the stages, whether
-    each is gold, and its label."""
-    from ..evaluation.loaders import load
-    from ..pipeline.calibration import candidates_vs_gold
-
-    scores: List[float] = []
-    correct: List[bool] = []
-    labels: List[str] = []
-    for path in data:
-        examples = load(path, limit=stop)[start:]
-        component.initialize(labels=list(dict.fromkeys(l for eg in examples for l in eg.labels)))
-        docs = nlp.pipe((eg.text for eg in examples), batch_size=batch_size)
-        s, c, l = candidates_vs_gold(docs, examples)
-        scores += s
-        correct += c
-        labels += l
-    return scores, correct, labels
+    try:
+        summary = fit_calibration(data, output, limit=limit, holdout=holdout, min_per_label=min_per_label,
+                                  config=config, batch_size=batch_size)
+    except UninerError as err:
+        fail(str(err))
+        raise
+    typer.echo(json.dumps(summary))
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """Loaders for every data format we use, and the two NER scoring protocols.
 
-`runner` (which imports spaCy) is loaded on first use of `evaluate_pipeline`.
+`runner` and `calibrate` (which import spaCy) are loaded on first use of `evaluate_pipeline`,
+`evaluate_files` and `fit_calibration`.
 """
 from __future__ import annotations
 
@@ -20,16 +21,20 @@ from .protocols import (
 from .report import plot_results, render_table
 
 __all__ = [
-    "FORMATS", "DataFile", "Loaded", "PRF", "benchmark_score", "detect_format",
-    "evaluate_pipeline", "examples_to_predictions", "generic_label", "iter_data_files", "load",
-    "load_report", "make_label_mapper", "natural_label", "normalize_answer",
+    "FORMATS", "DataFile", "Loaded", "PRF", "benchmark_score", "detect_format", "evaluate_files",
+    "evaluate_pipeline", "examples_to_predictions", "fit_calibration", "generic_label", "iter_data_files",
+    "load", "load_report", "make_label_mapper", "natural_label", "normalize_answer",
     "official_answer_items", "plot_results", "render_table", "score_files", "score_queries",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "evaluate_pipeline":
-        from .runner import evaluate_pipeline
+    if name in ("evaluate_pipeline", "evaluate_files"):
+        from . import runner
 
-        return evaluate_pipeline
+        return getattr(runner, name)
+    if name == "fit_calibration":
+        from .calibrate import fit_calibration
+
+        return fit_calibration
     raise AttributeError(name)
