@@ -371,7 +371,7 @@ def server_scenarios(only: set, args) -> List[dict]:
 def load_requests() -> Dict[str, List[tuple]]:
     """(path, body) of each distinct request: plain completions and chat turns, and chat turns whose
     passage holds special-token strings."""
-    from uniner_spacy.pipeline.prompts import Template, adapter_layout
+    from uniner_spacy.questions.prompts import Template, adapter_layout
     from uniner_spacy.weights import ADAPTER_DIR
 
     template = Template(eos="<|im_end|>", layout=adapter_layout(ADAPTER_DIR))

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] = ()) -> None:
 
     from uniner_spacy.evaluation.loaders import iter_data_files, load
     from uniner_spacy.pipeline.component import DEFAULT_BACKEND
-    from uniner_spacy.pipeline.parsing import parse_answer
+    from uniner_spacy.questions.parsing import parse_answer
     from uniner_spacy.registry import registry
     from uniner_spacy.types import Query
 

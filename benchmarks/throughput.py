@@ -109,7 +109,7 @@ def llama_cpp(threads: int, slots: int = 4):
     """
     import xllamacpp
 
-    from uniner_spacy.pipeline.prompts import adapter_layout
+    from uniner_spacy.questions.prompts import adapter_layout
     from uniner_spacy.weights import ADAPTER_DIR, adapter_gguf, embedded_gguf
 
     params = xllamacpp.CommonParams()

@@ -71,7 +71,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from uniner_spacy.pipeline.prompts import Template
+    from uniner_spacy.questions.prompts import Template
     from uniner_spacy.weights import fix_tokenizer
 
     torch.manual_seed(0)

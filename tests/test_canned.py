@@ -8,7 +8,7 @@ from spacy.util import registry
 import uniner_spacy  # noqa: F401
 from uniner_spacy.backends.base import Backend
 from uniner_spacy.backends.canned import CannedBackend, make_canned_backend
-from uniner_spacy.pipeline.parsing import parse_answer
+from uniner_spacy.questions.parsing import parse_answer
 from uniner_spacy.types import Query
 
 TEXT = "Bob Jones flew to Paris with Alice Smith."

@@ -187,7 +187,7 @@ def test_type_last_layout_comes_from_the_model_folder_and_shares_up_to_the_type(
     import shutil
 
     from uniner_spacy.backends.hf.backend import HFBackend
-    from uniner_spacy.pipeline.prompts import write_layout
+    from uniner_spacy.questions.prompts import write_layout
     from uniner_spacy.types import Query
 
     folder = tmp_path / "type-last"

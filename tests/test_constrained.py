@@ -4,7 +4,7 @@ from conftest import TINY_FACTS, embedded_tokenizer
 from uniner_spacy.backends.hf.backend import HFBackend
 from uniner_spacy.backends.hf.decoding import Step
 from uniner_spacy.backends.hf.grammar import DONE, AnswerGrammar, Vocabulary
-from uniner_spacy.pipeline.parsing import parse_answer
+from uniner_spacy.questions.parsing import parse_answer
 from uniner_spacy.types import Query
 
 
@@ -111,7 +111,7 @@ def test_allowed_tokens_only_logits_equal_masked_full_logits(tiny_model_dir):
 
     from uniner_spacy.backends.hf.decoding import greedy_decode
     from uniner_spacy.backends.hf.grammar import AnswerGrammar, JsonListConstraint, Vocabulary
-    from uniner_spacy.pipeline.prompts import Template
+    from uniner_spacy.questions.prompts import Template
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     tok.padding_side = "left"
@@ -174,7 +174,7 @@ def test_overruled_means_the_mention_so_far_plus_the_token_is_no_passage_text(vo
 
 
 def test_forced_mentions_are_the_items_holding_a_forced_token():
-    from uniner_spacy.pipeline.parsing import forced_mentions
+    from uniner_spacy.questions.parsing import forced_mentions
 
     pieces = [(' ["', 0.0), ("Par", 0.0), ('is", "', 0.0), ("Ber", 0.0), ("lin", 0.0), ('"]', 0.0)]
     assert forced_mentions(' ["Paris", "Berlin"]', pieces, [False, False, False, False, True, False]) == ("Berlin",)

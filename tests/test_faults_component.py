@@ -13,7 +13,7 @@ import spacy
 from conftest import canned
 
 from uniner_spacy.errors import ConfigError, ModelNotFound
-from uniner_spacy.pipeline.parsing import MAX_MENTIONS
+from uniner_spacy.questions.parsing import MAX_MENTIONS
 from uniner_spacy.types import Generation, Stats
 
 LABELS = ["person", "organization", "location"]

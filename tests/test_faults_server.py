@@ -18,7 +18,7 @@ from uniner_spacy.backends.hf.backend import HFBackend
 from uniner_spacy.backends.hf.decoding import Step
 from uniner_spacy.backends.openai import OpenAIBackend
 from uniner_spacy.errors import ConfigError
-from uniner_spacy.pipeline.prompts import Template
+from uniner_spacy.questions.prompts import Template
 from uniner_spacy.serve import ModelServer, api_key_from_env, is_loopback
 from uniner_spacy.stages.rules import Rules, RuleTimeout
 from uniner_spacy.types import Candidate, Generation, Query

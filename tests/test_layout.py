@@ -15,8 +15,8 @@ PACKAGE = REPO / "uniner_spacy"
 LAYERS = [
     ["errors", "types", "registry", "gguf_vocab"],
     ["io", "weights", "trust", "palette"],
-    ["pipeline.prompts", "pipeline.chunking", "pipeline.parsing", "pipeline.align", "pipeline.resolve",
-     "pipeline.calibration"],
+    ["questions.*"],  # what we ask a model and how its answers are read: both backends and pipeline use it
+    ["pipeline.prompts", "pipeline.chunking", "pipeline.align", "pipeline.resolve", "pipeline.calibration"],
     ["backends.*"],
     ["stages.*"],
     ["pipeline.component", "pipeline.build"],
@@ -43,8 +43,9 @@ def layer_of(name):
     return None
 
 
-def imports(name, path):
-    """Every module of ours `path` imports, at the top or inside a function."""
+def imports(name, path, private=False):
+    """Every module of ours `path` imports, at the top or inside a function; with `private`, the
+    (module, name) of each `_name` it imports from one."""
     is_package = path.name == "__init__.py"
     here = name.split(".") if is_package else name.split(".")[:-1]
     if name == "":
@@ -62,11 +63,16 @@ def imports(name, path):
                 continue
             for alias in node.names:  # `from . import cache` names a module
                 sub = f"{target}.{alias.name}".strip(".")
-                out.add(sub if sub in known else target)
+                if private and alias.name.startswith("_") and sub not in known:
+                    out.add((target, alias.name))
+                elif not private:
+                    out.add(sub if sub in known else target)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("uniner_spacy."):
                     out.add(alias.name[len("uniner_spacy."):])
+    if private:
+        return out
     return {m for m in out if m in known and m != name}
 
 
@@ -84,6 +90,35 @@ def test_no_module_imports_a_module_above_it():
             if layer_of(target) is not None and layer_of(target) > layer_of(name):
                 bad.append(f"{name} -> {target}")
     assert not bad, bad
+
+
+def package_of(name):
+    """`backends` for `backends.hf.backend`; "" for a module at the top (`corpus`)."""
+    return name.split(".")[0] if "." in name else ""
+
+
+def test_backends_never_import_the_pipeline():
+    """The pipeline calls the backends; prompts and answer reading, which both use, live in `questions`."""
+    bad = [f"{name} -> {target}" for name, path in modules() if package_of(name) == "backends"
+           for target in imports(name, path) if package_of(target) == "pipeline"]
+    assert not bad, bad
+
+
+def test_no_private_name_is_imported_from_another_package():
+    """A `_name` is its package's own business: one another package needs is made public where it lives."""
+    bad = [f"{name} imports {attr} from {target}" for name, path in modules()
+           for target, attr in imports(name, path, private=True) if package_of(target) != package_of(name)]
+    assert not bad, bad
+
+
+def test_every_package_folder_ships():
+    """Each folder of the package is in pyproject's `packages`, so the wheel holds it."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {"uniner_spacy" + "".join("." + p for p in init.parent.relative_to(PACKAGE).parts)
+               for init in PACKAGE.rglob("__init__.py")}
+    assert folders <= listed, sorted(folders - listed)
 
 
 def test_no_import_cycles():

@@ -10,7 +10,7 @@ from conftest import TINY_FACTS
 
 from uniner_spacy.backends.hf.backend import HFBackend
 from uniner_spacy.backends.openai import OpenAIBackend
-from uniner_spacy.pipeline.parsing import parse_answer
+from uniner_spacy.questions.parsing import parse_answer
 from uniner_spacy.serve import ModelServer
 from uniner_spacy.types import Query
 
@@ -145,7 +145,7 @@ def test_llama_cpp_server_with_real_gguf():
 def test_llama_cpp_applies_the_student_adapter():
     """The shipped adapter, written as a llama.cpp LoRA GGUF, turns the base's prose into UniNER lists."""
     xllamacpp = pytest.importorskip("xllamacpp")
-    from uniner_spacy.pipeline.prompts import adapter_layout
+    from uniner_spacy.questions.prompts import adapter_layout
     from uniner_spacy.weights import ADAPTER_DIR, adapter_gguf, embedded_gguf
 
     path = adapter_gguf()

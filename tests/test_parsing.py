@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from uniner_spacy.pipeline.parsing import MAX_MENTIONS, mention_scores, parse_answer
+from uniner_spacy.questions.parsing import MAX_MENTIONS, mention_scores, parse_answer
 
 
 @pytest.mark.parametrize(

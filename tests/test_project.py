@@ -13,7 +13,7 @@ import pytest
 
 from training import convert, corpus, stats
 from uniner_spacy.distill.conversations import read_jsonl
-from uniner_spacy.pipeline.prompts import ACK
+from uniner_spacy.questions.prompts import ACK
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "training" / "sample_corpus.jsonl"

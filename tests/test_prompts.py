@@ -1,6 +1,6 @@
 import pytest
 
-from uniner_spacy.pipeline.prompts import (
+from uniner_spacy.questions.prompts import (
     LAYOUT_FILE,
     SYSTEM_PARAGRAPH,
     TEMPLATE_VERSION,

@@ -127,7 +127,7 @@ def test_the_answer_cache_saves_the_backend_it_wraps(tmp_path):
 def test_a_saved_adapter_keeps_its_layout(tmp_path):
     """The adapter's `template.json` travels with it, and the loaded backend asks in that layout."""
     from uniner_spacy.backends.hf.backend import HFBackend
-    from uniner_spacy.pipeline.prompts import write_layout
+    from uniner_spacy.questions.prompts import write_layout
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()

@@ -12,8 +12,8 @@ from uniner_spacy.errors import InputError
 from uniner_spacy.evaluation import loaders, protocols
 from uniner_spacy.pipeline import align
 from uniner_spacy.pipeline.component import validate_labels
-from uniner_spacy.pipeline.parsing import closes_outside_words, read_string, scan_list
-from uniner_spacy.pipeline.prompts import LLAMA_EOS, SYSTEM_PARAGRAPH, Template
+from uniner_spacy.questions.parsing import closes_outside_words, read_string, scan_list
+from uniner_spacy.questions.prompts import LLAMA_EOS, SYSTEM_PARAGRAPH, Template
 from uniner_spacy.stages.paraphrases import map_types
 from uniner_spacy.types import Query, label_key
 

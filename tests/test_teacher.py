@@ -12,7 +12,7 @@ import pytest
 from training import annotate
 from uniner_spacy.backends.cache import TABLE
 from uniner_spacy.distill.teacher import TeacherCache, clean_pairs, parse_tuples, read_batch_results
-from uniner_spacy.pipeline.prompts import teacher_messages
+from uniner_spacy.questions.prompts import teacher_messages
 
 # ---------------------------------------------------------------- parser
 

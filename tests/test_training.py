@@ -27,7 +27,7 @@ from uniner_spacy.distill.conversations import (  # noqa: E402
     to_uniner_json,
     write_jsonl,
 )
-from uniner_spacy.pipeline.prompts import question  # noqa: E402
+from uniner_spacy.questions.prompts import question  # noqa: E402
 from uniner_spacy.types import AnnotatedText, Entity  # noqa: E402
 
 EOS = "<|im_end|>"

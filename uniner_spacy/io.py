@@ -1,11 +1,17 @@
 """Texts in, docs out, JSONL: one place for reading input and writing results."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Tuple, Union
 
 from .errors import InputError
+
+
+def text_sha256(text: str) -> str:
+    """The hex SHA-256 of `text`'s UTF-8: the one digest behind cache keys, checksums and text ids."""
+    return hashlib.sha256(text.encode("utf8", "surrogatepass")).hexdigest()
 
 
 def jsonl_rows(path: Union[str, Path], on_bad: Optional[Callable[[str], None]] = None) -> Iterator[Tuple[int, Any]]:

@@ -48,7 +48,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from .backends.base import PromptEncoder
 from .backends.hf.backend import HFBackend
 from .errors import ConfigError
-from .pipeline.prompts import Template
+from .questions.prompts import Template
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
-from ..pipeline.prompts import SYSTEM_PARAGRAPH, SYSTEM_TEXT, Template
+from ..questions.prompts import SYSTEM_PARAGRAPH, SYSTEM_TEXT, Template
 from ..types import Generation, Query
 
 

@@ -16,7 +16,6 @@ the run at open with a `CacheError` that says what to do. A read-only file is us
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,7 +26,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from ..errors import CacheError
-from ..pipeline.prompts import TEMPLATE_VERSION
+from ..io import text_sha256
+from ..questions.prompts import TEMPLATE_VERSION
 from ..registry import registry
 from ..types import Generation, Query, Serializable
 from .base import Backend
@@ -41,12 +41,8 @@ TABLE = f"answers_v{SCHEMA_VERSION}"
 _SIDE_FILES = ("-wal", "-shm")
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf8")).hexdigest()
-
-
 def _checksum(key: str, value: str) -> str:
-    return _digest(key + "\n" + value)[:16]  # a value under another row's key is damaged too
+    return text_sha256(key + "\n" + value)[:16]  # a value under another row's key is damaged too
 
 
 # SQLite's result codes by the words of their messages, where Python (< 3.11) gives no name
@@ -313,7 +309,7 @@ class AnswerCache:
         parts = [TEMPLATE_VERSION, model_id, query.passage, query.entity_type, [list(w) for w in query.words]]
         if query.label_set:  # (only then: the keys of answers asked without it stay as they were)
             parts.append(list(query.label_set))
-        return _digest(json.dumps(parts))
+        return text_sha256(json.dumps(parts))
 
     def _warn_once(self, kind: str, msg: str, *args: object) -> None:
         if kind not in self._warned:

@@ -9,10 +9,10 @@ the pipe asks for marks (`mark_forced`), so `drop_forced` can be tested without 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..io import text_sha256
 from ..registry import registry
 from ..types import Generation, Query
 from .base import approx_token_offsets
@@ -35,7 +35,7 @@ class CannedBackend:
         """Follows everything that shapes an answer, as a real model id follows weights and settings."""
         table = json.dumps([self.answers, self.raw, sorted(self.errors), self.score, sorted(self.forced)],
                            sort_keys=True)
-        return "canned:" + hashlib.sha256(table.encode("utf8")).hexdigest()[:16]
+        return "canned:" + text_sha256(table)[:16]
 
     capacity: Optional[int] = None  # a table answers any batch at once
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..io import jsonl_rows
-from ..pipeline.prompts import ACK, QUESTION, Template, question
+from ..questions.prompts import ACK, QUESTION, Template, question
 from ..types import AnnotatedText, Entity
 
 DEFAULT_MAX_PASSAGE_TOKENS = 256

@@ -18,7 +18,6 @@ own `serve.ModelServer`) gets the exact UniNER teacher prompt
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -30,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ..backends.cache import AnswerCache, _digest
-from ..io import jsonl_rows
+from ..backends.cache import AnswerCache
+from ..io import jsonl_rows, text_sha256
 from ..pipeline.align import find_mentions
-from ..pipeline.parsing import read_string
-from ..pipeline.prompts import TEMPLATE_VERSION, teacher_messages
+from ..questions.parsing import read_string
+from ..questions.prompts import TEMPLATE_VERSION, teacher_messages
 from ..types import label_key
 
 logger = logging.getLogger(__name__)
@@ -228,7 +227,7 @@ class TeacherCache(AnswerCache):
     @staticmethod
     def request_key(server: str, model: str, messages: Sequence[dict], settings: Dict[str, object]) -> str:
         """The server too: one model name on two servers (an alias, other weights) is two teachers."""
-        return _digest(json.dumps([TEACHER_VERSION, TEMPLATE_VERSION, server, model, list(messages), settings],
+        return text_sha256(json.dumps([TEACHER_VERSION, TEMPLATE_VERSION, server, model, list(messages), settings],
                                   sort_keys=True, ensure_ascii=False))
 
     def get(self, key: str) -> Optional[dict]:
@@ -504,4 +503,4 @@ def read_batch_results(path: Union[str, Path]) -> Dict[str, TeacherAnswer]:
 
 
 def passage_id(text: str) -> str:
-    return "p-" + hashlib.sha256(text.encode("utf8")).hexdigest()[:12]
+    return "p-" + text_sha256(text)[:12]

@@ -41,14 +41,14 @@ from spacy.util import minibatch
 
 from ..backends.base import Backend
 from ..errors import ConfigError, ModelNotFound
+from ..questions.parsing import mention_scores, parse_answer
+from ..questions.prompts import type_phrase
 from ..registry import registry
 from ..trust import contained, read_inside
 from ..types import Candidate, Generation, Labels, Passage, Query, Serializable, Stats, label_key
 from .align import align_mention, token_bounds_in
 from .calibration import CALIBRATION_FILE, Calibrator, for_student
 from .chunking import chunk_text, doc_units
-from .parsing import mention_scores, parse_answer
-from .prompts import type_phrase
 from .resolve import POLICIES, consolidate, resolve
 
 logger = logging.getLogger(__name__)

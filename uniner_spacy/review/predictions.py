@@ -2,14 +2,13 @@
 read from `annotate` output (.jsonl, a distillation run's `silver.jsonl` is one) or a `.spacy` DocBin."""
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..errors import ReviewError
-from ..io import ERROR, INDEX, OK, STATUS, jsonl_rows
+from ..io import ERROR, INDEX, OK, STATUS, jsonl_rows, text_sha256
 
 # the key every export carries for the way back: the document's id, the labels it was reviewed
 # for, the predictions as exported and a digest of the text (an edited text is refused on import)
@@ -45,7 +44,7 @@ class ReviewDoc:
 
 
 def text_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf8", "surrogatepass")).hexdigest()[:16]
+    return text_sha256(text)[:16]
 
 
 def read_predictions(path: Union[str, Path], labels: Optional[Sequence[str]] = None) -> List[ReviewDoc]:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 from ...errors import TrustError
-from ...pipeline.parsing import forced_mentions, scan_list
-from ...pipeline.prompts import LAYOUTS, adapter_layout
+from ...questions.parsing import forced_mentions, scan_list
+from ...questions.prompts import LAYOUTS, adapter_layout
 from ...registry import registry
 from ...trust import check_tree, contained, copy_tree, read_inside
 from ...types import Generation, Query
