@@ -171,3 +171,36 @@ def test_llama_cpp_applies_the_student_adapter():
         del server
     assert parse_answer(answers[True]).mentions == ["Barack Obama", "Angela Merkel"]
     assert answers[False] != answers[True]
+
+
+def test_requests_run_in_order_at_most_workers_at_once_and_stop_when_the_caller_does():
+    """The one way requests run (the backend's and the distillation teacher's): results in the items'
+    order, `workers` in flight at most, and after an error in the caller no request is started."""
+    import threading
+    import time
+
+    from uniner_spacy.backends.openai import ask_concurrently
+
+    lock, running, peak, started = threading.Lock(), [0], [0], []
+
+    def ask(i):
+        with lock:
+            started.append(i)
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02 * (5 - i % 5))  # later items finish first
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    assert ask_concurrently(ask, list(range(10)), 3) == [i * i for i in range(10)]
+    assert peak[0] == 3 and sorted(started) == list(range(10))
+
+    started.clear()
+
+    def fail(i, result):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ask_concurrently(ask, list(range(10)), 2, done=fail)
+    assert len(started) <= 3  # the first answer, and what the other worker had already started

@@ -3,7 +3,9 @@
 UniNER-format models are asked through the completions endpoint with the raw
 prompt; chat models through the chat endpoint with the same four turns.
 Requests run with bounded concurrency; the official client retries 429, 5xx
-and time-outs with exponential back-off. A query that still fails comes back
+and time-outs with exponential back-off. `openai_client` and `ask_concurrently`
+are that one client and that one way of running requests, which the
+distillation teacher (distill/teacher.py) uses too. A query that still fails comes back
 as a `Generation` with `error` set, so one bad request never loses a batch;
 one cut at `max_new_tokens` has `finish_reason` "length".
 
@@ -23,8 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from ..registry import registry
 from ..trust import ALLOWED_HOSTS_ENV, host_label, secret_may_go_to
@@ -32,6 +34,51 @@ from ..types import Generation, Query
 from .base import PromptEncoder, Prompter, approx_token_offsets, describe
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def openai_client(base_url: Optional[str], api_key: str, *, timeout: float, max_retries: int):
+    """The `openai` client every request of ours goes through: its own retry policy (exponential
+    back-off on 429, 5xx, connection errors and time-outs, `max_retries` times), `timeout` a request."""
+    import openai
+
+    return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+
+
+def request_error(err: BaseException) -> str:
+    """A request that failed after its retries, as the error recorded on its answer."""
+    return f"{type(err).__name__}: {err}"
+
+
+def ask_concurrently(ask: Callable[[T], R], items: Sequence[T], workers: int,
+                     done: Optional[Callable[[int, R], None]] = None) -> List[R]:
+    """`ask(item)` for every item on at most `workers` threads, the results in the items' order;
+    `done(i, result)` runs in the calling thread as each arrives. `ask` records its own failures (it
+    never raises). An error or Ctrl-C in the calling thread sends nothing more: the requests already
+    sent are paid for, so they are awaited, their workers keeping what arrives (a second Ctrl-C
+    stops the wait)."""
+    out: List[Optional[R]] = [None] * len(items)
+    if not items:
+        return []
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(items))))
+    futures: Dict[Future, int] = {}
+    try:
+        for i, item in enumerate(items):
+            futures[pool.submit(ask, item)] = i
+        for fut in as_completed(futures):
+            out[futures[fut]] = result = fut.result()
+            if done is not None:
+                done(futures[fut], result)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        running = sum(1 for f in futures if not f.done())
+        if running:
+            logger.warning("stopping; waiting for %d requests already sent, to keep their answers", running)
+        pool.shutdown(wait=True)
+        raise
+    pool.shutdown(wait=True)
+    return out  # type: ignore[return-value]
 
 
 @registry.misc("uniner.OpenAI.v1")
@@ -83,12 +130,8 @@ class OpenAIBackend:
     @property
     def client(self):
         if self._client is None:
-            import openai
-
-            self._client = openai.OpenAI(
-                base_url=self.base_url, api_key=self.api_key(), timeout=self.timeout,
-                max_retries=self.max_retries,
-            )
+            self._client = openai_client(self.base_url, self.api_key(), timeout=self.timeout,
+                                         max_retries=self.max_retries)
         return self._client
 
     def api_key(self) -> str:
@@ -158,8 +201,7 @@ class OpenAIBackend:
         if not queries:
             return []
         self.tokenizer  # noqa: B018 -- loaded once here, not by each request thread
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(queries))) as pool:
-            return list(pool.map(self._ask, queries))
+        return ask_concurrently(self._ask, queries, self.concurrency)
 
     def _ask(self, query: Query) -> Generation:
         try:
@@ -191,7 +233,7 @@ class OpenAIBackend:
         except Exception as err:  # noqa: BLE001 - recorded per query, never lost silently
             refused = self.withheld and getattr(err, "status_code", None) in (401, 403)
             hint = f" ({self.withheld})" if refused else ""
-            return Generation(text="", error=f"{type(err).__name__}: {err}{hint}")
+            return Generation(text="", error=request_error(err) + hint)
 
 
 def logprob_pieces(lp) -> Optional[List[Tuple[str, float]]]:

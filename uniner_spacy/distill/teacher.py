@@ -11,9 +11,10 @@ own `serve.ModelServer`) gets the exact UniNER teacher prompt
 - `clean_pairs`: keeps mentions that occur in the passage and sane types, with
   a count per reason for everything dropped;
 - `TeacherCache` / `TeacherClient`: a content-hash SQLite cache (`cache.AnswerCache`'s
-  table, best effort) and a bounded-concurrency client with retries, usage and
-  cost accounting; each answer is cached in its worker as soon as it arrives and
-  an interrupted run sends nothing more, so a resumed run never pays twice;
+  table, best effort) and a client with usage and cost accounting over the
+  `uniner.OpenAI.v1` backend's client, retries and bounded concurrency
+  (`backends.openai`); each answer is cached in its worker as soon as it arrives
+  and an interrupted run sends nothing more, so a resumed run never pays twice;
 - `batch_requests` / `read_batch_results`: the OpenAI Batch API files.
 """
 from __future__ import annotations
@@ -24,12 +25,12 @@ import os
 import re
 import threading
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..backends.cache import AnswerCache
+from ..backends.openai import ask_concurrently, openai_client, request_error
 from ..io import jsonl_rows, text_sha256
 from ..pipeline.align import find_mentions
 from ..questions.parsing import read_string
@@ -298,9 +299,9 @@ class TeacherAnswer:
 class TeacherClient:
     """Asks an OpenAI-compatible chat server the teacher prompt, with a persistent cache.
 
-    Concurrency is bounded by `workers` threads; retries with exponential
-    back-off on 429, 5xx, connection errors and time-outs are the `openai`
-    client's own (`max_retries`, `timeout`). Failed requests are reported,
+    Concurrency is bounded by `workers` threads and retries follow the
+    `uniner.OpenAI.v1` backend's policy (`backends.openai.openai_client`:
+    `max_retries`, `timeout`). Failed requests are reported,
     never cached, so the next run asks them again. `server_id` names the
     server in cache keys (default: `base_url`); give a stable one to a server
     whose URL changes from run to run (a local one on a free port).
@@ -364,17 +365,15 @@ class TeacherClient:
     @property
     def client(self):
         if self._client is None:
-            from openai import OpenAI
-
-            self._client = OpenAI(base_url=self.base_url, api_key=self.api_key or "none",
-                                  timeout=self.timeout, max_retries=self.max_retries)
+            self._client = openai_client(self.base_url, self.api_key or "none", timeout=self.timeout,
+                                         max_retries=self.max_retries)
         return self._client
 
     def _ask(self, pid: str, passage: str) -> TeacherAnswer:
         try:
             response = self.client.chat.completions.create(**self.body(passage))
         except Exception as err:  # noqa: BLE001 - reported per passage, retried next run
-            return TeacherAnswer(id=pid, text="", error=f"{type(err).__name__}: {err}"[:300])
+            return TeacherAnswer(id=pid, text="", error=request_error(err)[:300])
         choice = response.choices[0]
         usage = response.usage
         counts = {"prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
@@ -427,31 +426,20 @@ class TeacherClient:
             else:
                 todo.append(i)
         bar = _progress(len(passages), len(passages) - len(todo), self.progress)
-        pool = ThreadPoolExecutor(max_workers=self.workers)
-        futures: Dict[Future, int] = {}
+
+        def arrived(j: int, answer: TeacherAnswer) -> None:
+            out[todo[j]] = answer
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(tokens=self.usage.prompt_tokens + self.usage.completion_tokens,
+                                cost=f"{self.usage.cost:.4f}", errors=self.usage.errors)
+
         try:
-            for i in todo:
-                futures[pool.submit(self._fetch, *passages[i], self.key(passages[i][1]))] = i
-            for fut in as_completed(futures):
-                out[futures[fut]] = fut.result()
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(tokens=self.usage.prompt_tokens + self.usage.completion_tokens,
-                                    cost=f"{self.usage.cost:.4f}", errors=self.usage.errors)
-        except BaseException:
-            # an error or Ctrl-C here: send nothing more. Requests already sent are paid for, so their
-            # answers are awaited and cached by their workers (a second Ctrl-C stops the wait)
-            pool.shutdown(wait=False, cancel_futures=True)
-            running = sum(1 for f in futures if not f.done())
-            if running:
-                logger.warning("teacher: stopping; waiting for %d requests already sent, to cache their answers",
-                               running)
-            pool.shutdown(wait=True)
-            raise
+            ask_concurrently(lambda i: self._fetch(*passages[i], self.key(passages[i][1])), todo, self.workers,
+                             arrived)
         finally:
             if bar is not None:
                 bar.close()
-        pool.shutdown(wait=True)
         return out  # type: ignore[return-value]
 
 
