@@ -28,7 +28,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the misbehaving HTTP server is the tests' own (tests/fault_server.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fault_server import FaultServer  # noqa: E402
 
 from uniner_spacy.backends.cache import AnswerCache  # noqa: E402

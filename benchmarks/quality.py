@@ -49,9 +49,9 @@ def main() -> None:
                     help="ask the student through llama.cpp (xllamacpp, GGUF + adapter)")
     args = ap.parse_args()
     import torch
+    from report import plot_results, render_table
 
     from uniner_spacy.evaluation.labels import reworded
-    from uniner_spacy.evaluation.report import plot_results, render_table
     from uniner_spacy.evaluation.runner import evaluate_files
 
     torch.set_num_threads(args.threads)

@@ -11,8 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("UNINER_DATA", REPO.parent / "shared" / "data"))
-# tests import the benchmarks' pieces (the fault server, the paired bootstrap) by module name
-sys.path.insert(0, str(REPO / "benchmarks"))
+# tests import their helpers (the fault server) by module name
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def pytest_configure(config):

@@ -1,6 +1,6 @@
 """Batch runs never lose a document: every failure is recovered by a rerun or reported loudly.
 
-Outages run the real CLI against a real HTTP server (benchmarks/fault_server.py) through the
+Outages run the real CLI against a real HTTP server (tests/fault_server.py) through the
 OpenAI backend; the rest run on the canned backend, counting the questions it is asked."""
 import json
 import re

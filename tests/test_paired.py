@@ -1,6 +1,7 @@
-"""benchmarks/paired.py: the paired bootstrap behind the constrained/unconstrained comparison."""
+"""evaluation.paired: the paired bootstrap behind benchmarks/paired.py's run-against-run comparisons."""
 import pytest
-from paired import compare, sentence_counts
+
+from uniner_spacy.evaluation.paired import compare, sentence_counts
 
 
 def _query(text, label, mentions, source="ds"):

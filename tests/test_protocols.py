@@ -15,11 +15,9 @@ from uniner_spacy.evaluation import (
     load_report,
     normalize_answer,
     official_answer_items,
-    render_table,
     score_files,
 )
 from uniner_spacy.evaluation.protocols import normalized_set, score_strings, span_counts, string_counts, write_jsonl
-from uniner_spacy.evaluation.report import plot_results
 from uniner_spacy.types import AnnotatedText, Entity
 
 REPO = Path(__file__).resolve().parents[1]
@@ -250,21 +248,3 @@ def test_evaluate_pipeline_reads_component_stats():
     assert toy["llm_queries"] == 4 and toy["parse_failures"] == 2 and toy["unaligned"] == 2
     assert toy["span"] is None and toy["queries"] == 2
     assert toy["unaligned_sample"] == [["person", "Bob"], ["person", "Bob"]]
-
-
-def test_render_table_and_plot(tmp_path):
-    ours = {"datasets": {"crossner_ai": {"string": {"f1": 0.5}}, "toy": {"string": {"f1": 0.25}}}}
-    table = render_table({"ours": ours, "baseline": {"datasets": {"crossner_ai": {"string": {"f1": 0.1}}}}})
-    lines = table.splitlines()
-    assert lines[0].startswith("| data set | ours | baseline | ChatGPT | UniNER-7B |")
-    assert "| crossner_ai | 50.0 | 10.0 | 52.4 | 53.6 |" in lines[2]
-    assert "| toy | 25.0 | – |" in lines[3]
-    assert lines[4].startswith("| **average** | 37.5 | – |")
-    assert "string protocol" in table
-    out = plot_results(ours, tmp_path / "f1.png")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        assert out is None and not (tmp_path / "f1.png").exists()
-    else:
-        assert out is not None and out.exists()

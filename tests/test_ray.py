@@ -82,7 +82,7 @@ def test_ray_annotate_matches_local_run_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_ray_outage_stops_loudly_and_a_rerun_completes(tmp_path):
-    """The workers ask a real HTTP server (benchmarks/fault_server.py) that is down, then back."""
+    """The workers ask a real HTTP server (tests/fault_server.py) that is down, then back."""
     import spacy
     from conftest import CANNED_ANSWERS
     from fault_server import FaultServer

@@ -1,5 +1,10 @@
 """benchmarks/regrouped.py: how often a generic question also claims a shown fine type's mentions."""
-from regrouped import counts
+import sys
+from pathlib import Path
+
+# a benchmark script's own logic, tested where it lives (the suite imports no other benchmarks/ module)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from regrouped import counts  # noqa: E402
 
 from uniner_spacy.types import AnnotatedText, Entity
 

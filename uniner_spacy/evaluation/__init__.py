@@ -18,13 +18,12 @@ from .protocols import (
     score_files,
     score_queries,
 )
-from .report import plot_results, render_table
 
 __all__ = [
     "FORMATS", "DataFile", "Loaded", "PRF", "benchmark_score", "detect_format", "evaluate_files",
     "evaluate_pipeline", "examples_to_predictions", "fit_calibration", "generic_label", "iter_data_files",
     "load", "load_report", "make_label_mapper", "natural_label", "normalize_answer",
-    "official_answer_items", "plot_results", "render_table", "score_files", "score_queries",
+    "official_answer_items", "score_files", "score_queries",
 ]
 
 
