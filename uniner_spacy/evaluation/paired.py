@@ -59,8 +59,8 @@ def compare(a: Dict[str, List[Counts]], b: Dict[str, List[Counts]], draws: int =
                      "f1_b": round(100 * db, 2), "diff": round(100 * (db - da), 2)})
     diff = np.mean(boot, axis=0)  # per draw: mean over data sets of b - a
     lo, hi = np.percentile(diff, [2.5, 97.5])
-    mean_a = np.mean([r["f1_a"] for r in rows])
-    mean_b = np.mean([r["f1_b"] for r in rows])
+    mean_a = float(np.mean([r["f1_a"] for r in rows]))
+    mean_b = float(np.mean([r["f1_b"] for r in rows]))
     return {"datasets": rows, "mean": {"f1_a": round(mean_a, 2), "f1_b": round(mean_b, 2),
                                        "diff": round(mean_b - mean_a, 2),
                                        "ci95": [round(100 * lo, 2), round(100 * hi, 2)],
