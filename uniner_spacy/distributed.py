@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import ConfigError, ModelNotFound
+from .errors import ConfigError, InternalError, ModelNotFound
 from .runs import Breaker, Echo, RunLog, RunRecord, Summary, annotate_batch, choose_target, locked, settle, start_run
 from .types import Labels
 
@@ -141,7 +141,7 @@ def _write(results, todo: List[int], logs: List[RunLog], shard_size: int, batch_
         for expected, row in zip(todo, results.iter_rows()):
             index = int(row["index"])
             if index != expected:  # preserve_order is what the shards rely on
-                raise RuntimeError(f"Ray returned document {index} where {expected} was due")
+                raise InternalError(f"Ray returned document {index} where {expected} was due")
             log = logs[index // shard_size]
             if current is not None and log is not current:
                 current.close()

@@ -44,3 +44,16 @@ class TrustError(ConfigError):
 class ReviewError(FeedbackError):
     """A reviewed export (Label Studio, Prodigy, doccano) that cannot be read back as it is: an
     unknown label, overlapping spans, an edited text; the message names the document and the span."""
+
+
+class BackendError(UninerError, RuntimeError):
+    """A backend that broke its contract (another number of answers than questions) or, with
+    `on_error = "raise"`, queries that failed; with `on_error = "record"` these are recorded instead."""
+
+
+class MissingFileError(UninerError, FileNotFoundError):
+    """A file a setting names (a calibration, say) that is not there when it is first needed."""
+
+
+class InternalError(UninerError, RuntimeError):
+    """A promise between two of our own parts broken (a bug: please report it with the message)."""

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .errors import UninerError
+from .errors import InternalError, UninerError
 from .io import ERROR, FAILED, INDEX, INVALID, OK, SKIPPED, STATUS, STATUSES, doc_to_json
 from .pipeline.component import SETUP_ERRORS, UniNER
 from .types import Stats
@@ -449,7 +449,7 @@ class RunLog:
     def append(self, line: bytes) -> None:
         parsed = parse_row(line, self.indices)
         if parsed is None or not line.endswith(b"\n"):
-            raise ValueError(f"not a row of {self.path}'s documents: {line[:200]!r}")
+            raise InternalError(f"not a row of {self.path}'s documents: {line[:200]!r}")
         if self._out is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._out = self.path.open("ab")

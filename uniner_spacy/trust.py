@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
-from .errors import TrustError
+from .errors import ConfigError, TrustError
 
 ALLOWED_HOSTS_ENV = "UNINER_ALLOWED_HOSTS"
 ALLOWED_ROOTS_ENV = "UNINER_ALLOWED_ROOTS"
@@ -40,7 +40,7 @@ def _effective(url: str) -> Tuple[str, int]:
 
     parsed = httpx.URL(url)
     if parsed.scheme not in _DEFAULT_PORTS or not parsed.host:
-        raise ValueError(f"not an http(s) URL: {url!r}")
+        raise ConfigError(f"not an http(s) URL: {url!r}")
     return parsed.host.lower().rstrip("."), parsed.port or _DEFAULT_PORTS[parsed.scheme]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..errors import ConfigError
 from ..io import text_sha256
 from ..registry import registry
 from ..types import Generation, Query
@@ -22,6 +23,8 @@ class CannedBackend:
     def __init__(self, answers: Optional[Dict[str, List[str]]] = None, *,
                  raw: Optional[Dict[str, str]] = None, errors: Sequence[str] = (), score: float = -0.05,
                  forced: Sequence[str] = ()):
+        if score > 0:
+            raise ConfigError(f"score is a log-probability (≤ 0) given to every answer token, got {score}")
         self.answers = {k: list(v) for k, v in (answers or {}).items()}
         self.raw = dict(raw or {})
         self.errors = frozenset(errors)

@@ -28,6 +28,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
+from ..errors import ConfigError
 from ..registry import registry
 from ..trust import ALLOWED_HOSTS_ENV, host_label, secret_may_go_to
 from ..types import Generation, Query
@@ -102,12 +103,12 @@ class OpenAIBackend:
         layout: str = "uniner",
     ):
         if endpoint not in ("completions", "chat"):
-            raise ValueError(f"endpoint must be 'completions' or 'chat', got {endpoint!r}")
+            raise ConfigError(f"endpoint must be 'completions' or 'chat', got {endpoint!r}")
         if endpoint == "chat" and layout != "uniner":
-            raise ValueError(f"layout {layout!r} ends its prompt inside the assistant's turn: "
+            raise ConfigError(f"layout {layout!r} ends its prompt inside the assistant's turn: "
                              "use the completions endpoint")
         if concurrency < 1:
-            raise ValueError(f"concurrency must be ≥ 1, got {concurrency}")
+            raise ConfigError(f"concurrency must be ≥ 1, got {concurrency}")
         self.name = model
         self.base_url = base_url
         self.api_key_env = api_key_env

@@ -31,6 +31,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..backends.cache import AnswerCache
 from ..backends.openai import ask_concurrently, openai_client, request_error
+from ..errors import ConfigError
 from ..io import jsonl_rows, text_sha256
 from ..pipeline.align import find_mentions
 from ..questions.parsing import read_string
@@ -325,7 +326,7 @@ class TeacherClient:
         server_id: Optional[str] = None,
     ):
         if workers < 1:
-            raise ValueError(f"workers must be ≥ 1, got {workers}")
+            raise ConfigError(f"workers must be ≥ 1, got {workers}")
         self.model = model
         self.base_url = base_url
         self.server_id = server_id

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Dict, List, Mapping, Optional
 
+from ..errors import ConfigError
+
 # Shared by several data sets (CoNLL-style 4-type tag sets). `MISC` → `else`
 # follows the IE_INSTRUCTIONS CoNLL-2003 and CrossNER files (`misc` → `else`).
 _CONLL: Dict[str, str] = {
@@ -265,7 +267,7 @@ def reworded(label: str, kind: str) -> str:
     if kind == "capitals":
         return base[:1].upper() + base[1:] if base[:1].islower() else base.lower()
     if kind != "number":
-        raise ValueError(f"wording kind must be one of {WORDING_KINDS}, not {kind!r}")
+        raise ConfigError(f"wording kind must be one of {WORDING_KINDS}, not {kind!r}")
     head, _, last = base.rpartition(" ")
     if not (len(last) >= 4 and last.isalpha() and last.islower() and last not in _NO_NUMBER):
         return base

@@ -24,6 +24,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ..errors import ConfigError, InputError
 from ..io import jsonl_rows
 from ..pipeline.align import find_mentions
 from ..types import AnnotatedText, Entity
@@ -478,7 +479,7 @@ def _token_format(lines: List[str]) -> str:
     """Which one-token-a-line layout, from the first non-blank lines."""
     rows = [ln for ln in lines if ln.strip() and not ln.startswith(("-DOCSTART-", "# id "))][:200]
     if not rows:
-        raise ValueError("no token lines")
+        raise InputError("no token lines")
     tabbed = [r.split("\t") for r in rows if "\t" in r]
     if len(tabbed) < len(rows) * 0.9:
         return "conll_space"
@@ -507,7 +508,7 @@ def detect_format(path: PathLike) -> str:
         fmt = _json_format(_first_json_item(path))
         if fmt:
             return fmt
-        raise ValueError(f"Cannot tell the JSON format of {path}: pass format= (one of {', '.join(FORMATS)})")
+        raise InputError(f"Cannot tell the JSON format of {path}: pass format= (one of {', '.join(FORMATS)})")
     with path.open(encoding="utf-8", errors="replace", newline=None) as fh:
         head = [fh.readline().rstrip("\r\n") for _ in range(400)]
     if suffix == ".csv" or head[0].count(",") >= 1 and "\t" not in head[0]:
@@ -523,7 +524,7 @@ def detect_format(path: PathLike) -> str:
     try:
         return _token_format(head)
     except ValueError:
-        raise ValueError(f"Cannot tell the format of {path}: pass format= (one of {', '.join(FORMATS)})") from None
+        raise InputError(f"Cannot tell the format of {path}: pass format= (one of {', '.join(FORMATS)})") from None
 
 
 # ---------------------------------------------------------------- load
@@ -574,7 +575,7 @@ def load_report(path: PathLike, format: Optional[str] = None,
     path = Path(path)
     fmt = format or detect_format(path)
     if fmt not in READERS:
-        raise ValueError(f"Unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"Unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     src = source or source_name(path)
     mapper = make_label_mapper(src, label_map, keep_names=fmt in NATURAL_NAME_FORMATS)
     per_text = fmt in ("gliner", "slimer", "conversation", "fewnerd_episodes", "label_studio", "prodigy", "doccano")

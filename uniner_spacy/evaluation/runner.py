@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from ..errors import ConfigError
 from ..types import AnnotatedText
 from .protocols import benchmark_score, examples_to_predictions, score_queries, write_jsonl
 
@@ -65,7 +66,7 @@ def evaluate_dataset(nlp: Language, examples: Sequence[AnnotatedText],
                      batch_size: int = 32) -> Dict[str, Any]:
     """Run `nlp` over one data set's examples; return scores, stats and the predictions."""
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+        raise ConfigError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
     start = time.perf_counter()
     docs = list(nlp.pipe((eg.text for eg in examples), batch_size=batch_size))
     seconds = time.perf_counter() - start

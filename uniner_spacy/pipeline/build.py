@@ -55,7 +55,7 @@ def uniner_pipe(nlp: Language, name: str = "uniner") -> UniNER:
     """The pipeline's `uniner` pipe, typed as what it is."""
     pipe = nlp.get_pipe(name)
     if not isinstance(pipe, UniNER):
-        raise TypeError(f"pipe {name!r} is a {type(pipe).__name__}, not a uniner pipe")
+        raise ConfigError(f"pipe {name!r} is a {type(pipe).__name__}, not a uniner pipe")
     return cast(UniNER, pipe)
 
 

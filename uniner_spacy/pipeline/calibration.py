@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ..errors import InputError, MissingFileError
 from ..registry import registry
 from ..trust import read_text
 from ..types import label_key
@@ -45,7 +46,7 @@ class Calibrator:
 
     def __call__(self, score: float, label: Optional[str] = None) -> float:
         if self.missing is not None:
-            raise FileNotFoundError(f"Calibration file {self.missing} does not exist")
+            raise MissingFileError(f"Calibration file {self.missing} does not exist")
         xs, ys = self.labels.get(label_key(label), (self.xs, self.ys)) if label is not None else (self.xs, self.ys)
         if not xs:
             return score
@@ -61,7 +62,7 @@ class Calibrator:
     def from_dict(cls, data: Mapping[str, Any], where: str = "calibration") -> "Calibrator":
         def points(d: Mapping[str, Any], what: str) -> Tuple[List[float], List[float]]:
             if len(d["xs"]) != len(d["ys"]) or list(d["xs"]) != sorted(d["xs"]):
-                raise ValueError(f"{where} is not a calibration ({what}: xs must be sorted, one y per x)")
+                raise InputError(f"{where} is not a calibration ({what}: xs must be sorted, one y per x)")
             return list(map(float, d["xs"])), list(map(float, d["ys"]))
 
         xs, ys = points(data, "all labels")
@@ -103,7 +104,7 @@ def fit(scores: Sequence[float], correct: Sequence[bool], bins: int = 20,
     """Isotonic fit, reduced to at most `bins` breakpoints; with `labels` (one per candidate), also
     one fit per label that has `min_per_label` candidates, right and wrong among them."""
     if len(scores) < 10:
-        raise ValueError(f"Need at least 10 scored candidates to calibrate, got {len(scores)}")
+        raise InputError(f"Need at least 10 scored candidates to calibrate, got {len(scores)}")
     by_label: Dict[str, List[Tuple[float, bool]]] = {}
     for s, c, l in zip(scores, correct, labels or ()):
         by_label.setdefault(label_key(l), []).append((s, c))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import List, Sequence, Tuple
 
+from ..errors import ConfigError
 from ..types import Passage
 
 Offsets = Sequence[Tuple[int, int]]
@@ -29,7 +30,7 @@ def chunk_text(
     Consecutive passages share trailing units worth ≤ `overlap_tokens`.
     """
     if max_tokens < 1:
-        raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        raise ConfigError(f"max_tokens must be positive, got {max_tokens}")
     tok_starts = [s for s, _ in model_tokens]
     tok_ends = [e for _, e in model_tokens]
 

@@ -40,7 +40,7 @@ from spacy.training import Example
 from spacy.util import minibatch
 
 from ..backends.base import Backend
-from ..errors import ConfigError, ModelNotFound
+from ..errors import BackendError, ConfigError, ModelNotFound
 from ..questions.parsing import mention_scores, parse_answer
 from ..questions.prompts import type_phrase
 from ..registry import registry
@@ -353,7 +353,7 @@ class UniNER(Pipe):
         try:
             gens = self.backend(queries, mark_forced=self.drop_forced)
             if len(gens) != len(queries):
-                raise RuntimeError(f"backend returned {len(gens)} answers for {len(queries)} queries")
+                raise BackendError(f"backend returned {len(gens)} answers for {len(queries)} queries")
         except Exception as err:
             if self.on_error == "raise" or isinstance(err, SETUP_ERRORS):
                 raise
@@ -361,7 +361,7 @@ class UniNER(Pipe):
         if self.on_error == "raise":
             failed = [g.error for g in gens if g.error is not None]
             if failed:
-                raise RuntimeError(f"uniner: {len(failed)} of {len(queries)} queries failed: {failed[0]}")
+                raise BackendError(f"uniner: {len(failed)} of {len(queries)} queries failed: {failed[0]}")
         return gens
 
     def recorded(self, step: str, stats: Stats, err: Exception) -> None:
@@ -438,7 +438,7 @@ class UniNER(Pipe):
                 try:
                     staged = stage.pipe([docs[i] for i in running], [out[i] for i in running])
                     if len(staged) != len(running):
-                        raise ValueError(f"pipe returned {len(staged)} candidate lists for {len(running)} docs")
+                        raise ConfigError(f"pipe returned {len(staged)} candidate lists for {len(running)} docs")
                 except Exception as err:  # the docs alone say which failed
                     logger.debug("stage %s failed on a batch (%s); running its docs one by one", name, err)
                 else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Dict, Iterable, List, Tuple
 
+from ..errors import ConfigError
 from ..types import Candidate
 
 _KEYS: Dict[str, Callable[[Candidate], Tuple]] = {
@@ -49,7 +50,7 @@ def resolve(
     `taken` are character ranges already claimed (entities kept on the Doc).
     """
     if policy not in _KEYS:
-        raise ValueError(f"Unknown overlap policy {policy!r}; choose one of {POLICIES}")
+        raise ConfigError(f"Unknown overlap policy {policy!r}; choose one of {POLICIES}")
     chosen: List[Candidate] = []
     claimed = list(taken)
     for c in sorted(candidates, key=_KEYS[policy]):

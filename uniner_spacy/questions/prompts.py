@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ..errors import ConfigError
 from ..trust import read_text
 
 SYSTEM_TEXT = "A virtual assistant answers questions from a user based on the provided text."
@@ -67,7 +68,7 @@ class Template:
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, not {self.layout!r}")
+            raise ConfigError(f"layout must be one of {LAYOUTS}, not {self.layout!r}")
 
     @property
     def version(self) -> str:
@@ -84,7 +85,7 @@ class Template:
     def chat_turns(self, passage: str, entity_type: str, types: Sequence[str] = ()) -> List[Dict[str, str]]:
         """The four UniNER turns as chat messages (system, passage, ACK, question)."""
         if self.layout == "type-last":
-            raise ValueError("a type-last prompt ends inside the assistant's turn, which chat messages cannot "
+            raise ConfigError("a type-last prompt ends inside the assistant's turn, which chat messages cannot "
                              "say: ask such a student over the completions endpoint")
         return [
             {"role": "system", "content": self.system},
@@ -193,7 +194,7 @@ def adapter_layout(folder: Union[str, Path, None]) -> str:
         return "uniner"
     layout = json.loads(read_text(path, "adapter layout")).get("layout", "uniner")  # regular, capped
     if layout not in LAYOUTS:
-        raise ValueError(f"{path} names layout {layout!r}; this version knows {LAYOUTS}")
+        raise ConfigError(f"{path} names layout {layout!r}; this version knows {LAYOUTS}")
     return layout
 
 

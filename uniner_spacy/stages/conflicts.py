@@ -15,6 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 from spacy.tokens import Doc
 
+from ..errors import ConfigError
 from ..pipeline.resolve import consolidate
 from ..registry import registry
 from ..types import Candidate
@@ -68,11 +69,11 @@ class ConflictResolver:
                  descriptions: Optional[Mapping[str, str]] = None, mention_weight: float = 0.5,
                  window: int = 3, embedder: Optional[Embedder] = None):
         if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"weight mixes the two scores and must be in [0, 1], got {weight}")
+            raise ConfigError(f"weight mixes the two scores and must be in [0, 1], got {weight}")
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
         if not 0.0 <= mention_weight <= 1.0:
-            raise ValueError(f"mention_weight must be in [0, 1], got {mention_weight}")
+            raise ConfigError(f"mention_weight must be in [0, 1], got {mention_weight}")
         self.weight = weight
         self.temperature = temperature
         self.descriptions = dict(descriptions or {})
@@ -143,6 +144,9 @@ def make_conflicts(weight: float = 0.5, temperature: float = 0.05,
 @registry.misc("uniner.Consolidate.v1")
 def make_consolidate(bonus: float = 0.0):
     """`uniner.Consolidate.v1`: merge repeated (span, label) candidates, keeping every source."""
+    if not 0 <= bonus <= 1:
+        raise ConfigError(f"bonus is added to a score per agreeing question and must be in [0, 1], got {bonus}")
+
     def stage(doc: Doc, candidates: List[Candidate]) -> List[Candidate]:
         return consolidate(candidates, bonus)
     return stage

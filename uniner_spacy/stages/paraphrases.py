@@ -14,6 +14,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..registry import registry
 from ..trust import read_text
 from ..types import Labels, label_key
@@ -27,7 +28,7 @@ def load_type_list(path: Optional[Union[str, Path]] = None) -> List[str]:
     path = Path(path) if path else TYPES_PATH
     data = json.loads(read_text(path, "paraphrase type list"))  # a regular file, capped: a config names it
     if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
-        raise ValueError(f"{path} must hold a JSON list of type names")
+        raise ConfigError(f"{path} must hold a JSON list of type names")
     return list(dict.fromkeys(t.strip() for t in data if t.strip()))
 
 
@@ -49,9 +50,9 @@ class Paraphrases:
                  types: Optional[Sequence[str]] = None, embedder: Optional[Embedder] = None,
                  use_descriptions: bool = True, spelling_ratio: Optional[float] = 90.0):
         if top_k < 0:
-            raise ValueError(f"top_k must be ≥ 0, got {top_k}")
+            raise ConfigError(f"top_k must be ≥ 0, got {top_k}")
         if not -1.0 <= min_similarity <= 1.0:
-            raise ValueError(f"min_similarity is a cosine similarity in [-1, 1], got {min_similarity}")
+            raise ConfigError(f"min_similarity is a cosine similarity in [-1, 1], got {min_similarity}")
         self.top_k = top_k
         self.min_similarity = min_similarity
         unique: Dict[str, str] = {}

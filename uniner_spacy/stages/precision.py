@@ -15,6 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from ..errors import ConfigError
 from ..registry import registry
 from ..types import Candidate, label_key
 
@@ -52,7 +53,7 @@ def load_ner(model: str) -> Language:
             last = err
             continue
         if "ner" not in nlp.pipe_names:
-            raise ValueError(f"The pipeline {name!r} has no 'ner' component")
+            raise ConfigError(f"The pipeline {name!r} has no 'ner' component")
         keep = {"ner", "tok2vec"}
         for pipe in nlp.pipe_names:
             if pipe not in keep:
@@ -79,10 +80,10 @@ class PrecisionCheck:
                  mode: str = "rescore", boost: float = 0.2, penalty: float = 0.3,
                  missing_penalty: float = 0.0, drop_missing: bool = False):
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
         for name, v in (("boost", boost), ("penalty", penalty), ("missing_penalty", missing_penalty)):
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
+                raise ConfigError(f"{name} must be in [0, 1], got {v}")
         self.nlp = nlp
         known = set(getattr(nlp.get_pipe("ner"), "labels", ())) if "ner" in nlp.pipe_names else set()
         table = DEFAULT_MAPPING if mapping is None else mapping
@@ -91,7 +92,7 @@ class PrecisionCheck:
             ner_labels = [ner_labels] if isinstance(ner_labels, str) else list(ner_labels)
             unknown = [l for l in ner_labels if known and l not in known]
             if unknown and mapping is not None:
-                raise ValueError(f"mapping[{label!r}] names {unknown}, which the NER does not predict; "
+                raise ConfigError(f"mapping[{label!r}] names {unknown}, which the NER does not predict; "
                                  f"it knows {sorted(known)}")
             self.mapping[label_key(label)] = frozenset(ner_labels)
         self.mode = mode

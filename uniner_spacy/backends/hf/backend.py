@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
-from ...errors import TrustError
+from ...errors import ConfigError, TrustError
 from ...questions.parsing import forced_mentions, scan_list
 from ...questions.prompts import LAYOUTS, adapter_layout
 from ...registry import registry
@@ -82,17 +82,17 @@ class HFBackend:
         layout: str = "auto",
     ):
         if attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
+            raise ConfigError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
         if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
         if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+            raise ConfigError(f"dtype must be one of {DTYPES}, not {dtype!r}")
         if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be ≥ 1, got {max_new_tokens}")
+            raise ConfigError(f"max_new_tokens must be ≥ 1, got {max_new_tokens}")
         if layout not in ("auto",) + LAYOUTS:
-            raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, not {layout!r}")
+            raise ConfigError(f"layout must be 'auto' or one of {LAYOUTS}, not {layout!r}")
         if draft_tokens < 0:
-            raise ValueError(f"draft_tokens must be ≥ 0 (0: no drafts), got {draft_tokens}")
+            raise ConfigError(f"draft_tokens must be ≥ 0 (0: no drafts), got {draft_tokens}")
         self.name = model
         self.adapter = adapter
         self.layout_name = layout
@@ -178,7 +178,7 @@ class HFBackend:
             "int8": torch.float32,  # float32 weights, then dynamic int8 linear layers (CPU only)
         }
         if self.dtype_name == "int8" and device != "cpu":
-            raise ValueError("dtype 'int8' (dynamic quantization) runs on the CPU only")
+            raise ConfigError("dtype 'int8' (dynamic quantization) runs on the CPU only")
         dtype = dtypes[self.dtype]
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype)
