@@ -314,8 +314,7 @@ def confusable_types(label_sets: Iterable[Iterable[str]], embedder=None) -> Dict
     """Per type, every other type of a label set it shares, with their similarity (cosine of their
     MiniLM embeddings, the conflict stage's): the negatives a student confuses with it
     (`BuildOptions.confusable`). Hard negatives are drawn from a passage's own label set, so each
-    set's types are ranked among themselves; a global nearest-k list missed most of them (release 6's
-    first mixture: 19% of the negatives were near types where 50% were asked)."""
+    set's types are ranked among themselves: a global nearest-k list misses most of them."""
     from ..stages.embeddings import label_text, shared_embedder
 
     sets = {tuple(sorted(set(labels))) for labels in label_sets}

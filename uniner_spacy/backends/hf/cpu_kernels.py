@@ -1,23 +1,24 @@
 """Attention and key/value caching for small models on a CPU.
 
-Profiling a SmolLM2-135M decode step with 39 rows on this CPU: the matrix
-products took about 40% of the time. The rest went to `DynamicCache`
-concatenating the whole cache at every step, to `repeat_kv` copying the 3
-key/value heads out to 9 query heads, and to SDPA's CPU kernel for one query
-token. `GrowingCache` writes new keys in place, and `grouped_attention`
-multiplies each key/value head with its group of query heads directly.
+A small model's decode step on a CPU spends most of its time outside the
+matrix products: in `DynamicCache` concatenating the whole cache at every
+step, in `repeat_kv` copying the key/value heads out to the query heads, and
+in SDPA's CPU kernel for one query token (docs/speed.md, "Where the CPU
+kernels' time goes"). `GrowingCache` writes new keys in place, and
+`grouped_attention` multiplies each key/value head with its group of query
+heads directly.
 
-Prefix sharing then spent a tenth of its time copying: each passage's cache
-was copied once per question, and again whenever finished rows left the
-batch. `SharedPrefixCache` keeps each passage once; the attention reaches it
-through a (passage, question) grid, one batched product per layer.
+Prefix sharing copies: each passage's cache once per question, and again
+whenever finished rows leave the batch. `SharedPrefixCache` keeps each
+passage once; the attention reaches it through a (passage, question) grid,
+one batched product per layer.
 
-In bf16 a third of a forward then went to small element-wise kernels;
+In bf16 small element-wise kernels are a large share of a forward;
 `fuse_layers` runs each layer's q/k/v and gate/up projections as one product
 and each norm as one kernel, with the original's rounding (the same answers).
-It also runs each MLP on the real tokens only: a quarter of the positions in a
-13-label batch were padding (passages padded to the longest of their run,
-questions to the longest tail, finished rows kept until compaction).
+It also runs each MLP on the real tokens only, since much of a batch is
+padding (passages padded to the longest of their run, questions to the
+longest tail, finished rows kept until compaction).
 
 The logits equal SDPA's with a plain cache (tests check both).
 
@@ -92,8 +93,8 @@ def use_grouped_attention(model) -> bool:
     if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager", ATTENTION):
         return False
     # named registrations, like spaCy's registry: the boolean mask SDPA gets is what it needs. The
-    # variant that broadcasts over the batch (transformers' one for older torch) builds the same mask in
-    # a tenth of the time (0.15 ms a forward here, against 1.4 ms for the one that vmaps over it)
+    # variant that broadcasts over the batch (transformers' one for older torch) builds the same mask
+    # as the one that vmaps over it, without a call per row: much faster (docs/speed.md)
     AttentionInterface.register(ATTENTION, grouped_attention)
     AttentionMaskInterface.register(ATTENTION, getattr(masking_utils, "sdpa_mask_older_torch", sdpa_mask))
     config._attn_implementation = ATTENTION
@@ -402,9 +403,9 @@ class PassageSlab:
 
     Passages are encoded in runs of similar length, each padded to its own
     longest. Stacking the runs' caches afterwards copied every passage's keys
-    three times (pad, concatenate, copy into a buffer with room), and on this
-    CPU fresh memory costs a page fault per 4 KB (about 8 µs each on a VM): a
-    100-sentence batch faulted 200,000 pages in its passage prefill. Here a run
+    three times (pad, concatenate, copy into a buffer with room), and fresh
+    memory costs a page fault per page, which dominated the passage prefill
+    (docs/speed.md). Here a run
     writes its rows' keys into the slab's rows directly, ending at the slab's
     last position, with zeros before it (padding, masked; zeros, not leftover
     bytes, since masked values are still multiplied by zero probabilities).
@@ -442,9 +443,8 @@ class PassageSlab:
 
 
 # room each question row's keys start with. A row's slot is its own run of memory, so the first write
-# touches a fresh page per (row, head) whatever the room; with 64 a 13-label batch faulted 450,000 pages
-# a round (3.5 s of kernel time), with 16 170,000, at 1.19× the speed (1.07× at 4 labels). Most answers
-# fit; a longer one grows the buffer once by half
+# touches a fresh page per (row, head) whatever the room: a small room faults far fewer pages, and the
+# answers that do not fit are few (docs/speed.md). A longer one grows the buffer once by half
 QUESTION_ROOM = 16
 
 
@@ -522,8 +522,7 @@ def _shared_cache_class():
             """Passages whose questions have all finished leave the grid once they are half of it: the
             long answers of a few rows at the end of a batch cost a step over every passage of the
             batch otherwise. Not sooner: the copy is of fresh memory, and a step reads each passage
-            once, so copying nine tenths of them cost more (0.3 s in a 100-sentence batch) than the
-            steps it made shorter."""
+            once, so copying most of them costs more than the steps it makes shorter."""
             super()._reindex(fn)
             owners = fn(self.owners)
             used, inverse = torch.unique(owners, return_inverse=True)
