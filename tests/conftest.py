@@ -55,6 +55,21 @@ def canned(**settings) -> dict:
     return {"@misc": "uniner.Canned.v1", "answers": {k: list(v) for k, v in CANNED_ANSWERS.items()}, **settings}
 
 
+def person_gold(tmp_path) -> Path:
+    """Dev data for calibrating over `canned()`: eight sentences whose only gold entities are the persons,
+    so of the 12 candidates of the first four, 6 are right; the labels asked are the three canned ones."""
+    import json
+
+    alice, bob = "Alice Smith works for Acme Corp in Berlin.", "Bob Jones flew to Paris with Alice Smith."
+    people = {alice: [("Alice Smith", 0)], bob: [("Bob Jones", 0), ("Alice Smith", 29)]}
+    rows = [{"sentence": t, "entities": [{"name": n, "type": "person", "pos": [s, s + len(n)]} for n, s in people[t]]}
+            for t in [alice, bob] * 4]
+    gold = tmp_path / "dev.json"
+    gold.write_text(json.dumps(rows))
+    (tmp_path / "labels.json").write_text(json.dumps(list(CANNED_ANSWERS)))  # the data's own label list
+    return gold
+
+
 def embedded_tokenizer():
     from transformers import AutoTokenizer
 

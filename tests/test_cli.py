@@ -1,7 +1,7 @@
 import json
 
 import spacy
-from conftest import TINY_FACTS, canned
+from conftest import TINY_FACTS, canned, person_gold
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
@@ -82,13 +82,7 @@ def test_annotate_rejects_bad_input(tmp_path):
 
 def test_calibrate_reports_reliability_on_fitted_and_held_out_texts(tmp_path):
     cfg = write_config(tmp_path)
-    alice, bob = TEXTS[0], "Bob Jones flew to Paris with Alice Smith."
-    people = {alice: [("Alice Smith", 0)], bob: [("Bob Jones", 0), ("Alice Smith", 29)]}
-    rows = [{"sentence": t, "entities": [{"name": n, "type": "person", "pos": [s, s + len(n)]} for n, s in people[t]]}
-            for t in [alice, bob] * 4]  # only the persons are gold: the other candidates are wrong
-    gold = tmp_path / "dev.json"
-    gold.write_text(json.dumps(rows))
-    (tmp_path / "labels.json").write_text(json.dumps(["person", "organization", "location"]))
+    gold = person_gold(tmp_path)
     out = tmp_path / "calibration.json"
     result = runner.invoke(app, ["calibrate", str(gold), "--output", str(out), "--limit", "4", "--holdout", "4",
                                  "--config", str(cfg)])

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import spacy
-from conftest import TINY_FACTS, canned
+from conftest import TINY_FACTS, canned, person_gold
 
 from uniner_spacy.distill import DistillResult, SilverFilters, distill_pipeline
 from uniner_spacy.errors import ConfigError, InputError, UninerError
@@ -94,13 +94,7 @@ def test_distill_pipeline_says_what_cannot_run(tmp_path):
 
 
 def test_fit_calibration_writes_the_fit_and_reports_held_out_texts(tmp_path):
-    alice, bob = TEXTS[0], "Bob Jones flew to Paris with Alice Smith."
-    people = {alice: [("Alice Smith", 0)], bob: [("Bob Jones", 0), ("Alice Smith", 29)]}
-    rows = [{"sentence": t, "entities": [{"name": n, "type": "person", "pos": [s, s + len(n)]} for n, s in people[t]]}
-            for t in [alice, bob] * 4]  # only the persons are gold: the other candidates are wrong
-    gold = tmp_path / "dev.json"
-    gold.write_text(json.dumps(rows))
-    (tmp_path / "labels.json").write_text(json.dumps(LABELS))  # the labels asked: the data's own list
+    gold = person_gold(tmp_path)
     out = tmp_path / "calibration.json"
     summary = fit_calibration([gold], out, limit=4, holdout=4, config=teacher_config(tmp_path))
     assert summary["candidates"] == 12 and summary["correct"] == 6 and summary["holdout"]["candidates"] == 12

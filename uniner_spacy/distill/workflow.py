@@ -96,9 +96,8 @@ def distill_pipeline(
     silver = output_dir / "silver.jsonl"
     echo(f"1/4 teacher: {len(items)} documents, labels {', '.join(taught)} → {silver}")
     summary = _resumed(teacher, items, silver, batch_size, max_failed_batches, echo,
-                       f"Delete {silver} (and its .run.json) to start the silver over")
+                       "The silver is not complete: rerun the same command to finish it (nothing is trained on a part)")
     if not summary.ok:
-        echo("The silver is not complete: rerun the same command to finish it (nothing is trained on a part)")
         return DistillResult(summary)
     rename = {label: (gold_labels or {}).get(label, label) for label in taught}
     thresholds = None
@@ -161,10 +160,8 @@ def calibrated_min_scores(teacher, taught: Sequence[str], gold_path: Path, *, li
     items = [(eg.text, {"id": i}) for i, eg in enumerate(examples)]
     out = output_dir / "calibration.jsonl"
     echo(f"   calibration: the teacher on {len(items)} gold documents of {gold_path} → {out}")
-    summary = _resumed(teacher, items, out, batch_size, max_failed_batches, echo,
-                       f"Delete {out} (and its .run.json) to ask the teacher anew")
-    if not summary.ok:
-        echo("The calibration answers are not complete: rerun the same command to finish them")
+    if not _resumed(teacher, items, out, batch_size, max_failed_batches, echo,
+                    "The calibration answers are not complete: rerun the same command to finish them").ok:
         return None
     gold = gold_spans(examples, {(rename or {}).get(label, label): label for label in taught})
     thresholds = calibrated_thresholds([row for _, row in jsonl_rows(out)], gold, list(taught))
@@ -181,15 +178,15 @@ def label_key_name(label: str) -> str:
 
 
 def _resumed(teacher, items, output: Path, batch_size: int, max_failed_batches: int, echo: Echo,
-             start_over: str) -> Summary:
-    """The teacher's resumable run into `output`, its summary echoed; a run of other input or teacher
-    there is refused, saying how to start over."""
+             unfinished: str) -> Summary:
+    """The teacher's resumable run into `output`, its summary echoed (and `unfinished` where it is not
+    complete); a run of other input or teacher there is refused, saying how to start over."""
     try:
         summary = annotate_items(teacher, items, output, record=RunRecord.of(items, teacher), resume=True,
                                  batch_size=batch_size, max_failed_batches=max_failed_batches, echo=echo)
     except RunMismatch as err:
-        raise RunMismatch(f"{err}. {start_over}") from None
-    for line in summary.lines():
+        raise RunMismatch(f"{err}. Delete {output} (and its .run.json) to ask the teacher anew") from None
+    for line in [*summary.lines(), *([] if summary.ok else [unfinished])]:
         echo(line)
     return summary
 
