@@ -37,9 +37,9 @@ def main() -> None:
     from transformers import AutoConfig, AutoTokenizer
 
     from training import train
+    from training.conversations import read_jsonl
     from training.features import tokenize_conversations
     from uniner_spacy.backends.hf.hardware import speed_flags
-    from uniner_spacy.distill.conversations import read_jsonl
     from uniner_spacy.weights import BOS_MODEL_TYPES
 
     torch.set_num_threads(args.threads)

@@ -42,7 +42,7 @@ def test_jsonl_corrections_become_examples(tmp_path):
 
 
 def test_examples_feed_the_conversation_builder(tmp_path):
-    from uniner_spacy.distill.conversations import BuildOptions, build_conversations
+    from training.conversations import BuildOptions, build_conversations
 
     examples = to_examples(read_corrections(write_jsonl(tmp_path / "fb.jsonl", ROWS)))
     convs = build_conversations(examples, BuildOptions(negative_share=0.5, seed=0))

@@ -172,7 +172,10 @@ def test_embedded_gemma_names_its_base_layout_grammar_and_calibration():
     if not (spec.adapter / "adapter_config.json").exists():  # no adapter shipped: the layout it trains in
         assert backend.prompter.layout == "type-last"
         assert make_calibration("embedded-gemma") is None  # not SmolLM2's calibration
-    assert not HFBackend("embedded-gemma-base").constrained
+    # the base is how an adapter in training is measured: in the grammar too (it was not, and a phase's
+    # adapter answered unconstrained over the whole 262k vocabulary)
+    assert HFBackend("embedded-gemma-base").constrained and HFBackend("embedded-base").constrained
+    assert not HFBackend("gpt2").constrained
 
 
 @pytest.mark.slow
@@ -218,7 +221,7 @@ def _tiny_gemma(folder: Path) -> Path:
 
 
 def _mixture(path: Path) -> Path:
-    from uniner_spacy.distill.conversations import BuildOptions, build_conversations, write_jsonl
+    from training.conversations import BuildOptions, build_conversations, write_jsonl
     from uniner_spacy.types import AnnotatedText, Entity
 
     texts = [("Alice met Bob in Rome.", [(0, 5, "person"), (10, 13, "person"), (17, 21, "location")]),
@@ -282,8 +285,8 @@ def test_resume_refuses_other_data(tmp_path):
 
 
 def test_gemma_features_open_with_bos_and_carry_no_loss_there():
+    from training.conversations import Conversation
     from training.features import IGNORE, encode
-    from uniner_spacy.distill.conversations import Conversation
 
     tok = bpe_tokenizer(*small_vocab(), eos="<end_of_turn>")
     conv = Conversation(passage="x abc", turns=[("thing", '["abc"]')], source="toy")
@@ -326,8 +329,8 @@ def test_the_training_loss_projects_only_answer_tokens_onto_the_output_layer(tmp
     from transformers import AutoModelForCausalLM
 
     from training import train
+    from training.conversations import read_jsonl
     from training.features import IGNORE, tokenize_conversations
-    from uniner_spacy.distill.conversations import read_jsonl
 
     folder = _tiny_gemma(tmp_path / "tiny")
     tok = bpe_tokenizer(*small_vocab(), eos="<end_of_turn>")

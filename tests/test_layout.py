@@ -16,7 +16,7 @@ LAYERS = [
     ["errors", "types", "registry", "gguf_vocab"],
     ["io", "weights", "trust", "palette"],
     ["questions.*"],  # what we ask a model and how its answers are read: both backends and pipeline use it
-    ["pipeline.prompts", "pipeline.chunking", "pipeline.align", "pipeline.resolve", "pipeline.calibration"],
+    ["pipeline.chunking", "pipeline.align", "pipeline.resolve", "pipeline.calibration"],
     ["backends.*"],
     ["stages.*"],
     ["pipeline.component", "pipeline.build"],

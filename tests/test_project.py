@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from training import convert, corpus, stats
-from uniner_spacy.distill.conversations import read_jsonl
+from training.conversations import read_jsonl
 from uniner_spacy.questions.prompts import ACK
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,8 +6,9 @@ from collections import Counter
 
 import pytest
 
+from training import conversations
 from uniner_spacy.backends.openai import OpenAIBackend
-from uniner_spacy.distill import conversations, teacher
+from uniner_spacy.distill import teacher
 from uniner_spacy.errors import InputError
 from uniner_spacy.evaluation import loaders, protocols
 from uniner_spacy.pipeline import align

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from uniner_spacy.distill.conversations import (  # noqa: E402
+from training.conversations import (  # noqa: E402
     BuildOptions,
     Conversation,
     asked_text,
@@ -356,7 +356,7 @@ def test_hard_negatives_ask_the_types_nearest_the_passages_own():
 def test_confusable_types_rank_each_label_set_among_itself():
     """Every pair of types sharing a label set, never across sets: a passage's hard negatives come from
     its own set, which a global nearest-k list mostly missed."""
-    from uniner_spacy.distill.conversations import confusable_types
+    from training.conversations import confusable_types
 
     near = confusable_types([["scientist", "politician", "vehicle"], ["person", "location"],
                              ["vehicle", "politician", "scientist"], ["lonely"]])

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from uniner_spacy.distill.conversations import (
+from training.conversations import (
     BuildOptions,
     build_conversations,
     load_definitions,

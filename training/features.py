@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
 
-from uniner_spacy.distill.conversations import Conversation
+from training.conversations import Conversation
 
 IGNORE = -100
 DEFAULT_MAX_LENGTH = 1024
@@ -150,7 +150,7 @@ def main() -> None:  # pragma: no cover - a quick look from the command line
 
     from transformers import AutoTokenizer
 
-    from uniner_spacy.distill.conversations import read_jsonl
+    from training.conversations import read_jsonl
     from uniner_spacy.weights import EMBEDDED_EOS, convert_gguf, embedded_gguf
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

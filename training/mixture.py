@@ -37,7 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from uniner_spacy.distill.conversations import (
+from training.conversations import (
     BuildOptions,
     Conversation,
     build_conversations,

@@ -32,7 +32,7 @@ import torch
 
 from training.features import IGNORE, Feature, tokenize_conversations
 from uniner_spacy.backends.hf.hardware import native_bf16
-from uniner_spacy.pipeline.prompts import LAYOUT_FILE, LAYOUTS, Template, write_layout
+from uniner_spacy.questions.prompts import LAYOUT_FILE, LAYOUTS, Template, write_layout
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -48,7 +48,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--eos", default=None, help="ends each answer; default: the embedded base's (SmolLM2's "
                                                 "<|im_end|> for a model folder)")
     p.add_argument("--layout", choices=LAYOUTS, default="uniner",
-                   help="the prompt's layout (uniner_spacy.pipeline.prompts); the adapter folder records it")
+                   help="the prompt's layout (uniner_spacy.questions.prompts); the adapter folder records it")
     p.add_argument("--method", choices=["lora", "full"], default="lora")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--lora-alpha", type=int, default=32)
@@ -407,7 +407,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     args = parse_args(argv)
     from transformers import AutoConfig, AutoTokenizer, set_seed
 
-    from uniner_spacy.distill.conversations import read_jsonl
+    from training.conversations import read_jsonl
     from uniner_spacy.weights import BOS_MODEL_TYPES
 
     if not on_gpu(args):

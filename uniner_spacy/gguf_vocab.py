@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
+from .errors import ModelNotFound
+
 # llama.cpp's token types (gguf.TokenType)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
@@ -38,7 +40,7 @@ def read_vocab(gguf_file: Union[str, Path]) -> Tuple[List[str], List[float], Lis
 
     model = field("model")
     if model != "llama":
-        raise ValueError(f"{gguf_file} holds a {model!r} tokenizer, not a SentencePiece ('llama') one")
+        raise ModelNotFound(f"{gguf_file} holds a {model!r} tokenizer, not a SentencePiece ('llama') one")
     roles = {role: int(field(f"{role}_token_id")) for role in ("bos", "eos", "unknown", "padding")
              if field(f"{role}_token_id") is not None}
     pieces = [bytes(p).decode("utf-8") for p in values("tokens")]

@@ -245,7 +245,8 @@ def adapter_gguf(adapter: Path = ADAPTER_DIR, base: Optional[Path] = None, archi
             hf_name = stem.replace("base_model.model.", "", 1)
             name = names.get_name(hf_name + ".weight", try_suffixes=(".weight",))
             if name is None:
-                raise ValueError(f"No llama.cpp tensor for {hf_name}")
+                raise ModelNotFound(f"The adapter holds {hf_name}, which has no llama.cpp tensor: "
+                                    "not an adapter of this base")
             a = tensors[key].float().numpy()
             b = tensors[stem + ".lora_B.weight"].float().numpy()
             if architecture == "llama" and hf_name.endswith("q_proj"):

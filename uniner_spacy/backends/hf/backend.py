@@ -113,8 +113,9 @@ class HFBackend:
         self.keep_memory = keep_memory
         self.memory_kept = False  # set at load: whether this process's malloc now keeps freed memory
         self._grouped = False  # set at load: grouped attention and the shared-prefix cache in use
-        # None: on for the embedded students (trained for this format), off otherwise
-        self.constrained = (model in EMBEDDED_MODELS) if constrained is None else constrained
+        # None: on for the embedded students and their bases (`embedded-base` with an adapter is how a
+        # student in training is measured; it answers in this format), off otherwise
+        self.constrained = (embedded_model(model) is not None) if constrained is None else constrained
         self._vocab: Optional[Vocabulary] = None  # the grammar's view of the tokenizer, built once
         self._encoder: Optional[PromptEncoder] = None  # built at first use, from the tokenizer
         # auto: the layout the adapter (or model folder) records (prompts.LAYOUT_FILE), else UniNER's

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ..io import jsonl_rows
-from ..questions.prompts import ACK, QUESTION, Template, question
-from ..types import AnnotatedText, Entity
+from uniner_spacy.io import jsonl_rows
+from uniner_spacy.questions.prompts import ACK, QUESTION, Template, question
+from uniner_spacy.types import AnnotatedText, Entity
 
 DEFAULT_MAX_PASSAGE_TOKENS = 256
 
