@@ -15,34 +15,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence, Set, Tuple
+from typing import List, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from training.mixture import DATA_ROOT, MULTICONER_GROUPS, group_of, regrouped  # noqa: E402
-from uniner_spacy.types import AnnotatedText  # noqa: E402
-
-Answers = Dict[Tuple[int, str], Set[str]]  # (passage, asked type) -> mentions
-
-
-def counts(passages: Sequence[AnnotatedText], answers: Answers) -> Dict[str, float]:
-    generic_of = group_of()
-    fine = fine_found = also_generic = generic = generic_found = 0
-    for k, ex in enumerate(passages):
-        for e in ex.entities:
-            mention = ex.text[e.start : e.end]
-            if e.label in MULTICONER_GROUPS:
-                generic += 1
-                generic_found += mention in answers.get((k, e.label), set())
-            else:
-                fine += 1
-                fine_found += mention in answers.get((k, e.label), set())
-                also_generic += mention in answers.get((k, generic_of[e.label]), set())
-    return {"fine_mentions": fine, "fine_found": round(fine_found / max(1, fine), 3),
-            "fine_also_under_generic": round(also_generic / max(1, fine), 3),
-            "generic_mentions": generic, "generic_found": round(generic_found / max(1, generic), 3)}
+from training.mixture import DATA_ROOT, Answers, regroup_confusion, regrouped  # noqa: E402
 
 
 def main(argv: Sequence[str] = ()) -> None:
@@ -83,7 +62,7 @@ def main(argv: Sequence[str] = ()) -> None:
             raise SystemExit(f"a query failed: {gen.error}")
         answers[(k, q.entity_type)] = set(parse_answer(gen.text).mentions)
     print(json.dumps({"backend": json.loads(args.backend), "label_set": not args.no_label_set,
-                      "passages": len(passages), "seed": args.seed, **counts(passages, answers)}))
+                      "passages": len(passages), "seed": args.seed, **regroup_confusion(passages, answers)}))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,7 @@
-"""benchmarks/claims.py: spans that several labels claim, counted from a predictions file."""
+"""evaluation.claims (benchmarks/claims.py): spans that several labels claim, counted from a predictions file."""
 import json
-import sys
-from pathlib import Path
 
-# a benchmark script's own logic, tested where it lives (the suite imports no other benchmarks/ module)
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from claims import claims  # noqa: E402
+from uniner_spacy.evaluation.claims import claims
 
 
 def test_a_span_claimed_by_two_labels_counts_once_per_text(tmp_path):

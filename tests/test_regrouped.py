@@ -1,11 +1,5 @@
-"""benchmarks/regrouped.py: how often a generic question also claims a shown fine type's mentions."""
-import sys
-from pathlib import Path
-
-# a benchmark script's own logic, tested where it lives (the suite imports no other benchmarks/ module)
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from regrouped import counts  # noqa: E402
-
+"""training.mixture.regroup_confusion (benchmarks/regrouped.py): a generic question claiming fine mentions."""
+from training.mixture import regroup_confusion as counts
 from uniner_spacy.types import AnnotatedText, Entity
 
 
