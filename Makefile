@@ -133,7 +133,7 @@ student-gemma: setup
 		--init-adapter $(GEMMA_RUNS)/gemma-phase1/final \
 		--base embedded-gemma --layout type-last --lora-r 8 --lora-alpha 16 --lr 4e-4 --batch-tokens 2048 \
 		--max-batch-size 32 --seed 12 --threads 1 --device cpu --save-minutes 10 --save-steps 100000 \
-		--save-total-limit 1 --logging-steps 5 --max-minutes $(GEMMA_MINUTES)
+		--save-total-limit 1 --logging-steps 5 --max-minutes $(GEMMA_MINUTES) --export uniner_spacy/assets/student-gemma
 
 # Refit the score calibration shipped beside the adapter: the dev splits of supervised/ and open_types/
 # (never zeroshot_dev/, and not the Few-NERD episodes, which label 5 types of each sentence), the first

@@ -94,3 +94,6 @@ def test_calibrate_reports_reliability_on_fitted_and_held_out_texts(tmp_path):
     assert sum(r["count"] for r in saved["holdout"]["reliability"]) == 12
     result = runner.invoke(app, ["calibrate", str(gold), "--output", str(out), "--holdout", "4", "--config", str(cfg)])
     assert result.exit_code == 2 and "holdout needs limit" in result.output
+    for bad, said in (("{model", "--backend is not JSON"), ('["embedded-gemma"]', "must be a JSON object")):
+        result = runner.invoke(app, ["calibrate", str(gold), "--output", str(out), "--backend", bad])
+        assert result.exit_code == 2 and said in result.output, result.output

@@ -104,3 +104,8 @@ def test_fit_calibration_writes_the_fit_and_reports_held_out_texts(tmp_path):
     assert saved["fitted"]["ece"] < saved["fitted"]["ece_uncalibrated"]
     with pytest.raises(ConfigError, match="holdout needs limit"):
         fit_calibration([gold], out, holdout=4, config=teacher_config(tmp_path))
+    # backend settings instead of a config (how the Gemma student's fit is made): the same candidates
+    again = fit_calibration([gold], tmp_path / "b.json", limit=4, backend=canned())
+    assert again["candidates"] == 12 and again["correct"] == 6
+    with pytest.raises(ConfigError, match="not both"):
+        fit_calibration([gold], out, limit=4, config=teacher_config(tmp_path), backend=canned())

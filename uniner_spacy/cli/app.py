@@ -27,6 +27,19 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def json_settings(text: Optional[str], flag: str) -> Optional[dict]:
+    """A JSON object given on the command line, or a clear exit."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        fail(f"{flag} is not JSON ({err.msg} at character {err.pos}): {text!r}")
+    if not isinstance(value, dict):
+        fail(f"{flag} must be a JSON object of settings, e.g. '{{\"model\": \"embedded-gemma\"}}'")
+    return value
+
+
 def _read(path: Path, text_field: str) -> List[Tuple[str, dict]]:
     from ..corpus import read_corpus
 
@@ -200,6 +213,8 @@ def calibrate(
     holdout: int = typer.Option(0, help="Also score the N texts after --limit of each file, not fitted on"),
     min_per_label: int = typer.Option(200, help="A label with this many candidates gets a mapping of its own"),
     config: Optional[Path] = typer.Option(None, help="spaCy config or saved pipeline; default: embedded model"),
+    backend: Optional[str] = typer.Option(None, help="JSON settings over the default backend, "
+                                          'e.g. \'{"model": "embedded-gemma"}\''),
     batch_size: int = typer.Option(32),
 ):
     """Fit score calibration on dev data, so that `threshold` is a probability of being right.
@@ -213,7 +228,7 @@ def calibrate(
 
     try:
         summary = fit_calibration(data, output, limit=limit, holdout=holdout, min_per_label=min_per_label,
-                                  config=config, batch_size=batch_size)
+                                  config=config, backend=json_settings(backend, "--backend"), batch_size=batch_size)
     except UninerError as err:
         fail(str(err))
         raise

@@ -30,19 +30,24 @@ def fit_calibration(
     holdout: int = 0,
     min_per_label: int = 200,
     config: Optional[Union[str, Path]] = None,
+    backend: Optional[Dict[str, Any]] = None,
     batch_size: int = 32,
 ) -> Dict[str, Any]:
     """Fit the calibration on the first `limit` texts of each gold file in `data` (all without one),
     write it to `output` and return a summary: candidates, how many are right, the labels with a
     mapping of their own (`min_per_label` candidates), and the calibration error before and after on
     the fitted texts and on the `holdout` texts after the first `limit` of each file (not fitted on).
+    `backend` settings go over the default backend's where there is no `config` (`{"model":
+    "embedded-gemma"}` fits the Gemma student's calibration).
     Raises `ConfigError` for `holdout` without `limit`, and for fewer than 10 candidates to fit."""
     from ..pipeline.build import build_nlp, uniner_pipe
 
     if holdout and limit is None:
         raise ConfigError("holdout needs limit: the held-out texts are the ones after the first limit of each file")
     paths = [Path(p) for p in data]
-    nlp = build_nlp(["entity"], config)
+    if backend and config is not None:
+        raise ConfigError("give a config or backend settings, not both: the config names its backend")
+    nlp = build_nlp(["entity"], config, backend=backend)
     component = uniner_pipe(nlp)
     component.calibration = None  # fit on the scores after the stages, which it will map
     scores, correct, labels = stage_scores(nlp, paths, 0, limit, batch_size)

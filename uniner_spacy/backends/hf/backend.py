@@ -473,8 +473,14 @@ class HFBackend:
         width = ids.shape[1] if ids is not None else 0
         ids, mask = self._append(ids, mask, rows)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width:]
-        self.model(input_ids=ids[:, width:], attention_mask=mask, position_ids=positions,
-                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+        inputs = dict(input_ids=ids[:, width:], attention_mask=mask, position_ids=positions, past_key_values=cache,
+                      use_cache=True)
+        # only the cache is wanted: the decoder alone, as even one position's logits per row cost a pass
+        # over the whole output layer (262k rows for Gemma)
+        if hasattr(self.model, "get_decoder"):
+            self.model.get_decoder()(**inputs)
+        else:
+            self.model(**inputs, logits_to_keep=1)
         return ids, mask
 
     def generate(self, prompts: Sequence[Union[str, List[int]]], passages: Optional[List[str]] = None,
