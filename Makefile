@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup labelstudio demo test test-lowest lint test-slow test-project bench-throughput bench-quality student student-gemma calibration chooser clean
+.PHONY: setup labelstudio demo test test-lowest lint test-slow test-project bench-throughput bench-quality student student-gemma calibration calibration-gemma chooser clean
 
 setup: $(VENV)/.installed
 
@@ -138,11 +138,18 @@ student-gemma: setup
 # Refit the score calibration shipped beside the adapter: the dev splits of supervised/ and open_types/
 # (never zeroshot_dev/, and not the Few-NERD episodes, which label 5 types of each sentence), the first
 # 50 texts of each fitted, the next 50 held out for the reliability table in the model card
-calibration: setup
-	$(PY) -m uniner_spacy.cli calibrate $$($(PY) -c "from uniner_spacy.evaluation.loaders import iter_data_files; \
+CALIBRATION_DATA = $$($(PY) -c "from uniner_spacy.evaluation.loaders import iter_data_files; \
 		print(' '.join(str(f.path) for f in iter_data_files('$(DATA)', ('supervised', 'open_types'), splits=('dev',)) \
-		if f.dataset != 'fewnerd_inter_episodes'))") --limit 50 --holdout 50 --batch-size 64 \
+		if f.dataset != 'fewnerd_inter_episodes'))")
+
+calibration: setup
+	$(PY) -m uniner_spacy.cli calibrate $(CALIBRATION_DATA) --limit 50 --holdout 50 --batch-size 64 \
 		--output uniner_spacy/assets/student/calibration.json
+
+# The Gemma student's own fit, on fewer texts of the same files (a Gemma question costs more on the CPU)
+calibration-gemma: setup
+	$(PY) -m uniner_spacy.cli calibrate $(CALIBRATION_DATA) --limit 20 --holdout 10 --batch-size 64 \
+		--backend '{"model": "embedded-gemma"}' --output uniner_spacy/assets/student-gemma/calibration.json
 
 # Train the experimental type chooser (uniner.Chooser.v1, docs/stages.md; weights in .train/chooser): the
 # student over training text with the stages off (its answers cached, so a stopped run resumes), then the fit
