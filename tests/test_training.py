@@ -338,6 +338,15 @@ def test_export_keeps_the_cards_retrain_history(tmp_path):
     (src / "template.json").unlink()
     export(src, dst)
     assert not (dst / "template.json").exists()
+    # replaying the export of the very adapter the calibration was fitted to keeps that calibration
+    (src / "adapter_model.safetensors").write_bytes(b"weights")
+    export(src, dst)
+    (dst / "calibration.json").write_text('{"xs": [], "ys": []}')
+    export(src, dst)
+    assert (dst / "calibration.json").exists()
+    (src / "adapter_model.safetensors").write_bytes(b"other weights")
+    export(src, dst)
+    assert not (dst / "calibration.json").exists()
 
 
 def test_hard_negatives_ask_the_types_nearest_the_passages_own():

@@ -511,8 +511,11 @@ def export(src: Path, dst: Path) -> None:
     import shutil
 
     dst.mkdir(parents=True, exist_ok=True)
+    weights = "adapter_model.safetensors"
+    same = (dst / weights).exists() and (src / weights).exists() and \
+        (dst / weights).read_bytes() == (src / weights).read_bytes()
     stale = dst / "calibration.json"  # fitted to the adapter this export replaces: `make calibration` refits
-    if stale.exists():
+    if stale.exists() and not same:  # a replayed export of the same adapter keeps its calibration
         stale.unlink()
         print(f"removed {stale}: it calibrated the previous adapter; refit it with `make calibration`", flush=True)
     old_card = (dst / "README.md").read_text(encoding="utf-8") if (dst / "README.md").exists() else ""
