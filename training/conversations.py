@@ -315,7 +315,7 @@ def confusable_types(label_sets: Iterable[Iterable[str]], embedder=None) -> Dict
     MiniLM embeddings, the conflict stage's): the negatives a student confuses with it
     (`BuildOptions.confusable`). Hard negatives are drawn from a passage's own label set, so each
     set's types are ranked among themselves: a global nearest-k list misses most of them."""
-    from ..stages.embeddings import label_text, shared_embedder
+    from uniner_spacy.stages.embeddings import label_text, shared_embedder
 
     sets = {tuple(sorted(set(labels))) for labels in label_sets}
     sets = {s for s in sets if len(s) > 1}
@@ -347,7 +347,7 @@ def _hard_negatives(positives: Sequence[str], candidates: Sequence[str], k: int,
 def _worded(label: str, opts: BuildOptions, rng: random.Random) -> str:
     if opts.wording_share <= 0 or rng.random() >= opts.wording_share:
         return label
-    from ..evaluation.labels import wordings
+    from uniner_spacy.evaluation.labels import wordings
 
     others = wordings(label)
     return rng.choice(others) if others else label
