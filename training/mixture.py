@@ -416,6 +416,29 @@ def _stats(picked: Dict[str, List[Conversation]], tokenizer, eos: str, total: in
     }
 
 
+Answers = Dict[Tuple[int, str], Set[str]]  # (passage, asked type) -> mentions
+
+
+def regroup_confusion(passages: Sequence[AnnotatedText], answers: Answers) -> Dict[str, float]:
+    """Of the gold mentions of each shown fine type, the share its own question found and the share
+    the generic question claimed as well (0 is right); of the generic type's, the share it found."""
+    generic_of = group_of()
+    fine = fine_found = also_generic = generic = generic_found = 0
+    for k, ex in enumerate(passages):
+        for e in ex.entities:
+            mention = ex.text[e.start : e.end]
+            if e.label in MULTICONER_GROUPS:
+                generic += 1
+                generic_found += mention in answers.get((k, e.label), set())
+            else:
+                fine += 1
+                fine_found += mention in answers.get((k, e.label), set())
+                also_generic += mention in answers.get((k, generic_of[e.label]), set())
+    return {"fine_mentions": fine, "fine_found": round(fine_found / max(1, fine), 3),
+            "fine_also_under_generic": round(also_generic / max(1, fine), 3),
+            "generic_mentions": generic, "generic_found": round(generic_found / max(1, generic), 3)}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     from transformers import AutoTokenizer
 
@@ -492,26 +515,3 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-Answers = Dict[Tuple[int, str], Set[str]]  # (passage, asked type) -> mentions
-
-
-def regroup_confusion(passages: Sequence[AnnotatedText], answers: Answers) -> Dict[str, float]:
-    """Of the gold mentions of each shown fine type, the share its own question found and the share
-    the generic question claimed as well (0 is right); of the generic type's, the share it found."""
-    generic_of = group_of()
-    fine = fine_found = also_generic = generic = generic_found = 0
-    for k, ex in enumerate(passages):
-        for e in ex.entities:
-            mention = ex.text[e.start : e.end]
-            if e.label in MULTICONER_GROUPS:
-                generic += 1
-                generic_found += mention in answers.get((k, e.label), set())
-            else:
-                fine += 1
-                fine_found += mention in answers.get((k, e.label), set())
-                also_generic += mention in answers.get((k, generic_of[e.label]), set())
-    return {"fine_mentions": fine, "fine_found": round(fine_found / max(1, fine), 3),
-            "fine_also_under_generic": round(also_generic / max(1, fine), 3),
-            "generic_mentions": generic, "generic_found": round(generic_found / max(1, generic), 3)}
