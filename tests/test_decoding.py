@@ -49,19 +49,36 @@ def test_greedy_decode_equals_generate(tiny_model_dir):
         assert [s.logprob for s in row] == pytest.approx(lps[:n], abs=5e-3)
 
 
+def random_model(architecture: str, seed: int):
+    """A tiny randomly initialised decoder: LLaMA's (the SmolLM2 student) or Gemma 3's (one key/value
+    head, query/key norms, a sliding window of 4 tokens on its first layer, so the window matters)."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    if architecture == "llama":
+        config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, pad_token_id=0,
+                             attn_implementation="sdpa")
+        return LlamaForCausalLM(config).eval()
+    config = Gemma3TextConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=1, head_dim=16, pad_token_id=0,
+                              sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+                              attn_implementation="sdpa")
+    return Gemma3ForCausalLM(config).eval()
+
+
 @fast_path_only()
-def test_grouped_attention_and_growing_cache_equal_sdpa():
+@pytest.mark.parametrize("architecture", ["llama", "gemma3_text"])
+def test_grouped_attention_and_growing_cache_equal_sdpa(architecture):
     """The CPU fast path changes speed, not numbers: same logits as SDPA with a DynamicCache."""
     import torch
-    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+    from transformers import DynamicCache
 
     from uniner_spacy.backends.hf.cpu_kernels import growing_cache, use_grouped_attention
 
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0,
-                         attn_implementation="sdpa")
-    model = LlamaForCausalLM(config).eval()
+    model = random_model(architecture, seed=0)
+    assert model.config.model_type == architecture
     ids = torch.randint(1, 97, (3, 7))
     mask = torch.ones_like(ids)
     mask[0, :3] = 0  # left padding, as batches have
@@ -209,17 +226,14 @@ def test_passage_slab_fills_runs_in_place_behind_zeros():
 
 
 @fast_path_only()
-def test_shared_prefix_cache_equals_expanded_cache():
+@pytest.mark.parametrize("architecture", ["llama", "gemma3_text"])
+def test_shared_prefix_cache_equals_expanded_cache(architecture):
     """Passages stored once (one grid product per layer) give the logits of one copy per question."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from uniner_spacy.backends.hf.cpu_kernels import growing_cache, shared_prefix_cache, use_grouped_attention
 
-    torch.manual_seed(1)
-    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0)
-    model = LlamaForCausalLM(config).eval()
+    model = random_model(architecture, seed=1)
     assert use_grouped_attention(model)
     passages = torch.randint(1, 97, (2, 6))
     pmask = torch.ones_like(passages)

@@ -40,8 +40,11 @@ logger = logging.getLogger(__name__)
 # registry (masking_utils); 4.54 replaced DynamicCache's per-layer lists with cache layer objects
 TRANSFORMERS_WRITTEN_FOR = ((4, 53), (4, 54))
 ATTENTION = "uniner_grouped"
-# architectures whose attention is plain softmax(QKᵀ·scale + mask)·V (no soft-capping, no extra terms)
-PLAIN_ATTENTION = ("llama", "mistral", "qwen2")
+# architectures with LLaMA's decoder layer, whose forward `fuse_layers` rewrites
+LLAMA_LAYERS = ("llama", "mistral", "qwen2")
+# architectures whose attention function computes plain softmax(QKᵀ·scale + mask)·V: LLaMA's, and Gemma 3's,
+# whose query/key norms run before the attention function and whose sliding window arrives in the mask
+PLAIN_ATTENTION = LLAMA_LAYERS + ("gemma3_text",)
 
 
 def grouped_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
@@ -90,6 +93,8 @@ def use_grouped_attention(model) -> bool:
     config = model.config
     if getattr(config, "model_type", None) not in PLAIN_ATTENTION:
         return False
+    if getattr(config, "attn_logit_softcapping", None) is not None:  # Gemma 2's: a term this attention lacks
+        return False
     if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager", ATTENTION):
         return False
     # named registrations, like spaCy's registry: the boolean mask SDPA gets is what it needs. The
@@ -126,7 +131,7 @@ def fuse_layers(model) -> bool:
         return False
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    if getattr(model.config, "model_type", None) not in PLAIN_ATTENTION:
+    if getattr(model.config, "model_type", None) not in LLAMA_LAYERS:
         return False
     if getattr(model.config, "_attn_implementation", None) not in ALL_ATTENTION_FUNCTIONS:
         return False  # eager attention is no registered function
