@@ -253,6 +253,10 @@ def test_a_phase_cut_by_its_time_limit_and_resumed_ends_with_the_unsplit_adapter
     assert (tmp_path / "split" / "partial" / "adapter_model.safetensors").exists()
     assert not (tmp_path / "split" / "final").exists()
     train.main(common + ["--output", str(tmp_path / "split"), "--resume"])
+    # the card's time is the last run's, and says so (the Trainer's runtime counts that run only)
+    card = (tmp_path / "split" / "final" / "README.md").read_text()
+    assert "- steps: 6; the last run (steps 2–6, resumed from a checkpoint) took" in card
+    assert "- steps: 6, wall time" in (tmp_path / "whole" / "final" / "README.md").read_text()
     whole = load_file(str(tmp_path / "whole" / "checkpoint-6" / "adapter_model.safetensors"))
     split = load_file(str(tmp_path / "split" / "checkpoint-6" / "adapter_model.safetensors"))
     start = load_file(str(tmp_path / "split" / "checkpoint-1" / "adapter_model.safetensors")) \

