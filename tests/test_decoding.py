@@ -110,6 +110,16 @@ def test_grouped_attention_and_growing_cache_equal_sdpa(architecture):
 
 
 @fast_path_only()
+def test_grouped_attention_refuses_soft_capped_attention():
+    """Gemma 3 with attention-logit soft-capping (Gemma 2 has it) is no plain attention: its own path runs."""
+    from uniner_spacy.backends.hf.cpu_kernels import use_grouped_attention
+
+    model = random_model("gemma3_text", seed=0)
+    model.config.attn_logit_softcapping = 50.0
+    assert not use_grouped_attention(model) and model.config._attn_implementation == "sdpa"
+
+
+@fast_path_only()
 def test_grouped_attention_builds_the_mask_sdpa_gets():
     """The mask builder registered with the grouped attention (the one that broadcasts over the
     batch) gives transformers' own SDPA mask, padding and all."""
