@@ -124,33 +124,24 @@ student: setup
 # uniner_spacy/assets/student-gemma (the copy in the repository: phase 3 until phase 4 finishes).
 GEMMA_MINUTES ?= 0
 GEMMA_RUNS ?= training/checkpoints
+# what every phase shares: release 6's shares (phases 1-3) and the training options (each phase adds its data,
+# output, start, learning rate and seed)
+GEMMA_SHARES = conll2003=0.30,anatem=0.11,bc2gm=0.11,bc5cdr=0.11,ncbi=0.11,pile_ner_slimer=0.12
+GEMMA_TRAIN = $(PY) -m training.train --resume --base embedded-gemma --layout type-last --lora-r 8 --lora-alpha 16 \
+	--batch-tokens 2048 --max-batch-size 32 --threads 1 --device cpu --save-minutes 10 --save-steps 100000 \
+	--save-total-limit 1 --logging-steps 5 --max-minutes $(GEMMA_MINUTES)
 student-gemma: setup
-	$(PY) -m training.mixture --out .train/gemma-mixture1.jsonl --tokens 300000 --seed 11 \
-		--shares conll2003=0.30,anatem=0.11,bc2gm=0.11,bc5cdr=0.11,ncbi=0.11,pile_ner_slimer=0.12
-	$(PY) -m training.train --data .train/gemma-mixture1.jsonl --output $(GEMMA_RUNS)/gemma-phase1 --resume \
-		--base embedded-gemma --layout type-last --lora-r 8 --lora-alpha 16 --lr 8e-4 --batch-tokens 2048 \
-		--max-batch-size 32 --seed 11 --threads 1 --device cpu --save-minutes 10 --save-steps 100000 \
-		--save-total-limit 1 --logging-steps 5 --max-minutes $(GEMMA_MINUTES)
-	$(PY) -m training.mixture --out .train/gemma-mixture2.jsonl --tokens 1000000 --seed 12 \
-		--shares conll2003=0.30,anatem=0.11,bc2gm=0.11,bc5cdr=0.11,ncbi=0.11,pile_ner_slimer=0.12
-	$(PY) -m training.train --data .train/gemma-mixture2.jsonl --output $(GEMMA_RUNS)/gemma-phase2 --resume \
-		--init-adapter $(GEMMA_RUNS)/gemma-phase1/final \
-		--base embedded-gemma --layout type-last --lora-r 8 --lora-alpha 16 --lr 4e-4 --batch-tokens 2048 \
-		--max-batch-size 32 --seed 12 --threads 1 --device cpu --save-minutes 10 --save-steps 100000 \
-		--save-total-limit 1 --logging-steps 5 --max-minutes $(GEMMA_MINUTES)
-	$(PY) -m training.mixture --out .train/gemma-mixture3.jsonl --tokens 1000000 --seed 13 \
-		--shares conll2003=0.30,anatem=0.11,bc2gm=0.11,bc5cdr=0.11,ncbi=0.11,pile_ner_slimer=0.12
-	$(PY) -m training.train --data .train/gemma-mixture3.jsonl --output $(GEMMA_RUNS)/gemma-phase3 --resume \
-		--init-adapter $(GEMMA_RUNS)/gemma-phase2/final \
-		--base embedded-gemma --layout type-last --lora-r 8 --lora-alpha 16 --lr 3e-4 --batch-tokens 2048 \
-		--max-batch-size 32 --seed 13 --threads 1 --device cpu --save-minutes 10 --save-steps 100000 \
-		--save-total-limit 1 --logging-steps 5 --max-minutes $(GEMMA_MINUTES)
+	$(PY) -m training.mixture --out .train/gemma-mixture1.jsonl --tokens 300000 --seed 11 --shares $(GEMMA_SHARES)
+	$(GEMMA_TRAIN) --data .train/gemma-mixture1.jsonl --output $(GEMMA_RUNS)/gemma-phase1 --lr 8e-4 --seed 11
+	$(PY) -m training.mixture --out .train/gemma-mixture2.jsonl --tokens 1000000 --seed 12 --shares $(GEMMA_SHARES)
+	$(GEMMA_TRAIN) --data .train/gemma-mixture2.jsonl --output $(GEMMA_RUNS)/gemma-phase2 \
+		--init-adapter $(GEMMA_RUNS)/gemma-phase1/final --lr 4e-4 --seed 12
+	$(PY) -m training.mixture --out .train/gemma-mixture3.jsonl --tokens 1000000 --seed 13 --shares $(GEMMA_SHARES)
+	$(GEMMA_TRAIN) --data .train/gemma-mixture3.jsonl --output $(GEMMA_RUNS)/gemma-phase3 \
+		--init-adapter $(GEMMA_RUNS)/gemma-phase2/final --lr 3e-4 --seed 13
 	$(PY) -m training.mixture --out .train/gemma-mixture4.jsonl --tokens 1000000 --seed 14
-	$(PY) -m training.train --data .train/gemma-mixture4.jsonl --output $(GEMMA_RUNS)/gemma-phase4 --resume \
-		--init-adapter $(GEMMA_RUNS)/gemma-phase3/final \
-		--base embedded-gemma --layout type-last --lora-r 8 --lora-alpha 16 --lr 3e-4 --batch-tokens 2048 \
-		--max-batch-size 32 --seed 14 --threads 1 --device cpu --save-minutes 10 --save-steps 100000 \
-		--save-total-limit 1 --logging-steps 5 --max-minutes $(GEMMA_MINUTES) --export uniner_spacy/assets/student-gemma
+	$(GEMMA_TRAIN) --data .train/gemma-mixture4.jsonl --output $(GEMMA_RUNS)/gemma-phase4 \
+		--init-adapter $(GEMMA_RUNS)/gemma-phase3/final --lr 3e-4 --seed 14 --export uniner_spacy/assets/student-gemma
 
 # Refit the score calibration shipped beside the adapter: the dev splits of supervised/ and open_types/
 # (never zeroshot_dev/, and not the Few-NERD episodes, which label 5 types of each sentence), the first

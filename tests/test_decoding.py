@@ -49,7 +49,7 @@ def test_greedy_decode_equals_generate(tiny_model_dir):
         assert [s.logprob for s in row] == pytest.approx(lps[:n], abs=5e-3)
 
 
-def random_model(architecture: str, seed: int):
+def random_model(architecture: str, seed: int, bias: bool = False):
     """A tiny randomly initialised decoder: LLaMA's (the SmolLM2 student) or Gemma 3's (one key/value
     head, query/key norms, a sliding window of 4 tokens on its first layer, so the window matters)."""
     import torch
@@ -59,12 +59,12 @@ def random_model(architecture: str, seed: int):
     if architecture == "llama":
         config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                              num_attention_heads=4, num_key_value_heads=2, pad_token_id=0,
-                             attn_implementation="sdpa")
+                             attention_bias=bias, attn_implementation="sdpa")
         return LlamaForCausalLM(config).eval()
     config = Gemma3TextConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                               num_attention_heads=4, num_key_value_heads=1, head_dim=16, pad_token_id=0,
                               sliding_window=4, layer_types=["sliding_attention", "full_attention"],
-                              attn_implementation="sdpa")
+                              attention_bias=bias, attn_implementation="sdpa")
     return Gemma3ForCausalLM(config).eval()
 
 
@@ -145,14 +145,10 @@ def test_fused_layers_equal_the_originals(bias):
     """One q/k/v product, one gate/up product, one norm kernel: the same logits, the same weights
     (the originals become views of the fused ones), the same state dict."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from uniner_spacy.backends.hf.cpu_kernels import fuse_layers, growing_cache, use_grouped_attention
 
-    torch.manual_seed(2)
-    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, attention_bias=bias)
-    model = LlamaForCausalLM(config).eval()
+    model = random_model("llama", seed=2, bias=bias)
     assert use_grouped_attention(model)
     ids = torch.randint(1, 97, (3, 7))
     mask = torch.ones_like(ids)
