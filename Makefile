@@ -120,8 +120,10 @@ student: setup
 # Phase 2: a warm start from phase 1 on a second draw of those shares, 3.3 times larger, at half the rate.
 # Phase 3: a warm start from phase 2 on a third draw, as large, at 3e-4; it lifted the supervised sets, not zero-shot.
 # Phase 4: a warm start from phase 3 on the default shares (training/mixture.py's SHARES), whose open-type
-# sets get 0.30 of the budget instead of 0.09, for zero-shot. The last finished phase is exported to
-# uniner_spacy/assets/student-gemma (the copy in the repository: phase 3 until phase 4 finishes).
+# sets get 0.30 of the budget instead of 0.09, for zero-shot.
+# Phase 5: a warm start from phase 4 on a second draw of the default shares, as large, at the same rate.
+# The last finished phase is exported to uniner_spacy/assets/student-gemma (the copy in the repository:
+# phase 4 until phase 5 finishes).
 GEMMA_MINUTES ?= 0
 GEMMA_RUNS ?= training/checkpoints
 # what every phase shares: release 6's shares (phases 1-3) and the training options (each phase adds its data,
@@ -141,7 +143,10 @@ student-gemma: setup
 		--init-adapter $(GEMMA_RUNS)/gemma-phase2/final --lr 3e-4 --seed 13
 	$(PY) -m training.mixture --out .train/gemma-mixture4.jsonl --tokens 1000000 --seed 14
 	$(GEMMA_TRAIN) --data .train/gemma-mixture4.jsonl --output $(GEMMA_RUNS)/gemma-phase4 \
-		--init-adapter $(GEMMA_RUNS)/gemma-phase3/final --lr 3e-4 --seed 14 --export uniner_spacy/assets/student-gemma
+		--init-adapter $(GEMMA_RUNS)/gemma-phase3/final --lr 3e-4 --seed 14
+	$(PY) -m training.mixture --out .train/gemma-mixture5.jsonl --tokens 1000000 --seed 15
+	$(GEMMA_TRAIN) --data .train/gemma-mixture5.jsonl --output $(GEMMA_RUNS)/gemma-phase5 \
+		--init-adapter $(GEMMA_RUNS)/gemma-phase4/final --lr 3e-4 --seed 15 --export uniner_spacy/assets/student-gemma
 
 # Refit the score calibration shipped beside the adapter: the dev splits of supervised/ and open_types/
 # (never zeroshot_dev/, and not the Few-NERD episodes, which label 5 types of each sentence), the first

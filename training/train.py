@@ -519,7 +519,8 @@ def export(src: Path, dst: Path) -> None:
     stale = dst / "calibration.json"  # fitted to the adapter this export replaces: `make calibration` refits
     if stale.exists() and not same:  # a replayed export of the same adapter keeps its calibration
         stale.unlink()
-        print(f"removed {stale}: it calibrated the previous adapter; refit it with `make calibration`", flush=True)
+        refit = "make calibration-gemma" if "gemma" in dst.name else "make calibration"
+        print(f"removed {stale}: it calibrated the previous adapter; refit it with `{refit}`", flush=True)
     old_card = (dst / "README.md").read_text(encoding="utf-8") if (dst / "README.md").exists() else ""
     for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", LAYOUT_FILE):
         if (src / name).exists():
@@ -629,7 +630,7 @@ def write_model_card(folder: Path, args, tstats: dict, history: list, metrics: d
                  + ("bf16 autocast, float32 master weights" if use_bf16(args.precision, on_gpu(args)) else "float32")
                  + " |")
     steps = metrics.get("global_step", history[-1].get("step") if history else "?")
-    where = "GPU" if on_gpu(args) else f"{args.threads} CPU threads"
+    where = "GPU" if on_gpu(args) else f"{args.threads} CPU thread" + ("s" if args.threads != 1 else "")
     lines += [
         "",
         "## Figures",
