@@ -314,7 +314,7 @@ def test_model_layers_and_training_import_without_spacy():
     assert done.returncode == 0, done.stderr
 
 
-def test_export_keeps_the_cards_retrain_history(tmp_path):
+def test_export_keeps_the_cards_retrain_history(tmp_path, capsys):
     """A run's card replaces the shipped one, except its hand-written `## Retrain` history."""
     from training.train import export
 
@@ -347,6 +347,12 @@ def test_export_keeps_the_cards_retrain_history(tmp_path):
     (src / "adapter_model.safetensors").write_bytes(b"other weights")
     export(src, dst)
     assert not (dst / "calibration.json").exists()
+    # the removal names the refit of this student: the Gemma one has its own target
+    (dst / "calibration.json").write_text('{"xs": [], "ys": []}')
+    capsys.readouterr()
+    (src / "adapter_model.safetensors").write_bytes(b"Gemma weights")
+    export(src, dst, "embedded-gemma")
+    assert "`make calibration-gemma`" in capsys.readouterr().out
 
 
 def test_hard_negatives_ask_the_types_nearest_the_passages_own():

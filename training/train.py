@@ -421,7 +421,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     if args.resume and finished_with(done, args):  # replaying every phase skips the finished ones
         print(f"{done} is there: this phase has finished (remove it to train the phase again)", flush=True)
         if args.export:
-            export(done, Path(args.export))
+            export(done, Path(args.export), args.base)
         return done
     conversations = read_jsonl(args.data)
     features, tstats = tokenize_conversations(conversations, tokenizer, args.eos, args.max_length, args.layout,
@@ -456,7 +456,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
               flush=True)
         return final
     if args.export:
-        export(final, Path(args.export))
+        export(final, Path(args.export), args.base)
     print(f"adapter written to {final}" + (f" and {args.export}" if args.export else ""), flush=True)
     return final
 
@@ -507,7 +507,11 @@ def save_final(trainer, args, folder: Path) -> None:
 RETRAIN = "\n## Retrain\n"  # the model card's hand-written history of every phase starts here
 
 
-def export(src: Path, dst: Path) -> None:
+# the Makefile target that refits a shipped student's calibration, by its base
+REFIT = {"embedded": "make calibration", "embedded-gemma": "make calibration-gemma"}
+
+
+def export(src: Path, dst: Path, base: str = "embedded") -> None:
     """Copy the adapter and its card; the shipped card's `## Retrain` history (all phases, written by
     hand) replaces the one-line section a single run generates, so an export does not lose it."""
     import shutil
@@ -519,7 +523,7 @@ def export(src: Path, dst: Path) -> None:
     stale = dst / "calibration.json"  # fitted to the adapter this export replaces: `make calibration` refits
     if stale.exists() and not same:  # a replayed export of the same adapter keeps its calibration
         stale.unlink()
-        refit = "make calibration-gemma" if "gemma" in dst.name else "make calibration"
+        refit = REFIT.get(base, "uniner-spacy calibrate")
         print(f"removed {stale}: it calibrated the previous adapter; refit it with `{refit}`", flush=True)
     old_card = (dst / "README.md").read_text(encoding="utf-8") if (dst / "README.md").exists() else ""
     for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", LAYOUT_FILE):
