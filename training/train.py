@@ -520,7 +520,7 @@ def export(src: Path, dst: Path, base: str = "embedded") -> None:
     weights = "adapter_model.safetensors"
     same = (dst / weights).exists() and (src / weights).exists() and \
         (dst / weights).read_bytes() == (src / weights).read_bytes()
-    stale = dst / "calibration.json"  # fitted to the adapter this export replaces: `make calibration` refits
+    stale = dst / "calibration.json"  # fitted to the adapter this export replaces: REFIT names the refit
     if stale.exists() and not same:  # a replayed export of the same adapter keeps its calibration
         stale.unlink()
         refit = REFIT.get(base, "uniner-spacy calibrate")
