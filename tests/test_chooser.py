@@ -74,3 +74,30 @@ def test_weights_of_another_feature_list_are_refused(tmp_path, weights_path):
         ChooserWeights.load(bad)
     loaded = ChooserWeights.load(weights_path)
     assert loaded.coef.shape == (len(FEATURES),) and np.isfinite(loaded.coef).all()
+
+
+def test_most_fines_label_sets_leave_the_generic_what_the_fine_types_leave():
+    """`fines="most"` shows every named fine type of a generic, or all but one, so the generic keeps
+    only the mentions no shown fine type covers (CrossNER's convention); "few" shows one to three."""
+    from training.chooser import regrouped_sets
+    from training.mixture import MULTICONER_GROUPS
+    from uniner_spacy.errors import InputError
+    from uniner_spacy.types import AnnotatedText, Entity
+
+    text = "Obama met Messi and Bach in Rome."
+    ents = [Entity(text.index(m), text.index(m) + len(m), lab) for m, lab in
+            (("Obama", "politician"), ("Messi", "athlete"), ("Bach", "other person"), ("Rome", "human settlement"))]
+    ex = AnnotatedText(text, ents, ["politician", "athlete", "other person", "human settlement"], "multiconer2_en")
+    named = {g: [f for f in fines if not f.startswith("other ")] for g, fines in MULTICONER_GROUPS.items()}
+    for fines, lo, hi in (("most", lambda n: n - 1, lambda n: n), ("few", lambda n: 1, lambda n: min(3, n))):
+        out = regrouped_sets([ex] * 24, 24, seed=0, fines=fines)
+        assert len(out) == 24
+        for grouped in out:
+            for g, fs in named.items():
+                shown = [f for f in fs if f in grouped.labels]
+                assert g in grouped.labels and max(1, lo(len(fs))) <= len(shown) <= hi(len(fs)), (fines, g, shown)
+            got = {text[e.start : e.end]: e.label for e in grouped.entities}
+            assert got["Bach"] == "person"  # an `other` fine type is never shown: the generic's
+            assert got["Obama"] == ("politician" if "politician" in grouped.labels else "person")
+    with pytest.raises(InputError, match="fines must be one of"):
+        regrouped_sets([ex], 1, seed=0, fines="all")

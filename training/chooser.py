@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence
 
+from uniner_spacy.errors import InputError
 from uniner_spacy.types import AnnotatedText, Candidate
 
 from .mixture import DATA_ROOT, GROUPED, MULTICONER_GROUPS, group_of
@@ -35,19 +36,29 @@ SETS = ("gum", "re3d", "wikigold", "musicreconer", "scierc", "few_tk", "cyner_mi
         "wnut17", "finer_ord", "hipe2022_topres19th_en", "conll2003", "stackoverflow_ner", "tasteset2")
 
 
-def regrouped_sets(examples: Sequence[AnnotatedText], n: int, seed: int, kinds: int = 12) -> List[AnnotatedText]:
-    """`n` MultiCoNER II passages, each asked one of `kinds` label sets: every generic type beside one
-    to three of its fine ones (as CrossNER asks `person` beside `writer`); a mention of a fine type
-    not shown is the generic's. Few label sets, so that passages sharing one go through one pipeline
-    in batches (`training.mixture.regrouped` draws one per passage)."""
-    rng = random.Random(f"{seed}-chooser")
+FINES = ("few", "most")
+
+
+def regrouped_sets(examples: Sequence[AnnotatedText], n: int, seed: int, kinds: int = 12,
+                   fines: str = "few") -> List[AnnotatedText]:
+    """`n` MultiCoNER II passages, each asked one of `kinds` label sets: every generic type beside
+    some of its fine ones (as CrossNER asks `person` beside `writer`); a mention of a fine type not
+    shown is the generic's. `fines="few"` shows one to three fine types of each generic; "most" shows
+    all of them or all but one, so the generic is what the fine types leave, as in CrossNER's label
+    sets, which name most of a domain's fine types. Few label sets, so that passages sharing one go
+    through one pipeline in batches (`training.mixture.regrouped` draws one per passage)."""
+    if fines not in FINES:
+        raise InputError(f"fines must be one of {', '.join(FINES)}, not {fines!r}")
+    rng = random.Random(f"{seed}-chooser" if fines == "few" else f"{seed}-chooser-{fines}")
     generic_of = group_of()
     sets = []
     for _ in range(kinds):
         shown: List[str] = []
-        for g, fines in MULTICONER_GROUPS.items():
-            named = [f for f in fines if not f.startswith("other ")]
-            shown += [g] + rng.sample(named, rng.randint(1, min(3, len(named))))
+        for g, fines_of_g in MULTICONER_GROUPS.items():
+            named = [f for f in fines_of_g if not f.startswith("other ")]
+            m = len(named)
+            k = rng.randint(1, min(3, m)) if fines == "few" else rng.randint(max(1, m - 1), m)
+            shown += [g] + rng.sample(named, k)
         sets.append(shown)
     pool = [ex for ex in examples if any(e.label in generic_of for e in ex.entities)]
     out = []
@@ -59,7 +70,7 @@ def regrouped_sets(examples: Sequence[AnnotatedText], n: int, seed: int, kinds: 
     return out
 
 
-def passages(data: Path, n_regrouped: int, per_set: int, seed: int) -> List[AnnotatedText]:
+def passages(data: Path, n_regrouped: int, per_set: int, seed: int, fines: str = "few") -> List[AnnotatedText]:
     """The collection's passages, in a fixed order for a seed."""
     from uniner_spacy.evaluation.loaders import iter_data_files, load
 
@@ -69,7 +80,7 @@ def passages(data: Path, n_regrouped: int, per_set: int, seed: int) -> List[Anno
             limit = None if f.dataset == "multiconer2_en" else per_set * 4
             by_set.setdefault(f.dataset, []).extend(load(f.path, format=f.format, limit=limit, source=f.dataset))
     rng = random.Random(seed)
-    out = regrouped_sets(by_set.pop("multiconer2_en", []), n_regrouped, seed)
+    out = regrouped_sets(by_set.pop("multiconer2_en", []), n_regrouped, seed, fines=fines)
     for name in sorted(by_set):
         pool = [ex for ex in by_set[name] if ex.entities and len(ex.labels) > 1 and len(ex.text) < 1500]
         out += rng.sample(pool, min(per_set, len(pool)))
@@ -82,7 +93,8 @@ def _candidates(doc, spans_key: str = "uniner") -> List[list]:
 
 
 def collect(out: Path, data: Path = DATA_ROOT, n_regrouped: int = 400, per_set: int = 30, seed: int = 0,
-            cache: Path = Path(".train/chooser/answers.sqlite"), batch_size: int = 32, threads: int = 1) -> int:
+            cache: Path = Path(".train/chooser/answers.sqlite"), batch_size: int = 32, threads: int = 1,
+            fines: str = "few") -> int:
     """Append the claims of the passages not yet in `out`; returns how many were added."""
     import spacy
     import torch
@@ -92,7 +104,7 @@ def collect(out: Path, data: Path = DATA_ROOT, n_regrouped: int = 400, per_set: 
     torch.set_num_threads(threads)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["source"], r["text"]) for r in _rows(out)} if out.exists() else set()
-    todo = [ex for ex in passages(data, n_regrouped, per_set, seed) if (ex.source, ex.text) not in done]
+    todo = [ex for ex in passages(data, n_regrouped, per_set, seed, fines) if (ex.source, ex.text) not in done]
     backend = {"@misc": "uniner.Cached.v1", "backend": DEFAULT_BACKEND, "path": str(cache)}
     added = 0
     start = time.perf_counter()
@@ -249,6 +261,8 @@ def main(argv: Sequence[str] = ()) -> None:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--cache", type=Path, default=Path(".train/chooser/answers.sqlite"))
     a.add_argument("--threads", type=int, default=1)
+    a.add_argument("--fines", choices=FINES, default="few",
+                   help="how many of a generic type's fine types each MultiCoNER label set shows")
     b = sub.add_parser("fit")
     b.add_argument("--claims", type=Path, default=Path(".train/chooser/claims.jsonl"))
     b.add_argument("--out", type=Path, default=Path(".train/chooser"))
@@ -257,7 +271,8 @@ def main(argv: Sequence[str] = ()) -> None:
     b.add_argument("--objective", default="choice", help="choice (among a span's labels) or verify (each claim)")
     args = ap.parse_args(list(argv) or None)
     if args.command == "collect":
-        collect(args.out, args.data, args.regrouped, args.per_set, args.seed, args.cache, threads=args.threads)
+        collect(args.out, args.data, args.regrouped, args.per_set, args.seed, args.cache, threads=args.threads,
+                fines=args.fines)
     else:
         print(json.dumps(fit(args.claims, args.out, args.C, args.objective, [f for f in args.without.split(',') if f])))
 
