@@ -5,8 +5,9 @@
 
 `collect` asks the student every label of each passage with the stages off, and writes each
 passage's candidates (span, label, answer score, question, alignment) beside its gold entities. The
-passages: MultiCoNER II train passages regrouped as a generic type beside a few of its fine ones
-(`regrouped_sets`: what `person` beside `politician` means), and the first passages of
+passages: MultiCoNER II train passages regrouped as a generic type beside a few of its fine ones, or
+beside most of them with `--fines most` (`regrouped_sets`: what `person` beside `politician` means;
+give each a claims file and cache of its own), and the first passages of
 the train splits of open-type and supervised sets, each asked its own label set. Never
 `zeroshot_dev/`. Answers go through the answer cache (`uniner.Cached.v1`), so a rerun, or a run
 stopped and started again, asks the student only what it has not answered yet; rows are appended
