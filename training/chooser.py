@@ -22,14 +22,13 @@ import argparse
 import json
 import random
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence
 
 from uniner_spacy.errors import InputError
 from uniner_spacy.types import AnnotatedText, Candidate
 
-from .mixture import DATA_ROOT, GROUPED, MULTICONER_GROUPS, group_of
+from .mixture import DATA_ROOT, MULTICONER_GROUPS, asked_as, group_of
 
 # open-type and supervised train sets whose label sets mix kinds of names and things, as the
 # zero-shot sets do; a few passages each keep collection within a CPU session
@@ -64,10 +63,7 @@ def regrouped_sets(examples: Sequence[AnnotatedText], n: int, seed: int, kinds: 
     pool = [ex for ex in examples if any(e.label in generic_of for e in ex.entities)]
     out = []
     for k, ex in enumerate(rng.sample(pool, min(n, len(pool)))):
-        shown = sets[k % kinds]
-        as_shown = {l: l if l in shown else generic_of.get(l) for l in {e.label for e in ex.entities}}
-        ents = [replace(e, label=as_shown[e.label]) for e in ex.entities if as_shown[e.label] in shown]
-        out.append(AnnotatedText(ex.text, ents, shown, GROUPED))
+        out.append(asked_as(ex, sets[k % kinds], generic_of))
     return out
 
 

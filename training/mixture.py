@@ -231,11 +231,16 @@ def regrouped(examples: Sequence[AnnotatedText], n: int, seed: int,
         for g in sorted({generic_of[e.label] for e in ex.entities if e.label in generic_of}):
             fines = [f for f in groups[g] if not f.startswith("other ")]
             shown += [g] + rng.sample(fines, rng.randint(1, min(3, len(fines))))
-        as_shown = {label: label if label in shown else generic_of.get(label)
-                    for label in {e.label for e in ex.entities}}
-        ents = [replace(e, label=as_shown[e.label]) for e in ex.entities if as_shown[e.label] in shown]
-        out.append(AnnotatedText(ex.text, ents, shown, GROUPED))
+        out.append(asked_as(ex, shown, generic_of))
     return out
+
+
+def asked_as(ex: AnnotatedText, shown: List[str], generic_of: Dict[str, str]) -> AnnotatedText:
+    """`ex` asked the label set `shown`: a mention of a fine type not shown is its generic's, and a
+    mention whose label is still not shown is dropped."""
+    as_shown = {label: label if label in shown else generic_of.get(label) for label in {e.label for e in ex.entities}}
+    ents = [replace(e, label=as_shown[e.label]) for e in ex.entities if as_shown[e.label] in shown]
+    return AnnotatedText(ex.text, ents, shown, GROUPED)
 
 
 def agree_with_gold(silver: Sequence[AnnotatedText], gold: Dict[str, AnnotatedText],
