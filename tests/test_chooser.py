@@ -101,3 +101,21 @@ def test_most_fines_label_sets_leave_the_generic_what_the_fine_types_leave():
             assert got["Obama"] == ("politician" if "politician" in grouped.labels else "person")
     with pytest.raises(InputError, match="fines must be one of"):
         regrouped_sets([ex], 1, seed=0, fines="all")
+
+
+def test_claims_are_resumed_only_with_the_options_that_chose_them(tmp_path):
+    """A resumed collection skips the passages already written, so one started with `--fines most`
+    and continued with `few` would mix two label conventions in one file: refused, before the model
+    loads; claims without a record of their options are refused too."""
+    from training.chooser import collect, options_file
+    from uniner_spacy.errors import InputError
+
+    out = tmp_path / "claims.jsonl"
+    options_file(out).write_text(json.dumps({"regrouped": 400, "per_set": 30, "seed": 0, "fines": "most"}))
+    out.write_text(json.dumps(fixture_rows()[0]) + "\n")
+    with pytest.raises(InputError, match="collected with .*'fines': 'most'.*own --out"):
+        collect(out, data=tmp_path, fines="few")
+    options_file(out).unlink()
+    with pytest.raises(InputError, match="no claims.run.json"):
+        collect(out, data=tmp_path, fines="most")
+    assert out.read_text() == json.dumps(fixture_rows()[0]) + "\n"  # nothing written

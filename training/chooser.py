@@ -89,17 +89,42 @@ def _candidates(doc, spans_key: str = "uniner") -> List[list]:
             for s in doc.spans.get(spans_key, [])]
 
 
+def options_file(out: Path) -> Path:
+    """Beside a claims file: the options that chose its passages (`claims.jsonl` → `claims.run.json`)."""
+    return out.with_suffix(".run.json")
+
+
+def _same_options(out: Path, options: dict) -> None:
+    """Refuse to append to claims collected with other options: a resumed run skips the passages
+    already written, so a second `--fines` would add its passages beside the first's, unnoticed."""
+    path = options_file(out)
+    if path.exists():
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        if recorded != options:
+            raise InputError(f"{out} was collected with {recorded}, not {options}: give this collection its "
+                             "own --out and --cache, or the same options to resume it")
+    elif not out.exists() or out.stat().st_size == 0:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(options) + "\n", encoding="utf-8")
+    else:  # claims from before the options were recorded: what chose them is unknown
+        raise InputError(f"{out} has no {path.name} saying which options chose its passages: collect into a "
+                         f"new --out, or write the options it was collected with to {path}")
+
+
 def collect(out: Path, data: Path = DATA_ROOT, n_regrouped: int = 400, per_set: int = 30, seed: int = 0,
             cache: Path = Path(".train/chooser/answers.sqlite"), batch_size: int = 32, threads: int = 1,
             fines: str = "few") -> int:
-    """Append the claims of the passages not yet in `out`; returns how many were added."""
+    """Append the claims of the passages not yet in `out`; returns how many were added. `out` may only
+    be resumed with the options it was started with (`claims.run.json` beside it)."""
     import spacy
     import torch
 
     from uniner_spacy.pipeline.component import DEFAULT_BACKEND
 
+    if fines not in FINES:
+        raise InputError(f"fines must be one of {', '.join(FINES)}, not {fines!r}")
+    _same_options(out, {"regrouped": n_regrouped, "per_set": per_set, "seed": seed, "fines": fines})
     torch.set_num_threads(threads)
-    out.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["source"], r["text"]) for r in _rows(out)} if out.exists() else set()
     todo = [ex for ex in passages(data, n_regrouped, per_set, seed, fines) if (ex.source, ex.text) not in done]
     backend = {"@misc": "uniner.Cached.v1", "backend": DEFAULT_BACKEND, "path": str(cache)}
