@@ -65,6 +65,11 @@ def test_adapters_of_other_modules_are_refused(tmp_path):
     b = adapter(tmp_path / "b", r=4, alpha=8, seed=2, targets=("q_proj", "k_proj"))
     with pytest.raises(InputError, match="differ in target_modules"):
         soup([a, b], tmp_path / "soup")
+    config = json.loads((a / "adapter_config.json").read_text())
+    c = adapter(tmp_path / "c", r=4, alpha=8, seed=3)
+    (c / "adapter_config.json").write_text(json.dumps({**config, "rank_pattern": {"q_proj": 2}}))
+    with pytest.raises(InputError, match="one rank and alpha for every module"):
+        soup([a, c], tmp_path / "soup")
     with pytest.raises(InputError, match="at least two"):
         soup([a], tmp_path / "soup")
     assert not (tmp_path / "soup").exists()

@@ -27,8 +27,17 @@ WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
 SOUP_FILE = "soup.json"  # in the soup's folder: its parts, their weights and digests
 # what must agree between the parts for their updates to add up on the same weights
-SAME = ("peft_type", "target_modules", "base_model_name_or_path", "use_dora", "use_rslora", "fan_in_fan_out",
-        "bias", "modules_to_save", "layers_to_transform")
+SAME = ("peft_type", "target_modules", "base_model", "use_dora", "use_rslora", "fan_in_fan_out", "bias",
+        "modules_to_save", "layers_to_transform")
+
+
+def _setting(config: dict, key: str):
+    """A config value as compared between parts: lists as sets; the base by its folder's name (the
+    converted model's cache folder names its digest; the cache's place differs between machines)."""
+    if key == "base_model":
+        return Path(config.get("base_model_name_or_path") or "").name
+    value = config.get(key)
+    return sorted(value) if isinstance(value, list) else value
 
 
 def _digest(path: Path) -> str:
@@ -54,12 +63,14 @@ def soup(adapters: Sequence[Path], out: Path, weights: Optional[Sequence[float]]
             raise InputError(f"{folder} is not a LoRA adapter folder ({CONFIG} and {WEIGHTS})")
         configs.append(json.loads((folder / CONFIG).read_text(encoding="utf-8")))
     for key in SAME:
-        values = {json.dumps(sorted(v) if isinstance(v := c.get(key), list) else v, sort_keys=True) for c in configs}
+        values = {json.dumps(_setting(c, key), sort_keys=True) for c in configs}
         if len(values) > 1:
             raise InputError(f"the adapters differ in {key} ({', '.join(sorted(values))}): their updates are not "
                              "to the same weights")
-    if configs[0].get("peft_type") != "LORA" or configs[0].get("use_dora") or configs[0].get("use_rslora"):
-        raise InputError("only plain LoRA adapters (no DoRA, no rsLoRA) can be averaged this way")
+    if configs[0].get("peft_type") != "LORA" or configs[0].get("use_dora") or configs[0].get("use_rslora") or \
+            any(c.get("rank_pattern") or c.get("alpha_pattern") for c in configs):
+        raise InputError("only plain LoRA adapters (no DoRA, no rsLoRA, one rank and alpha for every module) can "
+                         "be averaged this way")
     layouts = {(f / LAYOUT_FILE).read_text(encoding="utf-8") if (f / LAYOUT_FILE).exists() else "" for f in adapters}
     if len(layouts) > 1:
         raise InputError("the adapters were trained on different prompt layouts")
