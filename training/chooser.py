@@ -39,6 +39,11 @@ SETS = ("gum", "re3d", "wikigold", "musicreconer", "scierc", "few_tk", "cyner_mi
 FINES = ("few", "most")
 
 
+def _check_fines(fines: str) -> None:
+    if fines not in FINES:
+        raise InputError(f"fines must be one of {', '.join(FINES)}, not {fines!r}")
+
+
 def regrouped_sets(examples: Sequence[AnnotatedText], n: int, seed: int, kinds: int = 12,
                    fines: str = "few") -> List[AnnotatedText]:
     """`n` MultiCoNER II passages, each asked one of `kinds` label sets: every generic type beside
@@ -47,8 +52,7 @@ def regrouped_sets(examples: Sequence[AnnotatedText], n: int, seed: int, kinds: 
     all of them or all but one, so the generic is what the fine types leave, as in CrossNER's label
     sets, which name most of a domain's fine types. Few label sets, so that passages sharing one go
     through one pipeline in batches (`training.mixture.regrouped` draws one per passage)."""
-    if fines not in FINES:
-        raise InputError(f"fines must be one of {', '.join(FINES)}, not {fines!r}")
+    _check_fines(fines)
     rng = random.Random(f"{seed}-chooser" if fines == "few" else f"{seed}-chooser-{fines}")
     generic_of = group_of()
     sets = []
@@ -121,8 +125,7 @@ def collect(out: Path, data: Path = DATA_ROOT, n_regrouped: int = 400, per_set: 
 
     from uniner_spacy.pipeline.component import DEFAULT_BACKEND
 
-    if fines not in FINES:
-        raise InputError(f"fines must be one of {', '.join(FINES)}, not {fines!r}")
+    _check_fines(fines)
     _same_options(out, {"regrouped": n_regrouped, "per_set": per_set, "seed": seed, "fines": fines})
     torch.set_num_threads(threads)
     done = {(r["source"], r["text"]) for r in _rows(out)} if out.exists() else set()
