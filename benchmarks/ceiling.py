@@ -63,6 +63,17 @@ def oracles(gold: Sequence[dict], predicted: Sequence[dict]) -> Dict[str, List[d
     return out
 
 
+def f1_by_source(gold: Sequence[dict], predicted: Sequence[dict]) -> Dict[str, float]:
+    """String-protocol F1 (×100) of each data set, in the gold's order of data sets."""
+    from uniner_spacy.evaluation.protocols import score_queries
+
+    out: Dict[str, float] = {}
+    for source in dict.fromkeys(g["source"] for g in gold):
+        idx = [i for i, g in enumerate(gold) if g["source"] == source]
+        out[source] = 100 * score_queries([gold[i] for i in idx], [predicted[i] for i in idx])["string"]["f1"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("predictions", type=Path)
@@ -70,21 +81,19 @@ def main() -> None:
     ap.add_argument("--limit", type=int, required=True, help="the first N texts of each set, as the run")
     ap.add_argument("--write", type=Path, default=None, help="a folder for each oracle's predictions")
     args = ap.parse_args()
-    from uniner_spacy.evaluation.protocols import examples_to_predictions, score_queries
+    from uniner_spacy.evaluation.protocols import examples_to_predictions
     from uniner_spacy.evaluation.runner import load_files
 
     gold = examples_to_predictions(load_files([DATA / p for p in SUITES[args.suite]], limit=args.limit))
     predicted = [json.loads(line) for line in args.predictions.open()]
     outs = oracles(gold, predicted)
     means: Dict[str, List[float]] = defaultdict(list)
-    sources = list(dict.fromkeys(g["source"] for g in gold))
-    for source in sources:
+    scores = {name: f1_by_source(gold, outs[name]) for name in ORACLES}
+    for source in scores["default"]:
         row: Dict[str, object] = {"dataset": source}
-        idx = [i for i, g in enumerate(gold) if g["source"] == source]
         for name in ORACLES:
-            f1 = score_queries([gold[i] for i in idx], [outs[name][i] for i in idx])["string"]["f1"]
-            row[name] = round(100 * f1, 2)
-            means[name].append(100 * f1)
+            row[name] = round(scores[name][source], 2)
+            means[name].append(scores[name][source])
         print(json.dumps(row))
     print(json.dumps({"dataset": "mean", **{k: round(sum(v) / len(v), 2) for k, v in means.items()}}))
     if args.write:

@@ -19,12 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from ceiling import f1_by_source
 from quality import DATA, SUITES
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from training.chooser import _choice_groups, choice_accuracy  # noqa: E402
 
 LAYERS = (-1, 20)
 Key = Tuple[str, str, str]  # (passage, type asked, mention)
@@ -136,7 +144,7 @@ def fit(args) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    from uniner_spacy.evaluation.protocols import examples_to_predictions, score_queries
+    from uniner_spacy.evaluation.protocols import examples_to_predictions
     from uniner_spacy.evaluation.runner import load_files
 
     x, y, sets, groups = train_matrix(args.claims, load(args.train))
@@ -146,11 +154,9 @@ def fit(args) -> None:
     for name in sorted(set(sets)):
         m = sets != name
         p = LogisticRegression(C=args.C, max_iter=3000).fit(z[m], y[m]).predict_proba(z[~m])[:, 1]
-        chosen = [np.flatnonzero(groups[~m] == g) for g in np.unique(groups[~m][groups[~m] >= 0])]
-        chosen = [g for g in chosen if y[~m][g].sum() == 1]
         held[name] = {"auc": round(roc_auc_score(y[~m], p), 3) if 0 < y[~m].sum() < (~m).sum() else None,
-                      "choice": round(sum(y[~m][g][p[g].argmax()] for g in chosen) / max(1, len(chosen)), 3),
-                      "groups": len(chosen)}
+                      "choice": round(choice_accuracy(p, y[~m], groups[~m]), 3),
+                      "groups": len(_choice_groups(y[~m], groups[~m]))}
     print(json.dumps({"C": args.C, "claims": len(y), "right": int(y.sum()), "held_out": held}))
     model = LogisticRegression(C=args.C, max_iter=3000).fit(z, y)
     dev = load(args.dev)
@@ -162,7 +168,6 @@ def fit(args) -> None:
     for p in predicted:
         for s, e in p["candidates"]:
             claimed[(p["text"], (s, e))].add(p["type"])
-    sources = list(dict.fromkeys(g["source"] for g in gold))
     for tau in (None, 0.05, 0.1, 0.2):
         for mode in ("choose", "keep"):  # choose among the labels that claimed the span; keep the run's
             moved = defaultdict(list)
@@ -176,11 +181,7 @@ def fit(args) -> None:
             out = [{**{k: p[k] for k in ("text", "type", "source")},
                     "prediction": list(dict.fromkeys(m for m, _ in moved[(p["text"], p["type"])])),
                     "spans": [sp for _, sp in moved[(p["text"], p["type"])]]} for p in predicted]
-            f1 = {}
-            for source in sources:
-                idx = [i for i, g in enumerate(gold) if g["source"] == source]
-                scores = score_queries([gold[i] for i in idx], [out[i] for i in idx])
-                f1[source] = round(100 * scores["string"]["f1"], 2)
+            f1 = {k: round(v, 2) for k, v in f1_by_source(gold, out).items()}
             name = f"{mode}-{tau}"
             print(json.dumps({"rule": name, "mean": round(sum(f1.values()) / len(f1), 2), **f1}))
             if args.write:
