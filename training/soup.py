@@ -14,7 +14,6 @@ approximated; merged into the base at load, the larger rank costs nothing at run
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -38,10 +37,6 @@ def _setting(config: dict, key: str):
         return Path(config.get("base_model_name_or_path") or "").name
     value = config.get(key)
     return sorted(value) if isinstance(value, list) else value
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def soup(adapters: Sequence[Path], out: Path, weights: Optional[Sequence[float]] = None) -> Path:
@@ -93,19 +88,22 @@ def soup(adapters: Sequence[Path], out: Path, weights: Optional[Sequence[float]]
     (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     if (adapters[0] / LAYOUT_FILE).exists():
         shutil.copy2(adapters[0] / LAYOUT_FILE, out / LAYOUT_FILE)
+    from .train import data_digest
+
     parts = [{"adapter": str(f), "weight": round(w, 6), "r": c["r"], "lora_alpha": c["lora_alpha"],
-              "sha256": _digest(f / WEIGHTS)} for f, w, c in zip(adapters, weights, configs)]
+              "sha256": data_digest(str(f / WEIGHTS))} for f, w, c in zip(adapters, weights, configs)]
     (out / SOUP_FILE).write_text(json.dumps({"parts": parts, "rank": rank}, indent=1) + "\n", encoding="utf-8")
     write_card(out, adapters, parts)
     return out
 
 
 def write_card(out: Path, adapters: Sequence[Path], parts: List[dict]) -> Path:
-    """The soup's card: the parts' shared front matter and licence, then what was averaged. Each part's
-    own card (data, options, figures) stays in its folder."""
+    """The soup's card: the first part's front matter and licence, what was averaged, then each part's
+    data, options and figures from its own card; the first part's Retrain section closes it."""
     from .train import RETRAIN
 
-    first = (adapters[0] / "README.md").read_text(encoding="utf-8") if (adapters[0] / "README.md").exists() else ""
+    cards = [(f / "README.md").read_text(encoding="utf-8") if (f / "README.md").exists() else "" for f in adapters]
+    first = cards[0]
     head = first.split("\n## Training data\n")[0].rstrip() if first else "# LoRA adapter soup"
     lines = [head, "", "## Made by averaging", "",
              "The weighted mean of these adapters' weight updates, exactly, as one LoRA of rank "
@@ -113,8 +111,7 @@ def write_card(out: Path, adapters: Sequence[Path], parts: List[dict]) -> Path:
              "options and figures.", "", "| adapter | weight | r | alpha | sha256 |", "|---|---|---|---|---|"]
     lines += [f"| `{p['adapter']}` | {p['weight']:g} | {p['r']} | {p['lora_alpha']} | `{p['sha256'][:12]}…` |"
               for p in parts]
-    for k, (folder, part) in enumerate(zip(adapters, parts), 1):  # each part's data, options and figures
-        card = (folder / "README.md").read_text(encoding="utf-8") if (folder / "README.md").exists() else ""
+    for k, (card, part) in enumerate(zip(cards, parts), 1):
         body = card.split("\n## Training data\n", 1)[1].split(RETRAIN)[0] if "\n## Training data\n" in card else ""
         lines += ["", f"## Part {k}: `{part['adapter']}`", "", "### Training data", "",
                   *[("#" + line if line.startswith("## ") else line) for line in body.strip().splitlines()]]
